@@ -1,0 +1,196 @@
+"""Figure builders: pure functions from statistics to ``plotly.graph_objects.Figure``.
+
+Nothing here shows a figure or knows about Streamlit; callers customise with
+``update_layout``.  Colours are colour-blind safe (viridis-family maps, Okabe-Ito lines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .stats import PixelStats
+
+# Okabe-Ito: distinguishable with every common colour-vision deficiency.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+MASK_FILL = "rgba(255,255,255,0.72)"  # masked rows are washed out, not hidden
+UNDEFINED_BG = "#9e9e9e"  # constant / undefined pixels (NaN) show this background
+COLORSCALES = ("Viridis", "Cividis", "Magma", "Plasma", "Inferno")
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    key: str
+    title: str
+    unit: str
+    colorscale: str
+
+
+MAPS = {
+    "mean": MapSpec("mean", "Per-pixel mean", "value", "Viridis"),
+    "std": MapSpec("std", "Per-pixel std", "value", "Viridis"),
+    "snr": MapSpec("snr", "Per-pixel SNR (|mean| / std)", "ratio", "Viridis"),
+    "amplification": MapSpec(
+        "amplification", "Noise amplification of per-pixel z-scoring (global std / pixel std)",
+        "x", "Magma",
+    ),
+}
+
+
+def caption(dataset_name: str, n: int, n_total: int, split: str, mask: np.ndarray | None,
+            threshold: float | None = None) -> str:
+    """One line saying what a figure shows: dataset, N, split and mask."""
+    text = f"{dataset_name} · N = {n:,} {split} examples of {n_total:,}"
+    if mask is not None and mask.any():
+        rule = f" (row SNR < {threshold:g})" if threshold else ""
+        text += f" · {int(mask.sum())} masked rows{rule}"
+    else:
+        text += " · no rows masked"
+    return text
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous True runs of a boolean vector as inclusive (start, end) pairs."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    ends = np.r_[idx[breaks], idx[-1]]
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    ks = list(range(int(np.floor(lo)), int(np.ceil(hi)) + 1))
+    return [float(k) for k in ks], [f"{10.0 ** k:g}" for k in ks]
+
+
+def heatmap(
+    stats: PixelStats,
+    which: str,
+    *,
+    mask: np.ndarray | None = None,
+    log_color: bool = False,
+    colorscale: str | None = None,
+    row_label: str = "frequency band",
+    col_label: str = "frame",
+    row_origin: str = "lower",
+    caption_text: str = "",
+    dataset_name: str = "",
+) -> go.Figure:
+    """Heatmap of one per-pixel map, rows at the bottom, masked rows washed out.
+
+    Parameters
+    ----------
+    stats : PixelStats
+    which : {"mean", "std", "snr", "amplification"}
+    mask : bool array, shape (H,), optional
+        Masked rows (drawn washed out and labelled).
+    log_color : bool
+        Colour by log10 of the value (non-positive values show as undefined).
+    """
+    spec = MAPS[which]
+    values = getattr(stats, which).astype(np.float64)
+    H, W = values.shape
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(values > 0, np.log10(values), np.nan) if log_color else values
+    colorbar = dict(title=dict(text=f"{spec.key} ({spec.unit})", side="right"), thickness=14)
+    finite = z[np.isfinite(z)]
+    if log_color and finite.size:
+        tv, tt = _log_ticks(float(finite.min()), float(finite.max()))
+        colorbar.update(tickvals=tv, ticktext=tt, title=dict(text=f"{spec.key} ({spec.unit}, log scale)", side="right"))
+    fig = go.Figure(go.Heatmap(
+        z=z, x=np.arange(W), y=np.arange(H), customdata=values,
+        colorscale=colorscale or spec.colorscale, colorbar=colorbar,
+        hovertemplate=(f"{row_label} %{{y}}, {col_label} %{{x}}<br>{spec.key} = "
+                       "%{customdata:.4g}<extra></extra>"),
+        hoverongaps=False,
+    ))
+    for lo, hi in _runs(mask if mask is not None else np.zeros(H, bool)):
+        fig.add_shape(type="rect", xref="x", yref="y", x0=-0.5, x1=W - 0.5, y0=lo - 0.5,
+                      y1=hi + 0.5, fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot"))
+        fig.add_annotation(x=W - 1, y=(lo + hi) / 2, text="masked", showarrow=False,
+                           xanchor="right", font=dict(size=11, color="#333"))
+    title = spec.title + (f" — {dataset_name}" if dataset_name else "")
+    fig.update_layout(
+        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        xaxis=dict(title=dict(text=col_label), showgrid=False, zeroline=False,
+                   range=[-0.5, W - 0.5]),
+        yaxis=dict(title=dict(text=row_label), showgrid=False, zeroline=False,
+                   range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
+        plot_bgcolor=UNDEFINED_BG, margin=dict(l=60, r=20, t=70, b=50), height=360,
+        font=dict(family="Arial, sans-serif"),
+    )
+    fig.update_layout(meta={"which": which, "log_color": log_color})
+    return fig
+
+
+def row_snr_profile(
+    stats: PixelStats,
+    *,
+    mask: np.ndarray | None = None,
+    threshold: float = 0.0,
+    log_x: bool = False,
+    row_label: str = "frequency band",
+    row_origin: str = "lower",
+    caption_text: str = "",
+    dataset_name: str = "",
+) -> go.Figure:
+    """Median SNR of each row, drawn vertically so it lines up with the heatmaps' rows."""
+    H = stats.row_snr.size
+    rows = np.arange(H)
+    mask = np.zeros(H, bool) if mask is None else mask
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=stats.row_snr, y=rows, mode="lines", line=dict(color="#777", width=1),
+        hoverinfo="skip", showlegend=False,
+    ))
+    for sel, name, color, symbol in ((~mask, "kept", OKABE_ITO[0], "circle"),
+                                      (mask, "masked", OKABE_ITO[3], "x")):
+        fig.add_trace(go.Scatter(
+            x=stats.row_snr[sel], y=rows[sel], mode="markers", name=f"{name} ({int(sel.sum())})",
+            marker=dict(color=color, symbol=symbol, size=6),
+            hovertemplate=f"{row_label} %{{y}}<br>row SNR = %{{x:.3g}}<extra>{name}</extra>",
+        ))
+    if threshold > 0:
+        fig.add_vline(x=threshold, line=dict(color=OKABE_ITO[3], dash="dash"),
+                      annotation_text=f"mask < {threshold:g}", annotation_position="bottom right")
+    title = "Row SNR" + (f" — {dataset_name}" if dataset_name else "")
+    fig.update_layout(
+        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        xaxis=dict(title=dict(text="median |mean| / std of the row" + (" (log)" if log_x else "")),
+                   type="log" if log_x else "linear"),
+        yaxis=dict(title=dict(text=row_label), autorange="reversed" if row_origin == "upper" else True,
+                   range=None if row_origin == "upper" else [-0.5, H - 0.5]),
+        legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=70, b=50), height=360,
+        plot_bgcolor="white", font=dict(family="Arial, sans-serif"),
+    )
+    fig.update_xaxes(showgrid=True, gridcolor="#e5e5e5")
+    return fig
+
+
+def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: str = "") -> go.Figure:
+    """Distribution of the values (from the statistics' sample), log-spaced when positive."""
+    s = stats.sample.astype(np.float64)
+    pos = s[s > 0]
+    use_log = s.size > 0 and pos.size > 0.9 * s.size and pos.max() / max(pos.min(), 1e-300) > 100
+    if use_log:
+        edges = np.logspace(np.log10(pos.min()), np.log10(pos.max()), 60)
+        counts, _ = np.histogram(pos, edges)
+    else:
+        counts, edges = np.histogram(s, 60) if s.size else (np.zeros(1), np.array([0.0, 1.0]))
+    centres = np.sqrt(edges[:-1] * edges[1:]) if use_log else (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(go.Scatter(
+        x=centres, y=counts, mode="lines", line=dict(color=OKABE_ITO[0], shape="hvh"),
+        fill="tozeroy", hovertemplate="value ≈ %{x:.3g}<br>count %{y}<extra></extra>"))
+    title = "Value distribution (sample)" + (f" — {dataset_name}" if dataset_name else "")
+    fig.update_layout(
+        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        xaxis=dict(title=dict(text="value (log scale)" if use_log else "value"),
+                   type="log" if use_log else "linear"),
+        yaxis=dict(title=dict(text="values in the sample")), height=360,
+        margin=dict(l=60, r=20, t=70, b=50), plot_bgcolor="white",
+    )
+    return fig

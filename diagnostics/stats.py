@@ -1,0 +1,500 @@
+"""Per-pixel statistics in one streaming pass, in float64, with a stable merge.
+
+Two engines give the same numbers:
+
+* :class:`StatsAccumulator` (numpy): ``partial_fit`` on chunks, each chunk reduced two-pass in
+  float64 and merged with the Chan-Golub-LeVeque update, as scikit-learn's
+  ``_incremental_mean_and_var`` does.  Accumulators also merge with each other.
+* ``_numba_pass`` (numba, shipped with librosa): one parallel pass over a memmap with sums of
+  values shifted by a first-chunk estimate (so large offsets cancel before squaring).  Used
+  for big arrays, where it runs near memory speed with no copy of the data.
+
+Non-finite values are counted per pixel and left out; constant pixels (std effectively zero,
+decided relative to float eps like scikit-learn's ``_is_constant_feature``) are flagged and
+get NaN SNR and amplification, never a division by zero.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import NormScopeError
+
+#: Values kept (per pass) to estimate the value distribution's shape (skewness, quantiles).
+SAMPLE_VALUES = 1_000_000
+#: Arrays at least this large (bytes) take the numba engine; smaller ones the numpy one,
+#: which needs no JIT compile.
+NUMBA_MIN_BYTES = 64 * 2**20
+#: Target size of one float64 chunk in the numpy engine (bounds extra memory).
+CHUNK_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True, eq=False)
+class PixelStats:
+    """Per-pixel statistics over a set of examples. Arrays are (H, W) unless noted.
+
+    Attributes
+    ----------
+    n : int
+        Number of examples summarised.
+    count : int64 array
+        Finite values seen at each pixel.
+    mean, std, min, max : float64 arrays
+        Over finite values; ``std`` has ddof=0.  NaN where a pixel had no finite value.
+    nonfinite : int64 array
+        NaN/inf values at each pixel (left out of everything else).
+    zero_frac : float64 array
+        Share of exact zeros among the finite values.
+    constant : bool array
+        Pixels whose std is zero relative to float eps (or that have no finite value).
+    snr : float64 array
+        ``|mean| / std``; NaN at constant pixels.
+    row_snr : float64 array, shape (H,)
+        Median of the row's finite pixel SNRs; NaN if every pixel in the row is constant.
+    amplification : float64 array
+        ``global_std / std``: how much per-pixel z-scoring inflates each pixel relative to one
+        global scale.  NaN at constant pixels.
+    global_mean, global_std : float
+        Over all finite values of all pixels.
+    class_means : float64 array, shape (C, H, W), or None
+        Per-class mean maps (NaN where a class has no finite value).
+    class_counts : int64 array, shape (C,), or None
+    sample : float32 array
+        Up to ``SAMPLE_VALUES`` finite values, evenly spread over the examples, for the value
+        distribution (skewness, quantiles, histogram).
+    """
+
+    n: int
+    count: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    nonfinite: np.ndarray
+    zero_frac: np.ndarray
+    constant: np.ndarray
+    snr: np.ndarray
+    row_snr: np.ndarray
+    amplification: np.ndarray
+    global_mean: float
+    global_std: float
+    class_means: np.ndarray | None
+    class_counts: np.ndarray | None
+    sample: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.mean.shape)  # type: ignore[return-value]
+
+    @property
+    def n_constant(self) -> int:
+        return int(self.constant.sum())
+
+    @property
+    def n_nonfinite(self) -> int:
+        return int(self.nonfinite.sum())
+
+    @property
+    def skewness(self) -> float:
+        """Sample skewness of the value distribution (0 for a symmetric one)."""
+        s = self.sample.astype(np.float64)
+        if s.size < 3:
+            return 0.0
+        sd = s.std()
+        return 0.0 if sd == 0 else float(np.mean(((s - s.mean()) / sd) ** 3))
+
+
+def is_constant(var: np.ndarray, mean: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """True where a variance is zero up to float64 round-off (scikit-learn's criterion).
+
+    The bound ``n * eps * var + (n * mean * eps)**2`` is the error a float64 variance
+    computed from ``n`` values near ``mean`` can carry; anything below it is noise.
+    """
+    eps = np.finfo(np.float64).eps
+    with np.errstate(invalid="ignore", over="ignore"):
+        bound = count * eps * var + (count * mean * eps) ** 2
+        return ~(var > bound) | (count == 0)
+
+
+class StatsAccumulator:
+    """Streaming per-pixel statistics: ``partial_fit`` on chunks, ``merge``, ``finalize``.
+
+    Parameters
+    ----------
+    shape : (H, W)
+    n_classes : int
+        Number of classes for per-class mean maps (0: none).
+    sample_every : int
+        Keep the values of every ``sample_every``-th example seen (for skewness).
+    """
+
+    def __init__(self, shape: tuple[int, int], *, n_classes: int = 0, sample_every: int = 1):
+        self.shape = tuple(shape)
+        p = int(np.prod(self.shape))
+        self.n = 0
+        self.count = np.zeros(p, np.int64)
+        self.mean = np.zeros(p)
+        self.m2 = np.zeros(p)
+        self.min = np.full(p, np.inf)
+        self.max = np.full(p, -np.inf)
+        self.nonfinite = np.zeros(p, np.int64)
+        self.zeros = np.zeros(p, np.int64)
+        self.n_classes = n_classes
+        self.class_sum = np.zeros((n_classes, p))
+        self.class_count = np.zeros((n_classes, p), np.int64)
+        self.class_n = np.zeros(n_classes, np.int64)
+        self.sample_every = max(1, int(sample_every))
+        self._samples: list[np.ndarray] = []
+        self._sampled = 0
+
+    def partial_fit(self, chunk: np.ndarray, labels: np.ndarray | None = None) -> "StatsAccumulator":
+        """Add a chunk of examples, shape (m, H, W) of any real dtype."""
+        m = chunk.shape[0]
+        if m == 0:
+            return self
+        x = np.asarray(chunk, dtype=np.float64).reshape(m, -1)
+        finite = np.isfinite(x)
+        all_finite = bool(finite.all())
+        cnt = np.full(x.shape[1], m, np.int64) if all_finite else finite.sum(0)
+        if not all_finite:
+            x = np.where(finite, x, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if all_finite:
+                cmean = x.mean(0)
+                cm2 = ((x - cmean) ** 2).sum(0)  # two-pass within the chunk
+                self.min = np.minimum(self.min, x.min(0))
+                self.max = np.maximum(self.max, x.max(0))
+            else:
+                cmean = np.where(cnt > 0, np.nansum(x, 0) / np.maximum(cnt, 1), 0.0)
+                cm2 = np.nansum((x - cmean) ** 2, 0)
+                self.min = np.fmin(self.min, np.nanmin(np.where(finite, x, np.inf), 0))
+                self.max = np.fmax(self.max, np.nanmax(np.where(finite, x, -np.inf), 0))
+        self.nonfinite += m - cnt
+        self.zeros += (x == 0).sum(0)
+        self._merge_moments(cnt, cmean, cm2)
+        if self.n_classes and labels is not None:
+            xz = x if all_finite else np.where(finite, x, 0.0)
+            for c in np.unique(labels):
+                rows = labels == c
+                self.class_sum[c] += xz[rows].sum(0)
+                self.class_count[c] += finite[rows].sum(0) if not all_finite else rows.sum()
+                self.class_n[c] += int(rows.sum())
+        self._take_sample(x, finite if not all_finite else None)
+        self.n += m
+        return self
+
+    def _take_sample(self, x: np.ndarray, finite: np.ndarray | None) -> None:
+        start = (-self._sampled) % self.sample_every
+        rows = x[start :: self.sample_every]
+        self._sampled += x.shape[0]
+        if not len(rows) or sum(len(s) for s in self._samples) >= SAMPLE_VALUES:
+            return
+        vals = rows.ravel() if finite is None else rows[finite[start :: self.sample_every]]
+        self._samples.append(vals.astype(np.float32))
+
+    def _merge_moments(self, nb: np.ndarray, mb: np.ndarray, m2b: np.ndarray) -> None:
+        # Chan, Golub & LeVeque (1979): pairwise update of count, mean and sum of squares.
+        na = self.count
+        n = na + nb
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = mb - self.mean
+            frac = np.where(n > 0, nb / np.maximum(n, 1), 0.0)
+            self.mean = self.mean + delta * frac
+            self.m2 = self.m2 + m2b + delta**2 * na * frac
+        self.count = n
+
+    def merge(self, other: "StatsAccumulator") -> "StatsAccumulator":
+        """Fold another accumulator (e.g. from another worker) into this one."""
+        if other.shape != self.shape or other.n_classes != self.n_classes:
+            raise NormScopeError("cannot merge statistics of different shapes or class counts")
+        self._merge_moments(other.count, other.mean, other.m2)
+        self.min = np.fmin(self.min, other.min)
+        self.max = np.fmax(self.max, other.max)
+        self.nonfinite += other.nonfinite
+        self.zeros += other.zeros
+        self.class_sum += other.class_sum
+        self.class_count += other.class_count
+        self.class_n += other.class_n
+        self._samples.extend(other._samples)
+        self.n += other.n
+        return self
+
+    def finalize(self) -> PixelStats:
+        """Turn the running moments into a :class:`PixelStats`."""
+        if self.n == 0:
+            raise NormScopeError("no examples to summarise; the selection is empty")
+        sample = np.concatenate(self._samples)[:SAMPLE_VALUES] if self._samples else np.zeros(0, np.float32)
+        return _finalize(
+            shape=self.shape, n=self.n, count=self.count, mean=self.mean, m2=self.m2,
+            vmin=self.min, vmax=self.max, nonfinite=self.nonfinite, zeros=self.zeros,
+            class_sum=self.class_sum if self.n_classes else None,
+            class_count=self.class_count if self.n_classes else None,
+            class_n=self.class_n if self.n_classes else None, sample=sample,
+        )
+
+
+def _finalize(*, shape, n, count, mean, m2, vmin, vmax, nonfinite, zeros, class_sum,
+              class_count, class_n, sample) -> PixelStats:
+    H, W = shape
+    has = count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(has, np.maximum(m2, 0.0) / np.maximum(count, 1), np.nan)
+        mean = np.where(has, mean, np.nan)
+        std = np.sqrt(var)
+        constant = is_constant(var, mean, count)
+        std_safe = np.where(constant, np.nan, std)
+        snr = np.abs(mean) / std_safe
+        total = count.sum()
+        if total == 0:
+            raise NormScopeError(
+                "every value is NaN or infinite; there is nothing to summarise: check how the "
+                "array was computed"
+            )
+        gmean = float(np.nansum(mean * count) / total)
+        gvar = float(np.nansum((var + (mean - gmean) ** 2) * count) / total)
+        gstd = float(np.sqrt(max(gvar, 0.0)))
+        amplification = gstd / std_safe
+        zero_frac = np.where(has, zeros / np.maximum(count, 1), np.nan)
+        snr2 = snr.reshape(H, W)
+        row_snr = np.full(H, np.nan)
+        ok = ~np.all(np.isnan(snr2), axis=1)
+        row_snr[ok] = np.nanmedian(snr2[ok], axis=1)
+        class_means = None
+        if class_sum is not None:
+            class_means = np.where(class_count > 0, class_sum / np.maximum(class_count, 1), np.nan)
+            class_means = class_means.reshape(-1, H, W)
+    vmin = np.where(has, vmin, np.nan)
+    vmax = np.where(has, vmax, np.nan)
+    r = lambda a: np.asarray(a).reshape(H, W)  # noqa: E731
+    return PixelStats(
+        n=int(n), count=r(count), mean=r(mean), std=r(std), min=r(vmin), max=r(vmax),
+        nonfinite=r(nonfinite), zero_frac=r(zero_frac), constant=r(constant), snr=snr2,
+        row_snr=row_snr, amplification=r(amplification), global_mean=gmean, global_std=gstd,
+        class_means=class_means, class_counts=None if class_n is None else class_n.copy(),
+        sample=sample,
+    )
+
+
+def _chunk_rows(row_bytes: int) -> int:
+    return max(1, CHUNK_BYTES // max(row_bytes, 1))
+
+
+def _advise_sequential(X: np.ndarray) -> None:
+    # Tell the kernel we read front to back: bigger read-ahead when the page cache is cold.
+    mm = getattr(X, "_mmap", None) or getattr(getattr(X, "base", None), "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise"):
+        try:
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        except (OSError, ValueError):
+            pass
+
+
+def compute_stats(
+    X: np.ndarray,
+    *,
+    indices: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    n_classes: int = 0,
+    engine: str = "auto",
+    chunk_rows: int | None = None,
+) -> PixelStats:
+    """Per-pixel statistics of ``X[indices]`` in one streaming pass.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (N, H, W)
+        Any real dtype; may be a memmap (it is read in chunks, never copied whole).
+    indices : int array, optional
+        Examples to summarise (e.g. the training split); default all.
+    labels : int array, shape (N,), optional
+        Class of every example in ``X``, for per-class mean maps (needs ``n_classes``).
+    n_classes : int
+    engine : {"auto", "numpy", "numba"}
+        ``auto`` takes numba for arrays of ``NUMBA_MIN_BYTES`` or more.
+    chunk_rows : int, optional
+        Examples per chunk for the numpy engine (default: about 8 MB of float64).
+
+    Returns
+    -------
+    PixelStats
+    """
+    if X.ndim != 3:
+        raise NormScopeError(f"statistics need an (N, H, W) array, got shape {X.shape}")
+    N, H, W = X.shape
+    idx = np.arange(N, dtype=np.int64) if indices is None else np.sort(np.asarray(indices, np.int64))
+    if idx.size == 0:
+        raise NormScopeError("no examples to summarise; the selection is empty")
+    if idx[0] < 0 or idx[-1] >= N:
+        raise NormScopeError(f"example indices must lie in 0..{N - 1}")
+    if labels is None:
+        n_classes = 0
+    if engine == "auto":
+        nbytes = idx.size * H * W * X.dtype.itemsize
+        engine = "numba" if nbytes >= NUMBA_MIN_BYTES and _numba_ok(X) else "numpy"
+    _advise_sequential(X)
+    if engine == "numba":
+        return _numba_stats(X, idx, labels, n_classes)
+    if engine != "numpy":
+        raise NormScopeError(f"engine={engine!r} is unknown; use auto, numpy or numba")
+    rows = chunk_rows or _chunk_rows(H * W * 8)
+    acc = StatsAccumulator((H, W), n_classes=n_classes,
+                           sample_every=max(1, idx.size * H * W // SAMPLE_VALUES))
+    contiguous = idx.size == N
+    for start in range(0, idx.size, rows):
+        sel = idx[start : start + rows]
+        chunk = X[sel[0] : sel[-1] + 1] if contiguous else X[sel]
+        acc.partial_fit(chunk, None if labels is None else labels[sel])
+    return acc.finalize()
+
+
+def _numba_ok(X: np.ndarray) -> bool:
+    return X.dtype in (np.float32, np.float64) and X.reshape(X.shape[0], -1).flags.c_contiguous
+
+
+_KERNEL = None
+
+
+def _get_kernel():
+    """Compile (once, cached on disk) the single-pass kernel."""
+    global _KERNEL
+    if _KERNEL is not None:
+        return _KERNEL
+    import numba
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def kernel(X2, idx, labels, K, n_classes, n_threads):
+        P = X2.shape[1]
+        T = n_threads
+        s1 = np.zeros((T, P))
+        s2 = np.zeros((T, P))
+        cnt = np.zeros((T, P), np.int64)
+        mn = np.full((T, P), np.inf)
+        mx = np.full((T, P), -np.inf)
+        zer = np.zeros((T, P), np.int64)
+        csum = np.zeros((T, max(n_classes, 1), P))
+        ccnt = np.zeros((T, max(n_classes, 1), P), np.int64)
+        nidx = idx.shape[0]
+        for t in numba.prange(T):
+            lo = t * nidx // T
+            hi = (t + 1) * nidx // T
+            for j in range(lo, hi):
+                row = X2[idx[j]]
+                c = labels[j] if n_classes > 0 else 0
+                # inf * 0 and nan * 0 are NaN: one cheap check picks the fast path.
+                probe = 0.0
+                for p in range(P):
+                    probe += row[p] * 0.0
+                if probe == 0.0:
+                    for p in range(P):
+                        v = np.float64(row[p])
+                        d = v - K[p]
+                        s1[t, p] += d
+                        s2[t, p] += d * d
+                        mn[t, p] = min(mn[t, p], v)
+                        mx[t, p] = max(mx[t, p], v)
+                        zer[t, p] += v == 0.0
+                        cnt[t, p] += 1
+                    if n_classes > 0:
+                        for p in range(P):
+                            csum[t, c, p] += np.float64(row[p]) - K[p]
+                            ccnt[t, c, p] += 1
+                else:
+                    for p in range(P):
+                        v = np.float64(row[p])
+                        if np.isfinite(v):
+                            d = v - K[p]
+                            s1[t, p] += d
+                            s2[t, p] += d * d
+                            mn[t, p] = min(mn[t, p], v)
+                            mx[t, p] = max(mx[t, p], v)
+                            zer[t, p] += v == 0.0
+                            cnt[t, p] += 1
+                            if n_classes > 0:
+                                csum[t, c, p] += d
+                                ccnt[t, c, p] += 1
+        return s1, s2, cnt, mn, mx, zer, csum, ccnt
+
+    _KERNEL = kernel
+    return kernel
+
+
+def _numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> PixelStats:
+    import numba
+
+    N, H, W = X.shape
+    X2 = X.reshape(N, H * W)
+    # Shift by a first-chunk estimate so that large offsets cancel before squaring.
+    head = np.asarray(X2[idx[: min(64, idx.size)]], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        K = np.nanmean(np.where(np.isfinite(head), head, np.nan), axis=0)
+    K = np.where(np.isfinite(K), K, 0.0)
+    lab = np.zeros(idx.size, np.int64) if not n_classes else np.asarray(labels)[idx].astype(np.int64)
+    threads = numba.get_num_threads()
+    s1, s2, cnt, mn, mx, zer, csum, ccnt = _get_kernel()(X2, idx, lab, K, n_classes, threads)
+    s1, s2, cnt = s1.sum(0), s2.sum(0), cnt.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(cnt > 0, s1 / np.maximum(cnt, 1), 0.0)
+        mean = K + d
+        m2 = s2 - s1 * d
+    class_sum = class_count = class_n = None
+    if n_classes:
+        class_count = ccnt.sum(0)
+        class_sum = csum.sum(0) + K[None, :] * class_count
+        class_n = np.bincount(lab, minlength=n_classes).astype(np.int64)
+    # Sample for the value distribution: evenly spaced examples.
+    step = max(1, idx.size * H * W // SAMPLE_VALUES)
+    rows = np.asarray(X2[idx[::step]], dtype=np.float32).ravel()
+    sample = rows[np.isfinite(rows)][:SAMPLE_VALUES]
+    return _finalize(
+        shape=(H, W), n=idx.size, count=cnt, mean=mean, m2=m2, vmin=mn.min(0), vmax=mx.max(0),
+        nonfinite=idx.size - cnt, zeros=zer.sum(0), class_sum=class_sum,
+        class_count=class_count, class_n=class_n, sample=sample,
+    )
+
+
+def row_mask(
+    row_snr: np.ndarray,
+    *,
+    threshold: float = 0.0,
+    rows: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Rows to hold out: row SNR under ``threshold`` (or undefined), plus a manual range.
+
+    Parameters
+    ----------
+    row_snr : float array, shape (H,)
+    threshold : float
+        Rows whose SNR is below it are masked; 0 masks nothing by SNR.  Rows whose SNR is
+        undefined (every pixel constant) are masked whenever ``threshold > 0``.
+    rows : (first, last), optional
+        An inclusive range of rows to mask as well.
+
+    Returns
+    -------
+    bool array, shape (H,)
+        True = masked.
+    """
+    if not np.isfinite(threshold) or threshold < 0:
+        raise NormScopeError(f"mask threshold {threshold} must be a finite number >= 0")
+    mask = np.zeros(row_snr.shape, bool)
+    if threshold > 0:
+        with np.errstate(invalid="ignore"):
+            mask |= ~(row_snr >= threshold)
+    if rows is not None:
+        lo, hi = int(rows[0]), int(rows[1])
+        if lo > hi or lo < 0 or hi >= row_snr.size:
+            raise NormScopeError(
+                f"row range {lo}-{hi} is outside 0-{row_snr.size - 1} or reversed"
+            )
+        mask[lo : hi + 1] = True
+    return mask
+
+
+def energy_share(stats: PixelStats, mask: np.ndarray) -> float:
+    """Share of the signal energy (sum of |per-pixel mean|) held by the masked rows."""
+    e = np.nansum(np.abs(stats.mean), axis=1)
+    total = e.sum()
+    return 0.0 if total == 0 else float(e[mask].sum() / total)
