@@ -2,17 +2,23 @@
 
 Wiring only: widgets in ``*_ui()`` functions that return plain values, cached loaders keyed by
 small ids, and calls into ``diagnostics`` (numpy) and ``models`` (torch).  No math here.
+
+The view lives in the URL: widgets are bound to query parameters (``dataset``, ``mask_snr``,
+``tab``, ``on``, ``log_color``, ``colorscale``, ``report``, ``configs``, ``runs``), so a link
+reproduces what its sender saw.  Parameters are validated before the widgets read them; a bad
+one gives a notice and the default.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from diagnostics import figures
+from diagnostics import figures, report, share
 from diagnostics.datasets import BUILTINS, Dataset, load_dataset
 from diagnostics.errors import NormScopeError
 from diagnostics.findings import DEFAULT_MASK_SNR, find, ranges
@@ -21,6 +27,8 @@ from diagnostics.summary import dataset_stats
 
 SEVERITY_BOX = {"error": st.error, "warning": st.warning, "info": st.info}
 PLOT_CONFIG = {"displaylogo": False}
+MASK_MAX = 5.0  # slider range for the row-SNR threshold (row SNRs above ~3 are rare)
+BIND = "query-params"
 
 
 def data_root() -> Path:
@@ -53,51 +61,115 @@ def get_stats(dataset_id: str, on: str, _ds: Dataset) -> PixelStats:
     return dataset_stats(_ds, on=on)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def figure_image(dataset_id: str, on: str, which: str, fmt: str, mask_key: tuple, log_color: bool,
+                 colorscale: str, _fig) -> bytes:
+    # kaleido drives the system chromium; ~1-2 s an image, so only on click and cached.
+    return _fig.to_image(format=fmt, scale=3 if fmt == "png" else 1, width=900, height=560)
+
+
+def kaleido_browser() -> str | None:
+    """The chromium kaleido would use, or None (static export is then unavailable)."""
+    return os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# --- URL state --------------------------------------------------------------------------------
+
+def dataset_ids() -> dict[str, str]:
+    """Datasets a link may name: id -> display name (built-ins and registered ones)."""
+    ids = {b: b for b in BUILTINS}
+    ids.update(st.session_state.get("opened", {}))
+    return ids
+
+
+def url_notices() -> None:
+    """On a session's first run, check the link's parameters and keep notices for bad ones."""
+    if "url_checked" in st.session_state:
+        return
+    st.session_state["url_checked"] = True
+    _, notices = share.parse_view(
+        dict(st.query_params.to_dict()), datasets=set(dataset_ids()),
+        colorscales=figures.COLORSCALES, mask_max=MASK_MAX,
+    )
+    st.session_state["notices"] = notices
+
+
+def current_view() -> share.View:
+    s = st.session_state
+    return share.View(
+        dataset=s.get("dataset", "demo"), mask_snr=float(s.get("mask_snr", DEFAULT_MASK_SNR)),
+        tab=s.get("tab", "Statistics"), on=s.get("on", "train"),
+        log_color=bool(s.get("log_color", True)), colorscale=s.get("colorscale", "Viridis"),
+        configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
+        report=bool(s.get("report", False)),
+    )
+
+
+def share_ui() -> None:
+    with st.sidebar.expander("Share this view"):
+        base = st.context.url or "http://localhost:8501/"
+        st.code(share.view_url(base, current_view()), language=None, wrap_lines=True)
+        st.caption("Copy with the button at the code's corner. The link carries the dataset "
+                   "id, mask, tab, options and runs — never a file path.")
+
+
 # --- UI pieces -------------------------------------------------------------------------------
 
 def dataset_ui() -> tuple[Dataset, str]:
     """Sidebar: choose a dataset; on bad input show the error and keep the previous one."""
     st.sidebar.header("Dataset")
+    ids = dataset_ids()
     choice = st.sidebar.selectbox(
-        "Source", [*BUILTINS, "file on the server"], key="source",
-        help="demo: synthetic linear-power spectrograms that show the problem; "
-             "digits: scikit-learn's 8x8 handwritten digits.",
+        "Dataset", list(ids), format_func=lambda i: ids.get(i, i), key="dataset", bind=BIND,
+        help="demo: synthetic linear-power spectrograms that show the problem; digits: "
+             "scikit-learn's 8x8 handwritten digits; or a file you opened below.",
     )
-    if choice == "file on the server":
-        path = st.sidebar.text_input(
-            "Array file (.npy or .npz)", key="server_path",
-            help=f"A path under the data root {data_root()}.",
-        )
-        labels = st.sidebar.text_input("Labels (.npy, optional)", key="server_labels")
-        if path:
-            try:
-                p = resolve_server_path(path)
-                lab = str(resolve_server_path(labels)) if labels else None
-                ds = get_dataset(str(p), lab)
-                st.session_state["spec"] = (str(p), lab)
-            except NormScopeError as exc:
-                st.sidebar.error(str(exc))
-    elif choice in BUILTINS:
-        st.session_state["spec"] = (choice, None)
-    spec, lab = st.session_state.get("spec", ("demo", None))
+    with st.sidebar.expander("Open an array file on the server"):
+        with st.form("open_file", border=False):
+            st.text_input("Array file (.npy or .npz)", key="server_path",
+                                 help=f"A path under the data root {data_root()}.")
+            st.text_input("Labels (.npy, optional)", key="server_labels")
+            st.form_submit_button("Open", on_click=open_file)
+    if st.session_state.get("load_error"):
+        st.sidebar.error(st.session_state["load_error"])
     try:
-        ds = get_dataset(spec, lab)
-    except NormScopeError as exc:  # the file changed under us: fall back to the demo
+        ds = get_dataset(*st.session_state.get("specs", {}).get(choice, (choice, None)))
+    except NormScopeError as exc:  # the file changed under us: say so, show the demo
         st.error(str(exc))
-        st.session_state["spec"] = ("demo", None)
         ds = get_dataset("demo")
-    on = st.sidebar.radio("Statistics over", ["train", "all"], horizontal=True, key="on",
+    on = st.sidebar.radio("Statistics over", share.ON, horizontal=True, key="on", bind=BIND,
                           help="The training split (70%, stratified, seed 0) or every example.")
     return ds, on
 
 
+def open_file() -> None:
+    """Open a server-side file (form callback, so it runs before the widgets are drawn).
+
+    On failure the current dataset stays and the error is kept to show.
+    """
+    path = st.session_state.get("server_path", "")
+    labels = st.session_state.get("server_labels", "")
+    st.session_state["load_error"] = None
+    if not path.strip():
+        st.session_state["load_error"] = "Type the path of a .npy or .npz file first."
+        return
+    try:
+        p = resolve_server_path(path)
+        lab = str(resolve_server_path(labels)) if labels.strip() else None
+        ds = get_dataset(str(p), lab)
+    except NormScopeError as exc:
+        st.session_state["load_error"] = str(exc)
+        return
+    st.session_state.setdefault("opened", {})[ds.id] = ds.name
+    st.session_state.setdefault("specs", {})[ds.id] = (str(p), lab)
+    st.session_state["dataset"] = ds.id
+
+
 def mask_ui(stats: PixelStats, ds: Dataset) -> tuple[np.ndarray, float]:
     st.sidebar.header("Row mask")
-    top = float(np.nanmax(stats.row_snr)) if np.isfinite(stats.row_snr).any() else 1.0
-    top = max(round(top * 1.05 + 0.005, 2), DEFAULT_MASK_SNR + 0.01)
     threshold = st.sidebar.slider(
-        "Mask rows with SNR below", min_value=0.0, max_value=top, value=DEFAULT_MASK_SNR,
-        step=0.01, key="mask_snr",
+        "Mask rows with SNR below", min_value=0.0, max_value=MASK_MAX, value=DEFAULT_MASK_SNR,
+        step=0.01, key="mask_snr", bind=BIND,
         help="Row SNR = median over the row of |mean| / std. Rows under the threshold are "
              "held out (drawn washed out). 0 masks nothing.",
     )
@@ -108,12 +180,16 @@ def mask_ui(stats: PixelStats, ds: Dataset) -> tuple[np.ndarray, float]:
     return row_mask(stats.row_snr, threshold=threshold, rows=rows), threshold
 
 
-def options_ui() -> tuple[bool, str]:
+def options_ui() -> tuple[bool, str, bool]:
     st.sidebar.header("Heatmaps")
-    log_color = st.sidebar.checkbox("Log colour scale", value=True, key="log_color",
+    log_color = st.sidebar.checkbox("Log colour scale", value=True, key="log_color", bind=BIND,
                                     help="Colour by log10: linear power spans decades.")
-    scale = st.sidebar.selectbox("Colour scale", figures.COLORSCALES, key="colorscale")
-    return log_color, scale
+    scale = st.sidebar.selectbox("Colour scale", figures.COLORSCALES, key="colorscale", bind=BIND,
+                                 help="All are perceptually uniform and colour-blind safe.")
+    report_view = st.sidebar.toggle("Report view", key="report", bind=BIND,
+                                    help="Hide the controls and lay the figures out for "
+                                         "screenshots.")
+    return log_color, scale, report_view
 
 
 def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float) -> None:
@@ -123,18 +199,18 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     c[1].metric("Shape", f"{H} × {W}")
     c[2].metric("Classes", len(ds.class_names) or "none")
     lo, hi = float(np.nanmin(stats.min)), float(np.nanmax(stats.max))
-    lo_text = "0" if lo >= 0 and lo < 1e-6 * max(hi, 1e-300) else f"{lo:.3g}"
+    lo_text = "0" if 0 <= lo < 1e-6 * max(hi, 1e-300) else f"{lo:.3g}"
     c[3].metric("Value range", f"{lo_text} … {hi:.4g}", help=f"exact minimum {lo:.6g}")
     amp = np.nanmax(stats.amplification) if np.isfinite(stats.amplification).any() else float("nan")
     c[4].metric("Max noise amplification", f"{amp:,.0f}×",
                 help="How much per-pixel z-scoring inflates the quietest pixel relative to "
                      "one global scale.")
-    share = energy_share(stats, mask)
+    share_ = energy_share(stats, mask)
     label = "band" if ds.row_label == "frequency band" else ds.row_label
     if mask.any():
         st.markdown(
             f"**{int(mask.sum())} of {H} {label}s masked** ({label}s {ranges(np.flatnonzero(mask))}), "
-            f"holding **{share:.1%}** of the signal energy (sum of per-pixel mean)."
+            f"holding **{share_:.1%}** of the signal energy (sum of per-pixel mean)."
         )
     else:
         st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")
@@ -154,47 +230,98 @@ def chart(fig, name: str, key: str) -> None:
     st.plotly_chart(fig, key=key, config=config)
 
 
+def image_buttons(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, log_color: bool,
+                  scale: str) -> None:
+    """PNG and SVG downloads of one figure, rendered by kaleido only when clicked."""
+    name = f"normscope-{ds.name}-{which}"
+    if kaleido_browser() is None:
+        st.caption("PNG/SVG files need chromium on the server (apt-get install chromium); "
+                   "the camera icon above the chart still saves a 3x PNG.")
+        return
+    key = tuple(np.flatnonzero(mask).tolist())
+    cols = st.columns(2)
+    for col, fmt in zip(cols, ("png", "svg")):
+        col.download_button(
+            f"{fmt.upper()}", key=f"dl_{which}_{fmt}", file_name=f"{name}.{fmt}",
+            mime="image/png" if fmt == "png" else "image/svg+xml", on_click="ignore",
+            data=lambda fmt=fmt: figure_image(ds.id, on, which, fmt, key, log_color, scale, fig),
+            help=f"Download this figure as {fmt.upper()} (rendered on the server).",
+        )
+
+
 def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,
-                log_color: bool, scale: str, on: str) -> None:
+                log_color: bool, scale: str, on: str, report_view: bool) -> None:
     cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask, threshold)
     common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
                   caption_text=cap, dataset_name=ds.name)
-    grid = st.columns([3, 3, 2])
-    for col, which in zip(grid[:2], ("mean", "std")):
-        with col:
-            fig = figures.heatmap(stats, which, log_color=log_color, colorscale=scale,
-                                  col_label=ds.col_label, **common)
-            chart(fig, f"{ds.name}-{which}", f"heat_{which}")
-    with grid[2]:
-        chart(figures.row_snr_profile(stats, threshold=threshold, **common),
-              f"{ds.name}-row-snr", "row_snr")
-    grid = st.columns([3, 3, 2])
-    for col, which in zip(grid[:2], ("snr", "amplification")):
-        with col:
-            fig = figures.heatmap(stats, which, log_color=log_color, colorscale=scale,
-                                  col_label=ds.col_label, **common)
-            chart(fig, f"{ds.name}-{which}", f"heat_{which}")
-    with grid[2]:
-        chart(figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name),
-              f"{ds.name}-values", "values")
+    maps = {w: figures.heatmap(stats, w, log_color=log_color, colorscale=scale,
+                               col_label=ds.col_label, **common)
+            for w in ("mean", "std", "snr", "amplification")}
+    side = {
+        "row_snr": figures.row_snr_profile(stats, threshold=threshold, **common),
+        "values": figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name),
+    }
+    layout = [("mean", "std", "row_snr"), ("snr", "amplification", "values")]
+    for row in layout:
+        grid = st.columns([3, 3, 2])
+        for col, which in zip(grid, row):
+            fig = maps.get(which) or side[which]
+            if report_view:
+                fig.update_layout(height=420)
+            with col:
+                chart(fig, f"normscope-{ds.name}-{which}", f"chart_{which}")
+                if not report_view:
+                    image_buttons(fig, ds, on, which, mask, log_color, scale)
 
 
-def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask, threshold, log_color, scale) -> None:
+def report_download_ui(ds: Dataset, stats: PixelStats, threshold: float, on: str,
+                       log_color: bool, scale: str, mask: np.ndarray) -> None:
+    def build() -> bytes:
+        sections = report.statistics_sections(ds, stats, mask_snr=threshold, on=on,
+                                              log_color=log_color, colorscale=scale, mask=mask)
+        return report.render(f"NormScope report — {ds.name}",
+                             f"dataset id {ds.id}", sections).encode()
+
+    st.download_button("Download HTML report", data=build, key="dl_report", on_click="ignore",
+                       file_name=f"normscope-{ds.name}-report.html", mime="text/html",
+                       help="One self-contained file (plotly.js inlined): opens offline.")
+
+
+def statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_view) -> None:
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
-    heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on)
+    heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
+    if not report_view:
+        report_download_ui(ds, stats, threshold, on, log_color, scale, mask)
 
 
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
-    st.title("NormScope")
-    st.caption("Why does normalizing my inputs make training worse? Per-pixel statistics, "
-               "noise amplification and low-SNR rows of your training split.")
+    url_notices()
     ds, on = dataset_ui()
     stats = get_stats(ds.id, on, ds)
     mask, threshold = mask_ui(stats, ds)
-    log_color, scale = options_ui()
-    statistics_page(ds, stats, on, mask, threshold, log_color, scale)
+    log_color, scale, report_view = options_ui()
+    share_ui()
+    if report_view:  # hide the sidebar and chrome for clean screenshots
+        st.html("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
+                "header{display:none !important}</style>")
+    st.title("NormScope" if not report_view else f"NormScope — {ds.name}")
+    if report_view:
+        st.button("Leave report view", key="leave_report",
+                  on_click=lambda: st.session_state.update(report=False))
+    else:
+        st.caption("Why does normalizing my inputs make training worse? Per-pixel statistics, "
+                   "noise amplification and low-SNR rows of your training split.")
+    for notice in st.session_state.get("notices", []):
+        st.warning(notice, icon="🔗")
+    tabs = st.tabs(list(share.TABS), key="tab", bind=BIND)
+    with tabs[0]:
+        if tabs[0].open:
+            statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_view)
+    with tabs[1]:
+        if tabs[1].open:
+            st.info("Training comparisons arrive with the run store.")
 
 
 main()

@@ -65,13 +65,80 @@ def test_mask_slider_changes_masked_row_count(app):
     assert masked_shapes(app) > 0
 
 
-def test_digits_switch_and_bad_server_path_keeps_dataset(app, tmp_path, monkeypatch):
-    app.selectbox(key="source").set_value("digits").run()
+def _submit_open(at, path, labels=""):
+    at.text_input(key="server_path").input(path)
+    at.text_input(key="server_labels").input(labels)
+    next(b for b in at.button if b.label == "Open").click()
+    return at.run()
+
+
+def test_digits_switch_and_bad_server_path_keeps_dataset(app):
+    app.selectbox(key="dataset").set_value("digits").run()
     assert not app.exception
     assert _decode(_heatmaps(app)[0]["data"][0]["z"]).shape == (8, 8)
-    app.selectbox(key="source").set_value("file on the server").run()
-    app.text_input(key="server_path").input("../../etc/passwd").run()
+    _submit_open(app, "../../etc/passwd")
     assert not app.exception
     assert any("outside the data root" in str(e.value) for e in app.error)
     # The previous dataset (digits) is still shown.
     assert _decode(_heatmaps(app)[0]["data"][0]["z"]).shape == (8, 8)
+
+
+def test_open_server_file_and_bad_file(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
+    X = rng.gamma(2.0, 1.0, (40, 5, 7)).astype("float32")
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", np.arange(40) % 2)
+    (tmp_path / "bad.npy").write_bytes(b"not an array at all")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _submit_open(at, "x.npy", "y.npy")
+    assert not at.exception
+    assert _decode(_heatmaps(at)[0]["data"][0]["z"]).shape == (5, 7)
+    _submit_open(at, "bad.npy")
+    assert not at.exception
+    assert any("not a .npy array file" in str(e.value) for e in at.error)
+    assert _decode(_heatmaps(at)[0]["data"][0]["z"]).shape == (5, 7)  # kept
+
+
+def test_link_restores_view():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "digits", "mask_snr": "0.9", "log_color": "false",
+                            "colorscale": "Cividis"})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="dataset").value == "digits"
+    assert at.slider(key="mask_snr").value == pytest.approx(0.9)
+    heat = _heatmaps(at)
+    assert heat[0]["layout"]["meta"]["log_color"] is False
+    assert "Cividis" in json.dumps(heat[0]["data"][0]["colorscale"]) or heat[0]["data"][0]["colorscale"]
+    assert not [w for w in at.warning if "link" in str(w.value)]
+
+
+@pytest.mark.parametrize("params, word", [
+    ({"dataset": "../../etc/passwd"}, "dataset"),
+    ({"dataset": "nosuchid"}, "dataset"),
+    ({"mask_snr": "lots"}, "mask_snr"),
+    ({"mask_snr": "-1"}, "mask_snr"),
+    ({"tab": "Nowhere"}, "tab"),
+    ({"colorscale": "Jet"}, "colorscale"),
+    ({"log_color": "maybe"}, "log_color"),
+])
+def test_bad_link_parameter_gives_notice_and_default(params, word):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception
+    notes = [str(w.value) for w in at.warning if "The link's" in str(w.value)]
+    assert len(notes) == 1 and word in notes[0]
+    assert at.selectbox(key="dataset").value == "demo"
+    assert len(_heatmaps(at)) == 4
+
+
+def test_report_view_hides_controls(app):
+    app.toggle(key="report").set_value(True).run()
+    assert not app.exception
+    assert len(_heatmaps(app)) == 4
+    assert not [b for b in app.get("download_button")]
+    app.button(key="leave_report").click().run()
+    assert not app.exception
+    assert app.toggle(key="report").value is False

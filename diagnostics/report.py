@@ -1,0 +1,121 @@
+"""A self-contained HTML report: summary, heatmaps, row-SNR profile, findings, comparisons.
+
+One file with plotly.js inlined, so it opens offline and can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+
+from . import figures
+from .datasets import Dataset
+from .findings import find, ranges
+from .stats import PixelStats, energy_share, row_mask
+
+CSS = """
+body { font-family: Arial, Helvetica, sans-serif; margin: 2em auto; max-width: 1250px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { margin-bottom: 0.1em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+.sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: left; }
+th { background: #f5f5f5; }
+.finding { padding: 0.5em 0.8em; margin: 0.4em 0; border-left: 4px solid #E69F00;
+           background: #fff8ec; }
+.finding.error { border-color: #D55E00; background: #fdeee6; }
+.finding.info { border-color: #0072B2; background: #eef5fb; }
+.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 8px; }
+.verdict { font-size: 1.1em; font-weight: bold; }
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A block of the report: a heading, HTML paragraphs (already escaped) and figures."""
+
+    title: str
+    html: str = ""
+    figures: tuple[go.Figure, ...] = field(default_factory=tuple)
+
+
+def table_html(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def statistics_sections(
+    ds: Dataset, stats: PixelStats, *, mask_snr: float, on: str = "train",
+    log_color: bool = True, colorscale: str | None = None, mask: np.ndarray | None = None,
+) -> list[Section]:
+    """The dataset summary, the four heatmaps, the row-SNR profile and the findings."""
+    mask = row_mask(stats.row_snr, threshold=mask_snr) if mask is None else mask
+    H, W = stats.shape
+    cap = figures.caption(ds.name, stats.n, ds.n, on, mask, mask_snr)
+    common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
+                  caption_text=cap, dataset_name=ds.name)
+    amp = stats.amplification
+    rows = [
+        ["dataset", f"{ds.name} (id {ds.id})"],
+        ["examples", f"{stats.n:,} {on} of {ds.n:,}"],
+        ["shape", f"{H} x {W}"],
+        ["classes", ", ".join(ds.class_names) or "none"],
+        ["values", f"{np.nanmin(stats.min):.4g} .. {np.nanmax(stats.max):.4g}"],
+        ["pixel mean", f"{np.nanmin(stats.mean):.4g} .. {np.nanmax(stats.mean):.4g}"],
+        ["pixel std", f"{np.nanmin(stats.std):.4g} .. {np.nanmax(stats.std):.4g}"],
+        ["max noise amplification",
+         f"{np.nanmax(amp):,.0f}x" if np.isfinite(amp).any() else "n/a"],
+        ["constant pixels", f"{stats.n_constant:,}"],
+        ["non-finite values", f"{stats.n_nonfinite:,}"],
+        ["masked rows", f"{int(mask.sum())} ({ranges(np.flatnonzero(mask))}), row SNR < "
+                        f"{mask_snr:g}, {energy_share(stats, mask):.1%} of the signal energy"],
+    ]
+    label = "band" if ds.row_label == "frequency band" else ds.row_label
+    finds = "".join(
+        f'<div class="finding {f.severity}"><b>{html.escape(f.code)}</b> — '
+        f"{html.escape(f.message)}</div>"
+        for f in find(stats, mask_snr=mask_snr, row_label=label)
+    )
+    heat = tuple(
+        figures.heatmap(stats, w, log_color=log_color, colorscale=colorscale,
+                        col_label=ds.col_label, **common)
+        for w in ("mean", "std", "snr", "amplification")
+    )
+    profile = figures.row_snr_profile(stats, threshold=mask_snr, **common)
+    return [
+        Section("Dataset", table_html(["", ""], rows)),
+        Section("Findings", finds),
+        Section("Per-pixel statistics", "", heat),
+        Section("Row SNR and value distribution", "",
+                (profile, figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name))),
+    ]
+
+
+def render(title: str, subtitle: str, sections: list[Section]) -> str:
+    """One self-contained HTML page (plotly.js inlined once)."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)}</p>",
+    ]
+    first = True
+    for sec in sections:
+        parts.append(f"<h2>{html.escape(sec.title)}</h2>{sec.html}")
+        if sec.figures:
+            parts.append("<div class='grid'>")
+            for fig in sec.figures:
+                parts.append("<div>" + fig.to_html(
+                    full_html=False, include_plotlyjs=first,
+                    config={"displaylogo": False,
+                            "toImageButtonOptions": {"format": "png", "scale": 3}},
+                ) + "</div>")
+                first = False
+            parts.append("</div>")
+    parts.append("</body></html>")
+    return "".join(parts)

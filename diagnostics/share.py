@@ -1,0 +1,174 @@
+"""Share links: the view's state as URL query parameters, parsed and validated.
+
+Values in a URL are strings from strangers.  Every parameter is checked against what exists
+(datasets, runs, options); a bad one yields a notice and the default, never an exception.
+Parameters only ever name ids and options, never filesystem paths, so a link cannot read files.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+TABS = ("Statistics", "Compare")
+ON = ("train", "all")
+ID_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class View:
+    """What a link reproduces. Defaults are what a fresh page shows."""
+
+    dataset: str = "demo"
+    mask_snr: float = 0.2
+    tab: str = "Statistics"
+    on: str = "train"
+    log_color: bool = True
+    colorscale: str = "Viridis"
+    configs: tuple[str, ...] = field(default_factory=tuple)
+    runs: tuple[str, ...] = field(default_factory=tuple)
+    report: bool = False
+
+
+def _one(value) -> str:
+    # st.query_params gives the last value of a repeated key; lists come from tests.
+    return str(value[-1] if isinstance(value, (list, tuple)) and value else value)
+
+
+def _many(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = str(value).split(",")
+    return [s.strip() for s in items if s.strip()]
+
+
+def _bool(text: str) -> bool | None:
+    t = text.strip().lower()
+    if t in ("true", "1", "yes", "on"):
+        return True
+    if t in ("false", "0", "no", "off"):
+        return False
+    return None
+
+
+def parse_view(
+    params: dict,
+    *,
+    datasets: set[str] | frozenset[str],
+    colorscales: tuple[str, ...],
+    runs: set[str] | frozenset[str] = frozenset(),
+    config_ok=None,
+    mask_max: float = math.inf,
+) -> tuple[View, list[str]]:
+    """Validate URL parameters into a :class:`View` and a list of notices.
+
+    Parameters
+    ----------
+    params : mapping of str to str (or list of str)
+        The raw query parameters.
+    datasets : set of str
+        Ids (and built-in names) that exist.
+    colorscales : tuple of str
+    runs : set of str
+        Comparison/run ids that exist.
+    config_ok : callable(str) -> bool, optional
+        Whether a config name parses.
+    mask_max : float
+        Largest accepted mask threshold.
+
+    Returns
+    -------
+    view : View
+        Valid parameters taken, bad ones replaced by defaults.
+    notices : list of str
+        One sentence per rejected parameter.
+    """
+    d = View()
+    out: dict = {}
+    notices: list[str] = []
+
+    def bad(key, value, why, default):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        notices.append(f"The link's {key}={shown!r} {why}; showing {default} instead.")
+
+    if "dataset" in params:
+        v = _one(params["dataset"])
+        if not ID_RE.match(v) or v not in datasets:
+            bad("dataset", v, "names no dataset on this server (links carry ids, never paths)",
+                d.dataset)
+        else:
+            out["dataset"] = v
+    if "mask_snr" in params:
+        v = _one(params["mask_snr"])
+        try:
+            x = float(v)
+            if not (math.isfinite(x) and 0 <= x <= mask_max):
+                raise ValueError
+            out["mask_snr"] = x
+        except ValueError:
+            bad("mask_snr", v, f"is not a number between 0 and {mask_max:g}", d.mask_snr)
+    for key, allowed in (("tab", TABS), ("on", ON), ("colorscale", colorscales)):
+        if key in params:
+            v = _one(params[key])
+            if v in allowed:
+                out[key] = v
+            else:
+                bad(key, v, f"is not one of {', '.join(allowed)}", getattr(d, key))
+    for key in ("log_color", "report"):
+        if key in params:
+            v = _one(params[key])
+            b = _bool(v)
+            if b is None:
+                bad(key, v, "is not true or false", getattr(d, key))
+            else:
+                out[key] = b
+    if "configs" in params:
+        vals = _many(params["configs"])
+        good = [c for c in vals if config_ok is None or config_ok(c)]
+        for c in vals:
+            if c not in good:
+                bad("configs", c, "is not a valid normalization config", "the other configs")
+        out["configs"] = tuple(dict.fromkeys(good))
+    if "runs" in params:
+        vals = _many(params["runs"])
+        good = [r for r in vals if ID_RE.match(r) and r in runs]
+        for r in vals:
+            if r not in good:
+                bad("runs", r, "names no stored comparison or run", "the others")
+        out["runs"] = tuple(dict.fromkeys(good))
+    return View(**{**d.__dict__, **out}), notices
+
+
+def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[str, str | list[str]]:
+    """Query parameters of a view, leaving out values equal to the defaults.
+
+    Lists are repeated parameters (``?configs=none&configs=per_pixel``), as Streamlit's
+    bound multiselects write them.
+    """
+    d = View()
+    p: dict[str, str | list[str]] = {}
+    if view.dataset != d.dataset:
+        p["dataset"] = view.dataset
+    if view.mask_snr != d.mask_snr:
+        p["mask_snr"] = f"{view.mask_snr:g}"
+    for key in ("tab", "on", "colorscale"):
+        if getattr(view, key) != getattr(d, key):
+            p[key] = getattr(view, key)
+    for key in ("log_color", "report"):
+        if getattr(view, key) != getattr(d, key):
+            p[key] = str(getattr(view, key)).lower()
+    if view.configs and tuple(view.configs) != tuple(default_configs):
+        p["configs"] = list(view.configs)
+    if view.runs:
+        p["runs"] = list(view.runs)
+    return p
+
+
+def view_url(base: str, view: View, **kwargs) -> str:
+    """The full share link of a view."""
+    query = urlencode(view_params(view, **kwargs), doseq=True, safe="@")  # "+" must be %2B: a bare + reads as a space
+    base = base.split("?")[0]
+    return f"{base}?{query}" if query else base

@@ -1,0 +1,68 @@
+"""Share links: parse and validate URL parameters; round trip view -> URL -> view."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from diagnostics import share
+from diagnostics.figures import COLORSCALES
+
+DATASETS = {"demo", "digits", "a1b2c3d4e5f6"}
+RUNS = {"cmp-1", "cmp-2"}
+
+
+def parse(params):
+    return share.parse_view(params, datasets=DATASETS, colorscales=COLORSCALES, runs=RUNS,
+                            config_ok=lambda c: c in {"none", "per_pixel", "db+per_row"},
+                            mask_max=5.0)
+
+
+def test_empty_params_give_defaults():
+    view, notes = parse({})
+    assert view == share.View() and notes == []
+
+
+def test_round_trip():
+    view = share.View(dataset="a1b2c3d4e5f6", mask_snr=0.35, tab="Compare", on="all",
+                      log_color=False, colorscale="Magma", configs=("none", "db+per_row"),
+                      runs=("cmp-2",), report=True)
+    url = share.view_url("http://host:8501/", view)
+    q = parse_qs(urlsplit(url).query)  # what a browser would hand back
+    assert q["configs"] == ["none", "db+per_row"]  # "+" survives (encoded as %2B)
+    back, notes = parse(q)
+    assert notes == [] and back == view
+
+
+def test_defaults_are_left_out_of_the_url():
+    assert share.view_url("http://h/", share.View()) == "http://h/"
+    assert "mask_snr=0.5" in share.view_url("http://h/?old=1", share.View(mask_snr=0.5))
+
+
+@pytest.mark.parametrize("params, key", [
+    ({"dataset": "/etc/passwd"}, "dataset"),
+    ({"dataset": "../x.npy"}, "dataset"),
+    ({"dataset": "unknown1"}, "dataset"),
+    ({"mask_snr": "nan"}, "mask_snr"),
+    ({"mask_snr": "inf"}, "mask_snr"),
+    ({"mask_snr": "99"}, "mask_snr"),
+    ({"mask_snr": ""}, "mask_snr"),
+    ({"tab": "Admin"}, "tab"),
+    ({"on": "test"}, "on"),
+    ({"colorscale": "<script>"}, "colorscale"),
+    ({"report": "2"}, "report"),
+    ({"configs": "none,per_pixel@@"}, "configs"),
+    ({"runs": "cmp-9"}, "runs"),
+])
+def test_bad_parameters_give_one_notice_and_the_default(params, key):
+    view, notes = parse(params)
+    assert len(notes) == 1 and f"{key}=" in notes[0]
+    default = share.View()
+    if key not in ("configs", "runs"):
+        assert getattr(view, key) == getattr(default, key)
+
+
+def test_partial_lists_keep_the_good_items():
+    view, notes = parse({"configs": ["none", "bogus", "per_pixel"], "runs": "cmp-1,cmp-x"})
+    assert view.configs == ("none", "per_pixel")
+    assert view.runs == ("cmp-1",)
+    assert len(notes) == 2
