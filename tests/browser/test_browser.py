@@ -1,0 +1,106 @@
+"""End-to-end tests in Debian's chromium: what only a real browser shows."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from .conftest import shot, wait_idle
+
+HEATMAP_TITLES = ("Per-pixel mean", "Per-pixel std", "Per-pixel SNR", "Noise amplification")
+
+
+def heatmap_titles(page) -> list[str]:
+    return [t.text_content() for t in page.locator('[data-testid="stPlotlyChart"] .gtitle').all()]
+
+
+def masked_line(page) -> str:
+    return page.get_by_text(re.compile(r"(bands masked|No bands masked)")).first.inner_text()
+
+
+def test_demo_loads_with_four_heatmaps(server, page):
+    page.goto(server)
+    wait_idle(page)
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 6")
+    titles = heatmap_titles(page)
+    for t in HEATMAP_TITLES:
+        assert any(x.startswith(t) for x in titles), titles
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "dashboard")
+
+
+def test_slider_updates_url_and_link_restores_view(server, page, browser):
+    page.goto(server)
+    wait_idle(page)
+    assert "12 of 60 bands masked" in masked_line(page)
+    slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+    slider.focus()
+    for _ in range(30):  # 0.20 -> 0.50
+        slider.press("ArrowRight")
+    page.wait_for_function("location.search.includes('mask_snr')", timeout=15_000)
+    wait_idle(page)
+    q = parse_qs(urlsplit(page.url).query)
+    assert float(q["mask_snr"][0]) > 0.2
+    line = masked_line(page)
+    assert "12 of 60" not in line
+    # Switch to the Compare tab; the URL records it too.
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_function("location.search.includes('tab=Compare')", timeout=15_000)
+    link = page.url
+    # A teammate opens the link in a fresh context.
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1900})
+    other = ctx.new_page()
+    other.goto(link)
+    other.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    sl = other.locator('[data-testid="stSlider"] input[type="range"]').first
+    assert float(sl.input_value()) == float(q["mask_snr"][0])
+    assert other.get_by_role("tab", name="Compare").get_attribute("aria-selected") == "true"
+    other.get_by_role("tab", name="Statistics").click()
+    wait_idle(other)
+    assert masked_line(other) == line
+    ctx.close()
+
+
+def test_bad_dataset_parameter_shows_notice(server, page):
+    page.goto(server + "/?dataset=..%2F..%2Fetc%2Fpasswd")
+    wait_idle(page)
+    notice = page.get_by_text(re.compile("The link's dataset="))
+    notice.wait_for(timeout=15_000)
+    assert "showing demo instead" in notice.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "12 of 60 bands masked" in masked_line(page)
+
+
+def test_png_download(server, page):
+    page.goto(server)
+    wait_idle(page)
+    button = page.locator('[data-testid="stDownloadButton"] button', has_text="PNG").first
+    with page.expect_download(timeout=60_000) as info:
+        button.click()
+    path = info.value.path()
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert info.value.suggested_filename == "normscope-demo-mean.png"
+
+
+def test_html_report_opens_offline(server, page, browser, tmp_path):
+    page.goto(server)
+    wait_idle(page)
+    with page.expect_download(timeout=60_000) as info:
+        page.locator('[data-testid="stDownloadButton"] button', has_text="HTML report").first.click()
+    target = tmp_path / "report.html"
+    info.value.save_as(target)
+    html = target.read_text()
+    assert "<script src=\"http" not in html  # plotly.js is inlined, nothing is fetched
+    ctx = browser.new_context(offline=True, viewport={"width": 1300, "height": 1600})
+    rp = ctx.new_page()
+    rp.goto(target.as_uri())
+    rp.wait_for_function("document.querySelectorAll('.main-svg').length >= 6", timeout=30_000)
+    titles = [t.text_content() for t in rp.locator(".gtitle").all()]
+    for t in HEATMAP_TITLES:
+        assert any(x.startswith(t) for x in titles), titles
+    assert rp.get_by_text("amplified_noise").count() >= 1
+    shot(rp, "report")
+    ctx.close()
