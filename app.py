@@ -227,7 +227,7 @@ def findings_ui(stats: PixelStats, threshold: float, ds: Dataset) -> None:
 
 def chart(fig, name: str, key: str) -> None:
     config = {**PLOT_CONFIG, "toImageButtonOptions": {"format": "png", "scale": 3, "filename": name}}
-    st.plotly_chart(fig, key=key, config=config)
+    st.plotly_chart(fig, key=key, config=config, theme=None)  # same look as exports
 
 
 def image_buttons(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, log_color: bool,

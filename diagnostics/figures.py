@@ -33,7 +33,7 @@ MAPS = {
     "std": MapSpec("std", "Per-pixel std", "value", "Viridis"),
     "snr": MapSpec("snr", "Per-pixel SNR (|mean| / std)", "ratio", "Viridis"),
     "amplification": MapSpec(
-        "amplification", "Noise amplification of per-pixel z-scoring (global std / pixel std)",
+        "amplification", "Noise amplification by per-pixel z-scoring",
         "x", "Magma",
     ),
 }

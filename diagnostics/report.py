@@ -89,7 +89,7 @@ def statistics_sections(
     )
     profile = figures.row_snr_profile(stats, threshold=mask_snr, **common)
     return [
-        Section("Dataset", table_html(["", ""], rows)),
+        Section("Dataset", table_html(["property", "value"], rows)),
         Section("Findings", finds),
         Section("Per-pixel statistics", "", heat),
         Section("Row SNR and value distribution", "",
