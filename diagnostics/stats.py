@@ -5,9 +5,10 @@ Two engines give the same numbers:
 * :class:`StatsAccumulator` (numpy): ``partial_fit`` on chunks, each chunk reduced two-pass in
   float64 and merged with the Chan-Golub-LeVeque update, as scikit-learn's
   ``_incremental_mean_and_var`` does.  Accumulators also merge with each other.
-* ``_numba_pass`` (numba, shipped with librosa): one parallel pass over a memmap with sums of
+* ``_numba_stats`` (numba, shipped with librosa): one parallel pass over a memmap with sums of
   values shifted by a first-chunk estimate (so large offsets cancel before squaring).  Used
-  for big arrays, where it runs near memory speed with no copy of the data.
+  for big arrays, where it runs at about the speed of one float32 ``np.sum`` with no copy of
+  the data; small ones take the numpy engine so that they never wait for a JIT compile.
 
 Non-finite values are counted per pixel and left out; constant pixels (std effectively zero,
 decided relative to float eps like scikit-learn's ``_is_constant_feature``) are flagged and
@@ -17,6 +18,7 @@ get NaN SNR and amplification, never a division by zero.
 from __future__ import annotations
 
 import mmap
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -307,8 +309,9 @@ def compute_stats(
     ----------
     X : np.ndarray, shape (N, H, W)
         Any real dtype; may be a memmap (it is read in chunks, never copied whole).
-    indices : int array, optional
-        Examples to summarise (e.g. the training split); default all.
+    indices : int array or bool mask of shape (N,), optional
+        Examples to summarise (e.g. the training split); default all.  A set: order and
+        repeats do not matter.
     labels : int array, shape (N,), optional
         Class of every example in ``X``, for per-class mean maps (needs ``n_classes``).
     n_classes : int
@@ -321,28 +324,43 @@ def compute_stats(
     -------
     PixelStats
     """
+    if engine not in ("auto", "numpy", "numba"):
+        raise NormScopeError(f"engine={engine!r} is unknown; use auto, numpy or numba")
     if X.ndim != 3:
         raise NormScopeError(f"statistics need an (N, H, W) array, got shape {X.shape}")
     N, H, W = X.shape
-    idx = np.arange(N, dtype=np.int64) if indices is None else np.sort(np.asarray(indices, np.int64))
-    if idx.size == 0:
-        raise NormScopeError("no examples to summarise; the selection is empty")
-    if idx[0] < 0 or idx[-1] >= N:
-        raise NormScopeError(f"example indices must lie in 0..{N - 1}")
-    if labels is None:
-        n_classes = 0
+    idx = _as_indices(indices, N)
+    if labels is None or n_classes <= 0:
+        labels, n_classes = None, 0
+    else:
+        labels = np.asarray(labels)
+        if labels.shape != (N,) or labels.dtype.kind not in "iu":
+            raise NormScopeError(
+                f"labels must be {N} integers (one per example), got shape {labels.shape} "
+                f"of type {labels.dtype}"
+            )
+        lab = labels[idx]
+        if lab.min() < 0 or lab.max() >= n_classes:
+            raise NormScopeError(
+                f"labels must lie in 0..{n_classes - 1} (n_classes={n_classes}), found "
+                f"{lab.min()}..{lab.max()}; encode them with datasets.encode_labels"
+            )
     if engine == "auto":
         nbytes = idx.size * H * W * X.dtype.itemsize
         engine = "numba" if nbytes >= NUMBA_MIN_BYTES and _numba_ok(X) else "numpy"
+    elif engine == "numba" and not _numba_ok(X):
+        raise NormScopeError(
+            f"engine='numba' needs a C-contiguous float32 or float64 array, got {X.dtype}; "
+            "use engine='auto'"
+        )
     _advise_sequential(X)
     if engine == "numba":
         return _numba_stats(X, idx, labels, n_classes)
-    if engine != "numpy":
-        raise NormScopeError(f"engine={engine!r} is unknown; use auto, numpy or numba")
     rows = chunk_rows or _chunk_rows(H * W * 8)
     acc = StatsAccumulator((H, W), n_classes=n_classes,
                            sample_every=max(1, idx.size * H * W // SAMPLE_VALUES))
-    contiguous = idx.size == N
+    # Consecutive indices are read as slices: a view of the memmap, no fancy-index copy.
+    contiguous = idx.size == 0 or idx[-1] - idx[0] + 1 == idx.size
     for start in range(0, idx.size, rows):
         sel = idx[start : start + rows]
         chunk = X[sel[0] : sel[-1] + 1] if contiguous else X[sel]
@@ -350,32 +368,129 @@ def compute_stats(
     return acc.finalize()
 
 
+def _as_indices(indices, n: int) -> np.ndarray:
+    """Sorted unique int64 example indices from None (all), integers or a boolean mask."""
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    ind = np.asarray(indices)
+    if ind.dtype == bool:
+        if ind.shape != (n,):
+            raise NormScopeError(f"a boolean example mask must have {n} entries, got {ind.shape}")
+        ind = np.flatnonzero(ind)
+    elif ind.size and ind.dtype.kind not in "iu":
+        raise NormScopeError(f"example indices must be integers, got {ind.dtype}")
+    idx = np.unique(ind.astype(np.int64).ravel())
+    if idx.size == 0:
+        raise NormScopeError("no examples to summarise; the selection is empty")
+    if idx[0] < 0 or idx[-1] >= n:
+        raise NormScopeError(f"example indices must lie in 0..{n - 1}, got {idx[0]}..{idx[-1]}")
+    return idx
+
+
 def _numba_ok(X: np.ndarray) -> bool:
     return X.dtype in (np.float32, np.float64) and X.reshape(X.shape[0], -1).flags.c_contiguous
 
 
-_KERNEL = None
+_KERNELS = None
 
 
-def _get_kernel():
-    """Compile (once, cached on disk) the single-pass kernel."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
+def _get_kernels():
+    """Compile (once per machine: numba caches the machine code on disk) the two kernels.
+
+    ``fast`` assumes every value is finite and works on four examples at a time, so the
+    per-pixel accumulators are loaded and stored once per four values (that, not the float64
+    arithmetic, is what bounds a naive loop).  A non-finite value turns its pixel's sums
+    non-finite, which the caller sees afterwards and then reruns ``careful``, which checks
+    every value.  Both give per-thread partial results that the caller adds up.
+    """
+    global _KERNELS
+    if _KERNELS is not None:
+        return _KERNELS
     import numba
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def kernel(X2, idx, labels, K, n_classes, n_threads):
+    def fast(X2, idx, labels, K, n_classes, n_threads):
         P = X2.shape[1]
         T = n_threads
         s1 = np.zeros((T, P))
         s2 = np.zeros((T, P))
-        cnt = np.zeros((T, P), np.int64)
-        mn = np.full((T, P), np.inf)
-        mx = np.full((T, P), -np.inf)
-        zer = np.zeros((T, P), np.int64)
+        mn = np.full((T, P), np.inf, X2.dtype)
+        mx = np.full((T, P), -np.inf, X2.dtype)
+        zer = np.zeros((T, P), np.int32)
         csum = np.zeros((T, max(n_classes, 1), P))
-        ccnt = np.zeros((T, max(n_classes, 1), P), np.int64)
+        nidx = idx.shape[0]
+        for t in numba.prange(T):
+            lo = t * nidx // T
+            hi = (t + 1) * nidx // T
+            a1 = s1[t]
+            a2 = s2[t]
+            amn = mn[t]
+            amx = mx[t]
+            az = zer[t]
+            j = lo
+            while j < hi:
+                if j + 4 <= hi:
+                    r0 = X2[idx[j]]
+                    r1 = X2[idx[j + 1]]
+                    r2 = X2[idx[j + 2]]
+                    r3 = X2[idx[j + 3]]
+                    for p in range(P):
+                        k = K[p]
+                        x0 = r0[p]
+                        x1 = r1[p]
+                        x2 = r2[p]
+                        x3 = r3[p]
+                        d0 = np.float64(x0) - k
+                        d1 = np.float64(x1) - k
+                        d2 = np.float64(x2) - k
+                        d3 = np.float64(x3) - k
+                        a1[p] += (d0 + d1) + (d2 + d3)
+                        a2[p] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                        l01 = x0 if x0 < x1 else x1
+                        l23 = x2 if x2 < x3 else x3
+                        l4 = l01 if l01 < l23 else l23
+                        amn[p] = l4 if l4 < amn[p] else amn[p]
+                        h01 = x0 if x0 > x1 else x1
+                        h23 = x2 if x2 > x3 else x3
+                        h4 = h01 if h01 > h23 else h23
+                        amx[p] = h4 if h4 > amx[p] else amx[p]
+                        az[p] += (np.int32(x0 == 0) + np.int32(x1 == 0)
+                                  + np.int32(x2 == 0) + np.int32(x3 == 0))
+                    step = 4
+                else:
+                    r0 = X2[idx[j]]
+                    for p in range(P):
+                        x0 = r0[p]
+                        d0 = np.float64(x0) - K[p]
+                        a1[p] += d0
+                        a2[p] += d0 * d0
+                        amn[p] = x0 if x0 < amn[p] else amn[p]
+                        amx[p] = x0 if x0 > amx[p] else amx[p]
+                        az[p] += np.int32(x0 == 0)
+                    step = 1
+                if n_classes > 0:
+                    # Separate loop: rows of one block may share a class (aliasing sums).
+                    for q in range(j, j + step):
+                        row = X2[idx[q]]
+                        cs = csum[t, labels[q]]
+                        for p in range(P):
+                            cs[p] += np.float64(row[p]) - K[p]
+                j += step
+        return s1, s2, mn, mx, zer, csum
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def careful(X2, idx, labels, K, n_classes, n_threads):
+        P = X2.shape[1]
+        T = n_threads
+        C = max(n_classes, 1)
+        s1 = np.zeros((T, P))
+        s2 = np.zeros((T, P))
+        mn = np.full((T, P), np.inf, X2.dtype)
+        mx = np.full((T, P), -np.inf, X2.dtype)
+        zer = np.zeros((T, P), np.int32)
+        cnt = np.zeros((T, P), np.int64)
+        csum = np.zeros((T, C, P))
+        ccnt = np.zeros((T, C, P), np.int64)
         nidx = idx.shape[0]
         for t in numba.prange(T):
             lo = t * nidx // T
@@ -383,74 +498,68 @@ def _get_kernel():
             for j in range(lo, hi):
                 row = X2[idx[j]]
                 c = labels[j] if n_classes > 0 else 0
-                # inf * 0 and nan * 0 are NaN: one cheap check picks the fast path.
-                probe = 0.0
                 for p in range(P):
-                    probe += row[p] * 0.0
-                if probe == 0.0:
-                    for p in range(P):
-                        v = np.float64(row[p])
+                    x = row[p]
+                    v = np.float64(x)
+                    if np.isfinite(v):
                         d = v - K[p]
                         s1[t, p] += d
                         s2[t, p] += d * d
-                        mn[t, p] = min(mn[t, p], v)
-                        mx[t, p] = max(mx[t, p], v)
-                        zer[t, p] += v == 0.0
+                        mn[t, p] = min(mn[t, p], x)
+                        mx[t, p] = max(mx[t, p], x)
+                        zer[t, p] += np.int32(x == 0)
                         cnt[t, p] += 1
-                    if n_classes > 0:
-                        for p in range(P):
-                            csum[t, c, p] += np.float64(row[p]) - K[p]
+                        if n_classes > 0:
+                            csum[t, c, p] += d
                             ccnt[t, c, p] += 1
-                else:
-                    for p in range(P):
-                        v = np.float64(row[p])
-                        if np.isfinite(v):
-                            d = v - K[p]
-                            s1[t, p] += d
-                            s2[t, p] += d * d
-                            mn[t, p] = min(mn[t, p], v)
-                            mx[t, p] = max(mx[t, p], v)
-                            zer[t, p] += v == 0.0
-                            cnt[t, p] += 1
-                            if n_classes > 0:
-                                csum[t, c, p] += d
-                                ccnt[t, c, p] += 1
-        return s1, s2, cnt, mn, mx, zer, csum, ccnt
+        return s1, s2, mn, mx, zer, cnt, csum, ccnt
 
-    _KERNEL = kernel
-    return kernel
+    _KERNELS = (fast, careful)
+    return _KERNELS
 
 
 def _numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> PixelStats:
     import numba
 
     N, H, W = X.shape
-    X2 = X.reshape(N, H * W)
+    # A plain, read-only ndarray view: one compiled signature per dtype whatever X is
+    # (memmap or not, writeable or not), so the disk cache is hit.
+    X2 = np.asarray(X).reshape(N, H * W).view()
+    X2.flags.writeable = False
     # Shift by a first-chunk estimate so that large offsets cancel before squaring.
     head = np.asarray(X2[idx[: min(64, idx.size)]], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN: handled
         K = np.nanmean(np.where(np.isfinite(head), head, np.nan), axis=0)
     K = np.where(np.isfinite(K), K, 0.0)
     lab = np.zeros(idx.size, np.int64) if not n_classes else np.asarray(labels)[idx].astype(np.int64)
     threads = numba.get_num_threads()
-    s1, s2, cnt, mn, mx, zer, csum, ccnt = _get_kernel()(X2, idx, lab, K, n_classes, threads)
-    s1, s2, cnt = s1.sum(0), s2.sum(0), cnt.sum(0)
+    fast, careful = _get_kernels()
+    s1, s2, mn, mx, zer, csum = fast(X2, idx, lab, K, n_classes, threads)
+    s1, s2 = s1.sum(0), s2.sum(0)
+    class_n = np.bincount(lab, minlength=n_classes).astype(np.int64) if n_classes else None
+    if np.isfinite(s1).all() and np.isfinite(s2).all():
+        cnt = np.full(H * W, idx.size, np.int64)
+        class_count = None if not n_classes else np.repeat(class_n[:, None], H * W, axis=1)
+    else:  # some value is NaN or inf: count them per pixel and leave them out
+        s1, s2, mn, mx, zer, cnt, csum, ccnt = careful(X2, idx, lab, K, n_classes, threads)
+        s1, s2, cnt = s1.sum(0), s2.sum(0), cnt.sum(0)
+        class_count = ccnt.sum(0) if n_classes else None
     with np.errstate(invalid="ignore", divide="ignore"):
         d = np.where(cnt > 0, s1 / np.maximum(cnt, 1), 0.0)
         mean = K + d
         m2 = s2 - s1 * d
-    class_sum = class_count = class_n = None
+    class_sum = None
     if n_classes:
-        class_count = ccnt.sum(0)
         class_sum = csum.sum(0) + K[None, :] * class_count
-        class_n = np.bincount(lab, minlength=n_classes).astype(np.int64)
     # Sample for the value distribution: evenly spaced examples.
     step = max(1, idx.size * H * W // SAMPLE_VALUES)
     rows = np.asarray(X2[idx[::step]], dtype=np.float32).ravel()
     sample = rows[np.isfinite(rows)][:SAMPLE_VALUES]
     return _finalize(
-        shape=(H, W), n=idx.size, count=cnt, mean=mean, m2=m2, vmin=mn.min(0), vmax=mx.max(0),
-        nonfinite=idx.size - cnt, zeros=zer.sum(0), class_sum=class_sum,
+        shape=(H, W), n=idx.size, count=cnt, mean=mean, m2=m2,
+        vmin=mn.min(0).astype(np.float64), vmax=mx.max(0).astype(np.float64),
+        nonfinite=idx.size - cnt, zeros=zer.sum(0, dtype=np.int64), class_sum=class_sum,
         class_count=class_count, class_n=class_n, sample=sample,
     )
 

@@ -1,0 +1,58 @@
+"""Shared fixtures: a seeded ``rng``, small spectrogram-like arrays, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# `pytest` (not only `python -m pytest`) must find the packages of the checkout.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh generator with a fixed seed: every test sees the same numbers every run."""
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def spectro(rng) -> np.ndarray:
+    """(240, 12, 17) float32 linear-power-like values: exponential noise times a band profile.
+
+    Rows 0-8 carry signal of falling strength; rows 9-11 a faint floor, as in the demo.
+    """
+    n, h, w = 240, 12, 17
+    level = np.r_[np.geomspace(40.0, 0.5, 9), np.full(3, 0.002)][:, None]
+    X = rng.exponential(1.0, (n, h, w)) * level
+    return X.astype(np.float32)
+
+
+@pytest.fixture
+def labels(rng) -> np.ndarray:
+    """Labels 0..3 for the 240 examples of ``spectro``, every class present."""
+    y = np.repeat(np.arange(4), 60)
+    return rng.permutation(y).astype(np.int64)
+
+
+def run_cli(*args: str, python_flags: tuple[str, ...] = (), env: dict | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python [FLAGS] -m diagnostics ARGS`` from the repository root, capturing text."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "diagnostics", *args],
+        cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli():
+    """The :func:`run_cli` helper as a fixture."""
+    return run_cli
