@@ -142,3 +142,26 @@ def test_report_view_hides_controls(app):
     app.button(key="leave_report").click().run()
     assert not app.exception
     assert app.toggle(key="report").value is False
+
+
+def test_slider_moves_do_not_recompute_statistics(monkeypatch):
+    import diagnostics.summary as summary
+
+    calls = []
+    real = summary.dataset_stats
+
+    def counting(ds, **kw):
+        calls.append(ds.id)
+        return real(ds, **kw)
+
+    monkeypatch.setattr(summary, "dataset_stats", counting)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["on"] = "all"  # a cache entry no other test made
+    at.run()
+    first = len(calls)
+    assert first == 1
+    for v in (0.1, 0.4, 0.8):
+        at.slider(key="mask_snr").set_value(v).run()
+        assert not at.exception
+    at.checkbox(key="log_color").uncheck().run()
+    assert len(calls) == first
