@@ -216,7 +216,13 @@ def _memmap_npz_member(path: Path, member: str) -> np.ndarray | None:
         start = info.header_offset + 30 + name_len + extra_len
         fh.seek(start)
         version = np.lib.format.read_magic(fh)
-        shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+        # Public header readers only (numpy 2 has no _read_array_header in np.lib.format);
+        # a version 3 header falls back to a normal, non-mapped load.
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            return None
+        shape, fortran, dtype = readers[version](fh)
         offset = fh.tell()
     if dtype.hasobject or fortran:
         return None
@@ -242,7 +248,11 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    _check_magic(path)
+    if not _check_magic(path).startswith(b"PK"):
+        # Checked here, not left to np.load, so a pickle never even reaches a pickle reader.
+        raise NormScopeError(
+            f"{path} is not a .npz archive (not a zip file); save it with np.savez(path, X=X, y=y)"
+        )
     try:
         npz = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
