@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,7 +257,10 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         npz = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise NormScopeError(f"{path} is not a readable .npz archive ({exc})") from None
+        raise NormScopeError(
+            f"{path} is not a readable .npz archive ({exc}): it is damaged or truncated; "
+            "save it again with np.savez"
+        ) from None
     with npz:
         keys = list(npz.files)
         xkey = next((k for k in X_KEYS if k in keys), None)
@@ -278,7 +282,7 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                     "numeric arrays instead"
                 ) from None
             raise NormScopeError(f"{path} is damaged or truncated ({exc}); save it again") from None
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise NormScopeError(f"{path} is damaged or truncated ({exc}); save it again") from None
     return X, y
 
