@@ -291,6 +291,14 @@ def statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_vie
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
     heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
+    if stats.class_means is not None and len(ds.class_names) > 1:
+        with st.expander(f"Per-class mean maps ({len(ds.class_names)} classes)"):
+            cap = figures.caption(ds.name, stats.n, ds.n, on, mask, threshold)
+            chart(figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
+                                      row_label=ds.row_label, col_label=ds.col_label,
+                                      row_origin=ds.row_origin, caption_text=cap,
+                                      dataset_name=ds.name),
+                  f"normscope-{ds.name}-class-means", "chart_class_means")
     if not report_view:
         report_download_ui(ds, stats, threshold, on, log_color, scale, mask)
 

@@ -194,3 +194,57 @@ def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: 
         margin=dict(l=60, r=20, t=70, b=50), plot_bgcolor="white",
     )
     return fig
+
+
+def class_means(
+    stats: PixelStats,
+    class_names: tuple[str, ...],
+    *,
+    log_color: bool = True,
+    colorscale: str = "Viridis",
+    row_label: str = "frequency band",
+    col_label: str = "frame",
+    row_origin: str = "lower",
+    caption_text: str = "",
+    dataset_name: str = "",
+    max_classes: int = 12,
+) -> go.Figure:
+    """Small multiples of the per-class mean maps on one shared colour scale."""
+    from plotly.subplots import make_subplots
+
+    if stats.class_means is None:
+        raise ValueError("these statistics have no per-class means (no labels)")
+    C = min(len(class_names), max_classes)
+    cols = min(C, 3)
+    nrows = -(-C // cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=list(class_names[:C]),
+                        horizontal_spacing=0.04, vertical_spacing=0.12)
+    maps = stats.class_means[:C]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_all = np.where(maps > 0, np.log10(maps), np.nan) if log_color else maps
+    fin = z_all[np.isfinite(z_all)]
+    zmin, zmax = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+    H, W = maps.shape[1:]
+    for c in range(C):
+        r, k = divmod(c, cols)
+        fig.add_trace(go.Heatmap(
+            z=z_all[c], customdata=maps[c], zmin=zmin, zmax=zmax, colorscale=colorscale,
+            showscale=c == 0, coloraxis=None,
+            colorbar=dict(title=dict(text="mean" + (" (log scale)" if log_color else ""), side="right"),
+                          thickness=12),
+            hovertemplate=(f"{class_names[c]}<br>{row_label} %{{y}}, {col_label} %{{x}}"
+                           "<br>mean = %{customdata:.4g}<extra></extra>"),
+        ), row=r + 1, col=k + 1)
+    if log_color and fin.size:
+        tv, tt = _log_ticks(zmin, zmax)
+        fig.data[0].colorbar.update(tickvals=tv, ticktext=tt)
+    yr = [H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]
+    fig.update_yaxes(range=yr, showgrid=False, zeroline=False)
+    fig.update_xaxes(range=[-0.5, W - 0.5], showgrid=False, zeroline=False)
+    title = "Per-class mean maps" + (f" — {dataset_name}" if dataset_name else "")
+    fig.update_layout(
+        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        height=230 * nrows + 90, margin=dict(l=50, r=20, t=90, b=30),
+        plot_bgcolor=UNDEFINED_BG, font=dict(family="Arial, sans-serif"),
+    )
+    return fig

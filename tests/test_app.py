@@ -25,7 +25,14 @@ def _figures(at):
 
 
 def _heatmaps(at):
-    return [f for f in _figures(at) if f["data"] and f["data"][0]["type"] == "heatmap"]
+    return [f for f in _figures(at) if f["data"] and f["data"][0]["type"] == "heatmap"
+            and not f["layout"]["title"]["text"].startswith("Per-class")]
+
+
+def test_per_class_mean_maps(app):
+    figs = [f for f in _figures(app) if f["layout"]["title"]["text"].startswith("Per-class")]
+    assert len(figs) == 1
+    assert len(figs[0]["data"]) == 6  # one map per demo class
 
 
 @pytest.fixture()
