@@ -26,6 +26,57 @@ def _nonneg_float(text: str) -> float:
     return v
 
 
+def _add_feature_args(s: argparse.ArgumentParser) -> None:
+    """Feature options for audio folders and manifests (validated by FeatureParams)."""
+    g = s.add_argument_group("audio features (folders and .csv manifests only)")
+    g.add_argument("--feature", help="mel (linear power, default), logmel (dB) or mfcc")
+    g.add_argument("--sr", help="sample rate clips are resampled to (default 22050)")
+    g.add_argument("--n-mels", help="mel bands (default 60)")
+    g.add_argument("--n-fft", help="FFT window in samples (default 2048)")
+    g.add_argument("--hop", help="hop between frames in samples (default 512)")
+    g.add_argument("--duration", help="seconds per clip, padded or trimmed (default 3.0)")
+    g.add_argument("--n-mfcc", help="MFCC coefficients for --feature mfcc (default 20)")
+    g.add_argument("--workers", help="processes for feature extraction (default: every core)")
+
+
+FEATURE_OPTIONS = ("feature", "sr", "n_mels", "n_fft", "hop", "duration", "n_mfcc")
+
+
+def _number(option: str, text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise NormScopeError(f"--{option.replace('_', '-')} {text!r} is not a number") from None
+
+
+def _feature_params(args: argparse.Namespace):
+    """FeatureParams from the options given (None when none was given)."""
+    given = {k: getattr(args, k) for k in FEATURE_OPTIONS if getattr(args, k, None) is not None}
+    if not given:
+        return None
+    from .audio import FeatureParams
+
+    return FeatureParams(**{k: v if k == "feature" else _number(k, v) for k, v in given.items()})
+
+
+def _progress_line():
+    """Progress on stderr as one rewritten line; silent when stderr is not a terminal, so a
+    failed run in a script still ends with exactly one line ``error: ...``."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\rextracting features: {done:,}/{total:,} clips ({done / max(total, 1):.0%})",
+              end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m diagnostics",
@@ -33,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("stats", help="per-pixel statistics, low-SNR rows and findings")
-    s.add_argument("data", help="demo, digits, a .npy or a .npz file")
+    s.add_argument("data", help="demo, digits, a dataset id, an audio folder (one sub-folder per "
+                   "class), a .csv manifest (path,label), or a .npy/.npz file")
     s.add_argument("--labels", help=".npy of labels (one per example) for a .npy DATA")
     s.add_argument("--on", choices=("train", "all"), default="train",
                    help="examples to summarise (default: the training split)")
@@ -41,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"row-SNR threshold for low-SNR rows (default {DEFAULT_MASK_SNR})")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--out", help="write mean, std, snr, row_snr, amplification to this .npz")
+    _add_feature_args(s)
+    d = sub.add_parser("datasets", help="list the registered datasets (ids for links and stats)")
+    d.add_argument("--json", action="store_true", help="print one JSON list")
     return p
 
 
@@ -72,7 +127,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
     from .summary import dataset_stats, summary
 
-    ds = load_dataset(args.data, labels=args.labels)
+    from .registry import dataset_meta, is_registered, source_kind
+
+    params = _feature_params(args)
+    kind = source_kind(args.data)
+    if params is not None and kind not in ("folder", "manifest"):
+        raise NormScopeError(f"the feature options apply to audio folders and .csv manifests; "
+                             f"{args.data} is a {'registered dataset' if kind == 'id' else kind} "
+                             "whose features are fixed")
+    workers = None if args.workers is None else _number("workers", args.workers)
+    if workers is not None and (workers != int(workers) or workers < 1):
+        raise NormScopeError(f"--workers {args.workers} must be a whole number >= 1")
+    ds = load_dataset(args.data, labels=args.labels, params=params,
+                      workers=None if workers is None else int(workers), progress=_progress_line())
+    meta = dataset_meta(ds.id) if is_registered(ds.id) else {}
     stats = dataset_stats(ds, on=args.on)
     info = summary(ds, stats, on=args.on, mask_snr=args.mask_snr)
     if args.out:
@@ -81,14 +149,41 @@ def cmd_stats(args: argparse.Namespace) -> int:
                      snr=stats.snr, row_snr=stats.row_snr, amplification=stats.amplification)
         except OSError as exc:
             raise NormScopeError(f"cannot write {args.out}: {exc.strerror}") from None
+    info["feature_params"] = meta.get("feature_params")
+    info["source"] = meta.get("source")
+    info["skipped"] = [{"file": f, "reason": r} for f, r in meta.get("skipped", [])]
     if args.json:
         print(json.dumps(info, allow_nan=False))
     else:
         _print_summary(info)
+        if info["skipped"]:
+            print(f"skipped clips ({len(info['skipped'])}):")
+            for s in info["skipped"]:
+                print(f"  {s['file']}: {s['reason']}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .registry import home, list_datasets
+
+    rows = list_datasets()
+    if args.json:
+        print(json.dumps(rows, allow_nan=False))
+        return 0
+    if not rows:
+        print(f"no registered datasets in {home()}")
+        return 0
+    print(f"{'id':12}  {'name':24} {'examples':>9}  {'shape':>9}  {'classes':>7}  {'feature':8} "
+          "created")
+    for r in rows:
+        shape = "x".join(str(v) for v in r["shape"] or [])
+        print(f"{r['id']:12}  {str(r['name'])[:24]:24} {r['n'] or 0:>9,}  {shape:>9}  "
+              f"{r['classes']:>7}  {r['feature'] or '-':8} {r['created'] or ''}")
     return 0
 
 
 COMMANDS = {"stats": cmd_stats}
+COMMANDS["datasets"] = cmd_datasets
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -362,10 +362,21 @@ def digits_dataset() -> Dataset:
     )
 
 
-def load_dataset(spec: str, *, labels: str | None = None) -> Dataset:
-    """Open a dataset from a built-in name (``demo``, ``digits``) or an array file path."""
+def load_dataset(spec: str, *, labels: str | None = None, params=None, workers: int | None = None,
+                 progress=None, root: str | os.PathLike | None = None) -> Dataset:
+    """Open a dataset: a built-in (``demo``, ``digits``), a registered id, an audio folder, a
+    ``.csv`` manifest (``path,label``) or a ``.npy``/``.npz`` file.
+
+    Audio sources take ``params`` (:class:`diagnostics.audio.FeatureParams`), ``workers`` and
+    ``progress(done, total)`` and are registered (their id is the content id).  With ``root``
+    (the app: :func:`diagnostics.registry.data_root`) every path must lie under it.  See
+    :func:`diagnostics.registry.open_source`.
+    """
     if spec == "demo":
         return demo_dataset()
     if spec == "digits":
         return digits_dataset()
-    return load_array_file(spec, labels)
+    from .registry import open_source
+
+    return open_source(spec, labels=labels, params=params, workers=workers, progress=progress,
+                       root=root)
