@@ -77,8 +77,15 @@ def _progress_line():
     return show
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line ``error: ...`` and exit status 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m diagnostics",
         description="NormScope: why does normalizing my inputs make training worse?",
     )
