@@ -162,8 +162,9 @@ def row_snr_profile(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
         xaxis=dict(title=dict(text="median |mean| / std of the row" + (" (log)" if log_x else "")),
                    type="log" if log_x else "linear"),
-        yaxis=dict(title=dict(text=row_label), autorange="reversed" if row_origin == "upper" else True,
-                   range=None if row_origin == "upper" else [-0.5, H - 0.5]),
+        # The heatmaps' exact row range (an explicit autorange would override it and pad).
+        yaxis=dict(title=dict(text=row_label), autorange=False,
+                   range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
         legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=70, b=50), height=360,
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"),
     )
@@ -178,6 +179,7 @@ def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: 
     use_log = s.size > 0 and pos.size > 0.9 * s.size and pos.max() / max(pos.min(), 1e-300) > 100
     if use_log:
         edges = np.logspace(np.log10(pos.min()), np.log10(pos.max()), 60)
+        edges[[0, -1]] = pos.min(), pos.max()  # 10**log10(v) can miss v: keep both ends in
         counts, _ = np.histogram(pos, edges)
     else:
         counts, edges = np.histogram(s, 60) if s.size else (np.zeros(1), np.array([0.0, 1.0]))

@@ -1,0 +1,133 @@
+"""Figure builders: the drawn numbers are the statistics, masks are drawn, rows point up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from diagnostics import figures
+from diagnostics.stats import compute_stats, row_mask
+
+
+@pytest.fixture
+def stats(spectro, labels):
+    X = spectro.copy()
+    X[:, 1, 2] = 5.0  # a constant pixel: SNR and amplification undefined there
+    return compute_stats(X, labels=labels, n_classes=4)
+
+
+def _z(fig: go.Figure, i: int = 0) -> np.ndarray:
+    return np.asarray(fig.data[i].z, dtype=np.float64)
+
+
+@pytest.mark.parametrize("which", ["mean", "std", "snr", "amplification"])
+def test_heatmap_values_are_the_statistics(stats, which):
+    fig = figures.heatmap(stats, which)
+    (trace,) = fig.data
+    assert isinstance(trace, go.Heatmap)
+    np.testing.assert_array_equal(_z(fig), getattr(stats, which))  # NaN where undefined
+    np.testing.assert_array_equal(np.asarray(trace.customdata, float), getattr(stats, which))
+    np.testing.assert_array_equal(trace.x, np.arange(17))
+    np.testing.assert_array_equal(trace.y, np.arange(12))
+    assert which in trace.colorbar.title.text  # the colorbar says what it shows
+    assert "%{customdata" in trace.hovertemplate  # hover gives the raw value
+    if which in ("snr", "amplification"):
+        assert np.isnan(_z(fig)[1, 2])
+    json.loads(fig.to_json())  # serialisable for the browser (NaN -> null)
+
+
+@pytest.mark.parametrize("which", ["mean", "std", "amplification"])
+def test_log_colour_is_log10(stats, which):
+    fig = figures.heatmap(stats, which, log_color=True)
+    values = getattr(stats, which)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expect = np.where(values > 0, np.log10(values), np.nan)
+    np.testing.assert_allclose(_z(fig), expect, rtol=1e-15, equal_nan=True)
+    np.testing.assert_array_equal(np.asarray(fig.data[0].customdata, float), values)
+    cb = fig.data[0].colorbar
+    assert "log" in cb.title.text
+    # Ticks sit at integer exponents and read as the values themselves.
+    assert all(float(t) == pytest.approx(10.0 ** v) for v, t in zip(cb.tickvals, cb.ticktext))
+
+
+def test_log_colour_of_zero_and_negative_values_is_undefined(rng):
+    X = rng.standard_normal((50, 3, 4)).astype(np.float32)
+    X[:, 0, 0] = 0.0
+    st = compute_stats(X)
+    z = _z(figures.heatmap(st, "mean", log_color=True))
+    assert np.isnan(z[st.mean <= 0]).all() and np.isfinite(z[st.mean > 0]).all()
+
+
+def test_masked_rows_are_drawn_as_shapes(stats):
+    mask = np.zeros(12, bool)
+    mask[[2, 3, 7]] = True
+    fig = figures.heatmap(stats, "mean", mask=mask)
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(s.y0, s.y1) for s in rects] == [(1.5, 3.5), (6.5, 7.5)]
+    assert all((s.x0, s.x1) == (-0.5, 16.5) and s.fillcolor == figures.MASK_FILL for s in rects)
+    assert [a.text for a in fig.layout.annotations] == ["masked", "masked"]
+    plain = figures.heatmap(stats, "mean")
+    assert not plain.layout.shapes and not plain.layout.annotations
+
+
+def test_axes_and_row_origin(stats):
+    fig = figures.heatmap(stats, "snr")
+    assert fig.layout.xaxis.title.text == "frame"
+    assert fig.layout.yaxis.title.text == "frequency band"
+    lo, hi = fig.layout.yaxis.range
+    assert lo < hi and (lo, hi) == (-0.5, 11.5)  # row 0 at the bottom, as spectrograms
+    img = figures.heatmap(stats, "snr", row_origin="upper", row_label="row", col_label="column")
+    assert img.layout.yaxis.range[0] > img.layout.yaxis.range[1]  # images: row 0 on top
+    assert (img.layout.xaxis.title.text, img.layout.yaxis.title.text) == ("column", "row")
+
+
+def test_caption_is_shown(stats):
+    mask = row_mask(stats.row_snr, rows=(9, 11))
+    text = figures.caption("demo", stats.n, 1200, "train", mask, 0.6)
+    assert text == "demo · N = 240 train examples of 1,200 · 3 masked rows (row SNR < 0.6)"
+    assert figures.caption("x", 5, 9, "all", np.zeros(3, bool)).endswith("no rows masked")
+    for fig in (figures.heatmap(stats, "mean", caption_text=text, dataset_name="demo"),
+                figures.row_snr_profile(stats, caption_text=text),
+                figures.value_histogram(stats, caption_text=text),
+                figures.class_means(stats, ("a", "b", "c", "d"), caption_text=text)):
+        assert fig.layout.title.subtitle.text == text
+        assert fig.layout.title.text
+
+
+def test_row_snr_profile(stats):
+    mask = np.zeros(12, bool)
+    mask[9:] = True
+    fig = figures.row_snr_profile(stats, mask=mask, threshold=0.3)
+    line, kept, masked = fig.data
+    np.testing.assert_array_equal(np.asarray(line.x, float), stats.row_snr)
+    np.testing.assert_array_equal(masked.y, np.arange(9, 12))
+    np.testing.assert_array_equal(kept.y, np.arange(9))
+    assert kept.name == "kept (9)" and masked.name == "masked (3)"
+    assert any(s.x0 == 0.3 and s.x1 == 0.3 for s in fig.layout.shapes)  # the threshold line
+    # Same rows, same orientation as the heatmaps beside it.
+    assert tuple(fig.layout.yaxis.range) == (-0.5, 11.5) and fig.layout.yaxis.autorange is False
+    img = figures.row_snr_profile(stats, row_origin="upper")
+    assert tuple(img.layout.yaxis.range) == (11.5, -0.5)
+    assert fig.layout.yaxis.title.text == "frequency band" and "SNR" not in fig.layout.yaxis.title.text
+    assert "mean| / std" in fig.layout.xaxis.title.text
+
+
+def test_value_histogram_counts_the_sample(stats):
+    fig = figures.value_histogram(stats)
+    counts = np.asarray(fig.data[0].y)
+    assert counts.sum() == (stats.sample > 0).sum()
+    assert fig.layout.xaxis.type == "log"  # exponential power spans decades
+
+
+def test_class_means_share_one_scale(stats):
+    names = ("a", "b", "c", "d")
+    fig = figures.class_means(stats, names, log_color=False)
+    assert len(fig.data) == 4
+    for c, tr in enumerate(fig.data):
+        np.testing.assert_array_equal(np.asarray(tr.z, float), stats.class_means[c])
+        assert (tr.zmin, tr.zmax) == (fig.data[0].zmin, fig.data[0].zmax)
+    assert [a.text for a in fig.layout.annotations] == list(names)
+    assert sum(bool(tr.showscale) for tr in fig.data) == 1
