@@ -183,6 +183,8 @@ def _decode(path: str, params: FeatureParams) -> tuple[np.ndarray, bool]:
     try:
         y, _ = librosa.load(path, sr=params.sr, mono=True, duration=params.duration)
     except Exception as exc:  # noqa: BLE001
+        if "not finite" in str(exc):  # librosa's own check of the samples
+            raise ClipError("holds NaN or infinite samples") from None
         raise ClipError(f"cannot be decoded: {str(exc) or type(exc).__name__}") from None
     if y.size == 0:
         raise ClipError("holds no samples")
@@ -686,7 +688,8 @@ def _encode(labels: list[str], where: str) -> tuple[np.ndarray, tuple[str, ...]]
 
 def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: str, source: str,
                key: str | None = None, workers: int | None = None,
-               progress: Progress | None = None, root: Path | None = None):
+               progress: Progress | None = None, root: Path | None = None,
+               where: str | None = None):
     """Features of a clip list, from the cache or extracted and registered.
 
     Parameters
@@ -700,6 +703,8 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
         hashes make it.
     root : Path, optional
         Clips resolving outside it are skipped unread.
+    where : str, optional
+        How messages name the source (default its path; an upload's file name).
 
     Returns
     -------
@@ -709,7 +714,7 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     from .registry import open_dataset, register_arrays
 
     params = params or FeatureParams()
-    where = str(clips.origin)
+    where = where or str(clips.origin)
     pre: dict[int, str] = {}
     if key is None:
         hashes = content_hashes(clips, remember=True, root=root)

@@ -47,6 +47,8 @@ CHUNK_BYTES = 32 * 2**20
 #: Zip uploads: most entries and most uncompressed bytes accepted (zip-bomb guard).
 ZIP_MAX_ENTRIES = 20_000
 ZIP_MAX_BYTES = 2 * 2**30
+#: Audio file endings (kept equal to diagnostics.audio.AUDIO_EXTENSIONS; audio imports us).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 #: Bump when the layout or the hashed content changes: old ids stay valid, new ones differ.
 FORMAT_VERSION = 1
 
@@ -531,11 +533,11 @@ def _class_root(folder: Path) -> Path:
     """Descend through a single top folder (``data.zip`` holding ``data/dog/a.wav``)."""
     while True:
         entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
-        if len(entries) == 1 and entries[0].is_dir():
-            sub = [e for e in entries[0].iterdir() if not e.name.startswith(".")]
-            if sub and all(e.is_dir() for e in sub):
-                folder = entries[0]
-                continue
+        dirs = [e for e in entries if e.is_dir()]
+        loose_audio = any(e.is_file() and e.name.lower().endswith(AUDIO_SUFFIXES) for e in entries)
+        if len(dirs) == 1 and not loose_audio and any(e.is_dir() for e in dirs[0].iterdir()):
+            folder = dirs[0]
+            continue
         return folder
 
 
@@ -592,5 +594,5 @@ def register_upload_zip(filename: str, data_bytes: bytes, feature_params=None,
         except NormScopeError as exc:
             raise NormScopeError(str(exc).replace(str(folder), name)) from None
         ds = audio.load_clips(clips, params, name=Path(name).stem, source=f"upload {name}",
-                              key=key, workers=workers, progress=progress)
+                              key=key, workers=workers, progress=progress, where=name)
     return ds.id

@@ -1,0 +1,300 @@
+"""Audio features: agreement with librosa, exact shapes, the process pool, the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from audio_helpers import SR, librosa_reference, make_folder, signal, write_clip
+
+from diagnostics import audio, registry
+from diagnostics.audio import FeatureParams, clip_features, extract_features, load_audio
+from diagnostics.errors import NormScopeError
+from diagnostics.summary import dataset_stats, summary
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """Every test gets its own empty NORMSCOPE_HOME."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("NORMSCOPE_HOME", str(h))
+    return h
+
+
+@pytest.fixture
+def folder(tmp_path, rng):
+    return make_folder(tmp_path / "clips", rng)
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+def test_default_shape_is_60_by_130():
+    p = FeatureParams()
+    assert (p.feature, p.sr, p.n_mels, p.n_fft, p.hop, p.duration) == ("mel", 22050, 60, 2048,
+                                                                       512, 3.0)
+    assert p.n_frames == 1 + int(3.0 * 22050) // 512 == 130
+    assert p.shape == (60, 130)
+    assert FeatureParams(feature="mfcc", n_mfcc=13).shape == (13, 130)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"feature": "db"}, "feature='db' is unknown"),
+    ({"sr": 0}, "sr=0 must be between"),
+    ({"sr": 22050.5}, "whole number"),
+    ({"n_mels": 0}, "n_mels=0"),
+    ({"hop": -1}, "hop=-1"),
+    ({"n_fft": "2048"}, "whole number"),
+    ({"duration": 0}, "duration=0"),
+    ({"duration": float("nan")}, "duration=nan"),
+    ({"duration": "abc"}, "number of seconds"),
+    ({"feature": "mfcc", "n_mfcc": 80}, "must not exceed n_mels=60"),
+    ({"top_db": -1.0}, "top_db"),
+])
+def test_bad_parameters_are_refused(kw, match):
+    with pytest.raises(NormScopeError, match=match):
+        FeatureParams(**kw)
+
+
+def test_cache_key_holds_only_parameters_that_change_the_numbers():
+    assert FeatureParams(n_mfcc=13).key() == FeatureParams(n_mfcc=40).key()
+    assert FeatureParams(feature="mfcc", n_mfcc=13).key() != FeatureParams(feature="mfcc").key()
+    assert FeatureParams(top_db=None).key() == FeatureParams().key()
+    assert FeatureParams(feature="logmel", top_db=None).key() != FeatureParams(feature="logmel").key()
+    assert FeatureParams.from_dict(FeatureParams(feature="logmel").key()) == FeatureParams(
+        feature="logmel")
+
+
+# --- one clip: the user's own librosa pipeline ----------------------------------------------
+
+@pytest.mark.parametrize("feature", ["mel", "logmel", "mfcc"])
+@pytest.mark.parametrize("clip", [
+    dict(sr=SR, channels=1, seconds=1.0, ext="wav"),    # shorter than 3 s: padded
+    dict(sr=44100, channels=2, seconds=4.0, ext="wav"),  # resampled, mixed, trimmed
+    dict(sr=16000, channels=1, seconds=2.0, ext="flac"),
+    dict(sr=SR, channels=1, seconds=1.5, ext="ogg"),
+])
+def test_features_agree_with_librosa_called_directly(tmp_path, rng, feature, clip):
+    path = write_clip(tmp_path / f"c.{clip['ext']}", 523.0, rng=rng, sr=clip["sr"],
+                      channels=clip["channels"], seconds=clip["seconds"])
+    params = FeatureParams(feature=feature)
+    got = clip_features(path, params)
+    want = librosa_reference(path, feature=feature)
+    assert got.dtype == np.float32 and got.shape == params.shape == want.shape
+    np.testing.assert_array_equal(got, want)  # the same calls: bit for bit
+
+
+@pytest.mark.parametrize("sr, hop, duration", [(16000, 300, 1.7), (8000, 128, 0.5),
+                                                (22050, 512, 2.99)])
+def test_frame_count_is_exact(tmp_path, rng, sr, hop, duration):
+    path = write_clip(tmp_path / "c.wav", 300.0, rng=rng, sr=44100, seconds=1.0)
+    p = FeatureParams(sr=sr, hop=hop, duration=duration, n_mels=40, n_fft=512)
+    F = clip_features(path, p)
+    assert F.shape == (40, 1 + int(duration * sr) // hop)
+    np.testing.assert_allclose(F, librosa_reference(path, sr=sr, hop=hop, duration=duration,
+                                                    n_mels=40, n_fft=512), rtol=1e-5, atol=1e-9)
+
+
+def test_resampled_stereo_matches_mono_at_target_rate(tmp_path):
+    a = write_clip(tmp_path / "a.wav", 1000.0, sr=SR, channels=1, noise=0)
+    b = write_clip(tmp_path / "b.wav", 1000.0, sr=48000, channels=2, noise=0)
+    Fa, Fb = clip_features(a), clip_features(b)
+    assert Fa.shape == Fb.shape
+    assert np.argmax(Fa[:, 10]) == np.argmax(Fb[:, 10])  # same band carries the tone
+    # Same clip up to resampling: nearly identical spectrograms while the tone lasts.
+    assert np.corrcoef(Fa[:, 2:40].ravel(), Fb[:, 2:40].ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("feature", ["mel", "logmel", "mfcc"])
+def test_silent_clip_gives_finite_features(tmp_path, feature):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(SR, np.float32), SR)
+    F = clip_features(path, FeatureParams(feature=feature))
+    assert np.all(np.isfinite(F))
+    if feature == "mel":
+        assert np.all(F == 0)
+    if feature == "logmel":
+        np.testing.assert_allclose(F, 10 * np.log10(1e-10))  # the amin floor, not -inf
+
+
+def test_silent_clips_give_finite_statistics(tmp_path, rng):
+    root = make_folder(tmp_path / "d", rng, per_class=3)
+    (root / "silence").mkdir()
+    for i in range(3):
+        sf.write(root / "silence" / f"{i}.wav", np.zeros(SR // 2, np.float32), SR)
+    for feature in ("mel", "logmel"):
+        ds = load_audio(root, params=FeatureParams(feature=feature), workers=1)
+        assert ds.n == 9 and np.all(np.isfinite(ds.X))
+        st = dataset_stats(ds, on="all")
+        info = summary(ds, st, on="all")
+        json.dumps(info, allow_nan=False)  # every number is finite or null
+        assert st.n_nonfinite == 0 and np.isfinite(st.global_std)
+        assert np.all(np.isfinite(st.snr[~st.constant]))
+
+
+# --- many clips: the pool --------------------------------------------------------------------
+
+def test_pool_equals_inline_and_reports_progress(folder):
+    paths = sorted(folder.rglob("*.wav"))
+    calls = []
+    one = extract_features(paths, workers=1)
+    two = extract_features(paths, workers=2, progress=lambda d, t: calls.append((d, t)))
+    assert two.workers == 2 and one.workers == 1
+    np.testing.assert_array_equal(one.X, two.X)
+    assert one.X.shape == (12, 60, 130) and one.ok.all() and not one.skipped
+    assert calls[0] == (0, 12) and calls[-1] == (12, 12)
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+
+
+def test_bad_clips_are_skipped_in_place_and_listed(folder):
+    (folder / "dog" / "03.wav").write_text("not audio at all")
+    paths = sorted(folder.rglob("*.wav"))
+    ext = extract_features(paths, workers=2)
+    bad = paths.index(folder / "dog" / "03.wav")
+    assert ext.X.shape[0] == 11 and not ext.ok[bad] and ext.ok.sum() == 11
+    assert ext.skipped == ((str(paths[bad]), "not readable as audio: Format not recognised."),)
+    good = [p for p in paths if p != paths[bad]]
+    for row, p in zip(ext.X, good):  # the rows moved up stay aligned with their clips
+        np.testing.assert_allclose(row, librosa_reference(p), rtol=1e-5, atol=1e-9)
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+def test_folder_dataset_rows_labels_and_meta(folder, rng):
+    write_clip(folder / "cat" / "deeper" / "x.flac", 1500.0, rng=rng)
+    (folder / "cat" / "notes.txt").write_text("ignore me")
+    (folder / ".hidden").mkdir()
+    write_clip(folder / ".hidden" / "h.wav", 100.0)
+    write_clip(folder / "cat" / ".h.wav", 100.0)
+    ds = load_audio(folder, workers=1)
+    files = registry.dataset_files(ds.id)
+    assert files[:2] == ["cat/00.wav", "cat/01.wav"] and "cat/deeper/x.flac" in files
+    assert ds.n == 13 and ds.class_names == ("cat", "dog")
+    assert list(ds.y) == [0] * 7 + [1] * 6
+    assert isinstance(ds.X, np.memmap) and not ds.X.flags.writeable
+    np.testing.assert_allclose(ds.X[0], librosa_reference(folder / "cat" / "00.wav"),
+                               rtol=1e-5, atol=1e-9)
+    meta = registry.dataset_meta(ds.id)
+    assert meta["feature_params"] == FeatureParams().key()
+    assert meta["source"] == f"folder {folder}"
+    assert any("1 file(s) that are not audio" in n for n in ds.notes)
+    assert ds.row_label == "frequency band"
+
+
+def test_unsorted_folder_gives_unlabelled_clips(tmp_path, rng):
+    for i in range(3):
+        write_clip(tmp_path / "flat" / f"{i}.wav", 440.0, rng=rng)
+    ds = load_audio(tmp_path / "flat", workers=1)
+    assert ds.y is None and ds.n == 3
+    assert any("no labels" in n for n in ds.notes)
+
+
+def test_manifest_keeps_order_and_sorts_integer_labels_numerically(tmp_path, rng):
+    d = tmp_path / "m"
+    for i, f in enumerate([300, 600, 900, 1200]):
+        write_clip(d / "audio" / f"{i}.wav", f, rng=rng)
+    (d / "meta").mkdir()
+    (d / "meta" / "list.csv").write_text(
+        "path,label\n../audio/3.wav,10\n../audio/0.wav,2\n\n# a comment\n"
+        f"{(d / 'audio' / '1.wav').as_posix()},2\n../audio/2.wav,10\n../audio/gone.wav,2\n")
+    ds = load_audio(d / "meta" / "list.csv", workers=1)
+    assert ds.class_names == ("2", "10") and list(ds.y) == [1, 0, 0, 1]
+    assert registry.dataset_files(ds.id)[0] == "../audio/3.wav"
+    np.testing.assert_allclose(ds.X[0], librosa_reference(d / "audio" / "3.wav"),
+                               rtol=1e-5, atol=1e-9)
+    assert registry.dataset_meta(ds.id)["skipped"] == [["../audio/gone.wav", "does not exist"]]
+    assert ds.name == "list"
+
+
+def test_mfcc_dataset_has_coefficient_rows(folder):
+    ds = load_audio(folder, params=FeatureParams(feature="mfcc", n_mfcc=13), workers=1)
+    assert ds.shape == (13, 130) and ds.row_label == "MFCC coefficient"
+
+
+def test_too_many_mel_bands_for_the_fft_are_noted(folder):
+    ds = load_audio(folder, params=FeatureParams(n_mels=128, n_fft=256), workers=1)
+    assert any("mel filters are empty" in n for n in ds.notes)
+
+
+def test_label_warnings_are_notes(tmp_path, rng):
+    make_folder(tmp_path / "d", rng, classes=(("big", 440.0),), per_class=20)
+    write_clip(tmp_path / "d" / "tiny" / "0.wav", 900.0, rng=rng)
+    ds = load_audio(tmp_path / "d", workers=2)
+    assert any("fewer than 2 examples (tiny)" in n for n in ds.notes)
+    assert any("strongly imbalanced" in n for n in ds.notes)
+
+
+# --- cache ------------------------------------------------------------------------------------
+
+def test_second_open_is_a_cache_hit(folder):
+    calls = []
+    first = load_audio(folder, progress=lambda d, t: calls.append(d))
+    assert calls, "the first open extracts"
+    calls.clear()
+    t0 = time.perf_counter()
+    again = load_audio(folder, progress=lambda d, t: calls.append(d))
+    elapsed = time.perf_counter() - t0
+    assert again.id == first.id and not calls
+    np.testing.assert_array_equal(again.X, first.X)
+    assert elapsed < 1.0
+
+
+def test_unchanged_files_are_not_hashed_again(folder, monkeypatch):
+    monkeypatch.setattr(audio, "RACY_NS", 0)  # the files were written a moment ago
+    hashed = []
+    real = audio._sha256_file
+    monkeypatch.setattr(audio, "_sha256_file", lambda p: hashed.append(p) or real(p))
+    first = load_audio(folder, workers=1)
+    assert len(hashed) == 12
+    hashed.clear()
+    assert load_audio(folder, workers=1).id == first.id
+    assert hashed == []
+
+
+def test_changed_file_gives_a_new_id(folder, rng):
+    first = load_audio(folder, workers=1)
+    write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
+    second = load_audio(folder, workers=1)
+    assert second.id != first.id
+    assert registry.open_dataset(first.id).n == 12  # the old dataset is still there
+
+
+def test_replaced_file_with_same_size_and_mtime_is_noticed(folder, monkeypatch):
+    monkeypatch.setattr(audio, "RACY_NS", 0)
+    first = load_audio(folder, workers=1)
+    target = folder / "dog" / "01.wav"
+    st = target.stat()
+    x, sr = sf.read(target, dtype="int16")
+    sf.write(target, x[::-1].copy(), sr, subtype="PCM_16")  # same size, other content
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p / rsync -t would
+    assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
+    assert load_audio(folder, workers=1).id != first.id
+
+
+def test_changed_parameter_gives_a_new_id(folder):
+    ids = {load_audio(folder, params=p, workers=1).id for p in (
+        FeatureParams(), FeatureParams(hop=256), FeatureParams(feature="logmel"),
+        FeatureParams(duration=2.0))}
+    assert len(ids) == 4
+    # ... while a parameter that does not apply keeps the id.
+    assert load_audio(folder, params=FeatureParams(n_mfcc=7), workers=1).id == \
+        load_audio(folder, workers=1).id
+
+
+def test_deleted_dataset_is_rebuilt(folder, home):
+    import shutil
+
+    first = load_audio(folder, workers=1)
+    shutil.rmtree(home / "datasets" / first.id)
+    assert load_audio(folder, workers=1).id == first.id
+
+
+def test_formats_wav_flac_ogg_mp3(tmp_path, rng):
+    for ext in ("wav", "flac", "ogg", "mp3"):
+        write_clip(tmp_path / "f" / ext / f"a.{ext}", 440.0, rng=rng)
+    ds = load_audio(tmp_path / "f", workers=1)
+    assert ds.n == 4 and not registry.dataset_meta(ds.id)["skipped"]
+    assert signal(440.0).dtype == np.float32
