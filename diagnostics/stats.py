@@ -18,7 +18,8 @@ get NaN SNR and amplification, never a division by zero.
 from __future__ import annotations
 
 import mmap
-import warnings
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -392,174 +393,198 @@ def _numba_ok(X: np.ndarray) -> bool:
 
 
 _KERNELS = None
+#: Most worker threads of the numba engine (memory bandwidth is saturated well before more).
+MAX_THREADS = 4
+#: Rows handed to a worker at a time: small enough to balance load between threads on a busy
+#: machine, large enough that the call overhead (microseconds) does not count.
+BLOCK_BYTES = 4 * 2**20
 
 
 def _get_kernels():
     """Compile (once per machine: numba caches the machine code on disk) the two kernels.
 
-    ``fast`` assumes every value is finite and works on four examples at a time, so the
-    per-pixel accumulators are loaded and stored once per four values (that, not the float64
+    Each adds rows ``idx[lo:hi]`` of ``X2`` into one worker's accumulators, in place.  ``fast``
+    assumes every value is finite and works on four rows at a time, so the per-pixel
+    accumulators are loaded and stored once per four values (that, not the float64
     arithmetic, is what bounds a naive loop).  A non-finite value turns its pixel's sums
     non-finite, which the caller sees afterwards and then reruns ``careful``, which checks
-    every value.  Both give per-thread partial results that the caller adds up.
+    every value.  Serial and ``nogil``: threads are managed in Python, handing out blocks of
+    rows on demand, so a core busy with another process slows the pass down but never stalls
+    it (a static split across threads waits for the slowest one).
     """
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
     import numba
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def fast(X2, idx, labels, K, n_classes, n_threads):
+    @numba.njit(cache=True, nogil=True)
+    def fast(X2, idx, lo, hi, labels, K, n_classes, a1, a2, amn, amx, az, csum):
         P = X2.shape[1]
-        T = n_threads
-        s1 = np.zeros((T, P))
-        s2 = np.zeros((T, P))
-        mn = np.full((T, P), np.inf, X2.dtype)
-        mx = np.full((T, P), -np.inf, X2.dtype)
-        zer = np.zeros((T, P), np.int32)
-        csum = np.zeros((T, max(n_classes, 1), P))
-        nidx = idx.shape[0]
-        for t in numba.prange(T):
-            lo = t * nidx // T
-            hi = (t + 1) * nidx // T
-            a1 = s1[t]
-            a2 = s2[t]
-            amn = mn[t]
-            amx = mx[t]
-            az = zer[t]
-            j = lo
-            while j < hi:
-                if j + 4 <= hi:
-                    r0 = X2[idx[j]]
-                    r1 = X2[idx[j + 1]]
-                    r2 = X2[idx[j + 2]]
-                    r3 = X2[idx[j + 3]]
-                    for p in range(P):
-                        k = K[p]
-                        x0 = r0[p]
-                        x1 = r1[p]
-                        x2 = r2[p]
-                        x3 = r3[p]
-                        d0 = np.float64(x0) - k
-                        d1 = np.float64(x1) - k
-                        d2 = np.float64(x2) - k
-                        d3 = np.float64(x3) - k
-                        a1[p] += (d0 + d1) + (d2 + d3)
-                        a2[p] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-                        l01 = x0 if x0 < x1 else x1
-                        l23 = x2 if x2 < x3 else x3
-                        l4 = l01 if l01 < l23 else l23
-                        amn[p] = l4 if l4 < amn[p] else amn[p]
-                        h01 = x0 if x0 > x1 else x1
-                        h23 = x2 if x2 > x3 else x3
-                        h4 = h01 if h01 > h23 else h23
-                        amx[p] = h4 if h4 > amx[p] else amx[p]
-                        az[p] += (np.int32(x0 == 0) + np.int32(x1 == 0)
-                                  + np.int32(x2 == 0) + np.int32(x3 == 0))
-                    step = 4
-                else:
-                    r0 = X2[idx[j]]
-                    for p in range(P):
-                        x0 = r0[p]
-                        d0 = np.float64(x0) - K[p]
-                        a1[p] += d0
-                        a2[p] += d0 * d0
-                        amn[p] = x0 if x0 < amn[p] else amn[p]
-                        amx[p] = x0 if x0 > amx[p] else amx[p]
-                        az[p] += np.int32(x0 == 0)
-                    step = 1
-                if n_classes > 0:
-                    # Separate loop: rows of one block may share a class (aliasing sums).
-                    for q in range(j, j + step):
-                        row = X2[idx[q]]
-                        cs = csum[t, labels[q]]
-                        for p in range(P):
-                            cs[p] += np.float64(row[p]) - K[p]
-                j += step
-        return s1, s2, mn, mx, zer, csum
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def careful(X2, idx, labels, K, n_classes, n_threads):
-        P = X2.shape[1]
-        T = n_threads
-        C = max(n_classes, 1)
-        s1 = np.zeros((T, P))
-        s2 = np.zeros((T, P))
-        mn = np.full((T, P), np.inf, X2.dtype)
-        mx = np.full((T, P), -np.inf, X2.dtype)
-        zer = np.zeros((T, P), np.int32)
-        cnt = np.zeros((T, P), np.int64)
-        csum = np.zeros((T, C, P))
-        ccnt = np.zeros((T, C, P), np.int64)
-        nidx = idx.shape[0]
-        for t in numba.prange(T):
-            lo = t * nidx // T
-            hi = (t + 1) * nidx // T
-            for j in range(lo, hi):
-                row = X2[idx[j]]
-                c = labels[j] if n_classes > 0 else 0
+        j = lo
+        while j < hi:
+            if j + 4 <= hi:
+                r0 = X2[idx[j]]
+                r1 = X2[idx[j + 1]]
+                r2 = X2[idx[j + 2]]
+                r3 = X2[idx[j + 3]]
                 for p in range(P):
-                    x = row[p]
-                    v = np.float64(x)
-                    if np.isfinite(v):
-                        d = v - K[p]
-                        s1[t, p] += d
-                        s2[t, p] += d * d
-                        mn[t, p] = min(mn[t, p], x)
-                        mx[t, p] = max(mx[t, p], x)
-                        zer[t, p] += np.int32(x == 0)
-                        cnt[t, p] += 1
-                        if n_classes > 0:
-                            csum[t, c, p] += d
-                            ccnt[t, c, p] += 1
-        return s1, s2, mn, mx, zer, cnt, csum, ccnt
+                    k = K[p]
+                    x0 = r0[p]
+                    x1 = r1[p]
+                    x2 = r2[p]
+                    x3 = r3[p]
+                    d0 = np.float64(x0) - k
+                    d1 = np.float64(x1) - k
+                    d2 = np.float64(x2) - k
+                    d3 = np.float64(x3) - k
+                    a1[p] += (d0 + d1) + (d2 + d3)
+                    a2[p] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                    l01 = x0 if x0 < x1 else x1
+                    l23 = x2 if x2 < x3 else x3
+                    l4 = l01 if l01 < l23 else l23
+                    amn[p] = l4 if l4 < amn[p] else amn[p]
+                    h01 = x0 if x0 > x1 else x1
+                    h23 = x2 if x2 > x3 else x3
+                    h4 = h01 if h01 > h23 else h23
+                    amx[p] = h4 if h4 > amx[p] else amx[p]
+                    az[p] += (np.int32(x0 == 0) + np.int32(x1 == 0)
+                              + np.int32(x2 == 0) + np.int32(x3 == 0))
+                step = 4
+            else:
+                r0 = X2[idx[j]]
+                for p in range(P):
+                    x0 = r0[p]
+                    d0 = np.float64(x0) - K[p]
+                    a1[p] += d0
+                    a2[p] += d0 * d0
+                    amn[p] = x0 if x0 < amn[p] else amn[p]
+                    amx[p] = x0 if x0 > amx[p] else amx[p]
+                    az[p] += np.int32(x0 == 0)
+                step = 1
+            if n_classes > 0:
+                # Separate loop: rows of one block may share a class (aliasing sums).
+                for q in range(j, j + step):
+                    row = X2[idx[q]]
+                    cs = csum[labels[q]]
+                    for p in range(P):
+                        cs[p] += np.float64(row[p]) - K[p]
+            j += step
+
+    @numba.njit(cache=True, nogil=True)
+    def careful(X2, idx, lo, hi, labels, K, n_classes, a1, a2, amn, amx, az, csum, cnt, ccnt):
+        P = X2.shape[1]
+        for j in range(lo, hi):
+            row = X2[idx[j]]
+            c = labels[j] if n_classes > 0 else 0
+            for p in range(P):
+                x = row[p]
+                v = np.float64(x)
+                if np.isfinite(v):
+                    d = v - K[p]
+                    a1[p] += d
+                    a2[p] += d * d
+                    amn[p] = min(amn[p], x)
+                    amx[p] = max(amx[p], x)
+                    az[p] += np.int32(x == 0)
+                    cnt[p] += 1
+                    if n_classes > 0:
+                        csum[c, p] += d
+                        ccnt[c, p] += 1
 
     _KERNELS = (fast, careful)
     return _KERNELS
 
 
-def _numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> PixelStats:
+def _n_threads() -> int:
     import numba
 
+    # numba's own setting (the NUMBA_NUM_THREADS variable, default: the CPU count).
+    return max(1, min(MAX_THREADS, int(numba.config.NUMBA_NUM_THREADS)))
+
+
+def _run_blocks(kernel, X2, idx, lab, K, n_classes, n_acc: int) -> list[list[np.ndarray]]:
+    """Run ``kernel`` over all rows in blocks on worker threads; per-worker accumulators."""
+    P = X2.shape[1]
+    C = max(n_classes, 1)
+    n = idx.size
+    rows = max(4, (BLOCK_BYTES // max(P * X2.dtype.itemsize, 1)) // 4 * 4)
+    blocks = [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
+    n_workers = min(_n_threads(), len(blocks))
+
+    def new_acc():
+        # int32 zero counts: a worker sees fewer than 2**31 rows.
+        acc = [np.zeros(P), np.zeros(P), np.full(P, np.inf, X2.dtype),
+               np.full(P, -np.inf, X2.dtype), np.zeros(P, np.int32), np.zeros((C, P))]
+        if n_acc > len(acc):
+            acc += [np.zeros(P, np.int64), np.zeros((C, P), np.int64)]
+        return acc
+
+    accs = [new_acc() for _ in range(n_workers)]
+    if n_workers == 1:
+        for lo, hi in blocks:
+            kernel(X2, idx, lo, hi, lab, K, n_classes, *accs[0])
+        return accs
+    todo = iter(blocks)
+    lock = threading.Lock()
+
+    def work(acc):
+        while True:
+            with lock:
+                block = next(todo, None)
+            if block is None:
+                return
+            kernel(X2, idx, block[0], block[1], lab, K, n_classes, *acc)
+
+    with ThreadPoolExecutor(n_workers) as pool:
+        for f in [pool.submit(work, acc) for acc in accs]:
+            f.result()
+    return accs
+
+
+def _numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> PixelStats:
     N, H, W = X.shape
     # A plain, read-only ndarray view: one compiled signature per dtype whatever X is
     # (memmap or not, writeable or not), so the disk cache is hit.
     X2 = np.asarray(X).reshape(N, H * W).view()
     X2.flags.writeable = False
-    # Shift by a first-chunk estimate so that large offsets cancel before squaring.
-    head = np.asarray(X2[idx[: min(64, idx.size)]], dtype=np.float64)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN: handled
-        K = np.nanmean(np.where(np.isfinite(head), head, np.nan), axis=0)
+    # Shift by an estimate of the mean (a few rows suffice) so that large offsets cancel
+    # before squaring.
+    head = np.asarray(X2[idx[: min(8, idx.size)]], dtype=np.float64)
+    fin = np.isfinite(head)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        K = np.where(fin, head, 0.0).sum(0) / fin.sum(0)
     K = np.where(np.isfinite(K), K, 0.0)
     lab = np.zeros(idx.size, np.int64) if not n_classes else np.asarray(labels)[idx].astype(np.int64)
-    threads = numba.get_num_threads()
     fast, careful = _get_kernels()
-    s1, s2, mn, mx, zer, csum = fast(X2, idx, lab, K, n_classes, threads)
-    s1, s2 = s1.sum(0), s2.sum(0)
+    accs = _run_blocks(fast, X2, idx, lab, K, n_classes, 6)
+    s1, s2 = sum(a[0] for a in accs), sum(a[1] for a in accs)
     class_n = np.bincount(lab, minlength=n_classes).astype(np.int64) if n_classes else None
-    if np.isfinite(s1).all() and np.isfinite(s2).all():
+    all_finite = bool(np.isfinite(s1).all() and np.isfinite(s2).all())
+    if all_finite:
         cnt = np.full(H * W, idx.size, np.int64)
         class_count = None if not n_classes else np.repeat(class_n[:, None], H * W, axis=1)
     else:  # some value is NaN or inf: count them per pixel and leave them out
-        s1, s2, mn, mx, zer, cnt, csum, ccnt = careful(X2, idx, lab, K, n_classes, threads)
-        s1, s2, cnt = s1.sum(0), s2.sum(0), cnt.sum(0)
-        class_count = ccnt.sum(0) if n_classes else None
+        accs = _run_blocks(careful, X2, idx, lab, K, n_classes, 8)
+        s1, s2 = sum(a[0] for a in accs), sum(a[1] for a in accs)
+        cnt = sum(a[6] for a in accs)
+        class_count = sum(a[7] for a in accs) if n_classes else None
+    mn = np.min([a[2] for a in accs], axis=0).astype(np.float64)
+    mx = np.max([a[3] for a in accs], axis=0).astype(np.float64)
+    zer = sum(a[4].astype(np.int64) for a in accs)
     with np.errstate(invalid="ignore", divide="ignore"):
         d = np.where(cnt > 0, s1 / np.maximum(cnt, 1), 0.0)
         mean = K + d
         m2 = s2 - s1 * d
     class_sum = None
     if n_classes:
-        class_sum = csum.sum(0) + K[None, :] * class_count
+        class_sum = sum(a[5] for a in accs) + K[None, :] * class_count
     # Sample for the value distribution: evenly spaced examples.
     step = max(1, idx.size * H * W // SAMPLE_VALUES)
     rows = np.asarray(X2[idx[::step]], dtype=np.float32).ravel()
-    sample = rows[np.isfinite(rows)][:SAMPLE_VALUES]
+    sample = (rows if all_finite else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return _finalize(
-        shape=(H, W), n=idx.size, count=cnt, mean=mean, m2=m2,
-        vmin=mn.min(0).astype(np.float64), vmax=mx.max(0).astype(np.float64),
-        nonfinite=idx.size - cnt, zeros=zer.sum(0, dtype=np.int64), class_sum=class_sum,
+        shape=(H, W), n=idx.size, count=cnt, mean=mean, m2=m2, vmin=mn, vmax=mx,
+        nonfinite=idx.size - cnt, zeros=zer, class_sum=class_sum,
         class_count=class_count, class_n=class_n, sample=sample,
     )
 
