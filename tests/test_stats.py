@@ -129,6 +129,26 @@ def test_numba_equals_numpy(spectro, labels, n):
                       compute_stats(X, engine="numpy", labels=y, n_classes=4), rtol=1e-11)
 
 
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_numba_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
+    """Many small blocks on several threads (the path big files take) give the same numbers."""
+    import diagnostics.stats as S
+
+    monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
+    monkeypatch.setattr(S, "MAX_THREADS", 3)
+    import numba
+
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)
+    assert S._n_threads() == 3
+    X = spectro.copy()
+    if with_nan:
+        X[rng.random(X.shape) < 0.01] = np.nan
+    idx = np.flatnonzero(rng.random(len(X)) < 0.8)
+    a = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numba")
+    b = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy")
+    assert_same_stats(a, b, rtol=1e-11)
+
+
 def test_numba_equals_numpy_on_float64_subset_with_nonfinite(spectro, labels, rng):
     X = spectro.astype(np.float64)
     X[rng.random(X.shape) < 0.01] = np.nan
