@@ -1,0 +1,369 @@
+"""Input normalizations with names that compose, fitted on the training split only.
+
+A configuration name reads ``[compression+]scaler[@mask]``:
+
+* compression (optional): ``log1p`` (``sign(x) * log1p(|x|)``, which is ``log1p`` for
+  non-negative power) or ``db`` (librosa's ``power_to_db`` conventions: ``ref=1.0``,
+  ``amin=1e-10``, ``top_db=80`` relative to each example's maximum, as calling
+  ``librosa.power_to_db`` on each clip does);
+* scaler: ``none``, ``global`` (one mean and std), ``per_pixel`` (the z-score of every pixel
+  over the examples, scikit-learn's ``StandardScaler`` on flattened data), ``per_row`` (one
+  mean and std per row, i.e. per frequency band, over examples and frames), ``minmax`` and
+  ``robust`` (per pixel, as scikit-learn's ``MinMaxScaler`` and ``RobustScaler`` on
+  flattened data: range to [0, 1], and median / interquartile range);
+* ``@mask`` (optional): drop the rows whose row SNR on the training split (after compression,
+  before scaling) is under ``mask_snr``.
+
+Examples: ``none``, ``per_pixel``, ``per_pixel@mask``, ``db+per_row``, ``log1p+global@mask``.
+
+:class:`Normalizer` follows scikit-learn: ``__init__`` stores parameters, ``fit`` streams the
+training examples in chunks (float64 moments from :mod:`diagnostics.stats`), learned state
+ends in ``_``, ``transform`` returns float32.  Constant pixels (std zero relative to float
+eps) get scale 1 like scikit-learn's ``_handle_zeros_in_scale``; nothing divides by zero and
+nothing non-finite comes out.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import NormScopeError
+from .findings import DEFAULT_MASK_SNR
+from .stats import CHUNK_BYTES, PixelStats, StatsAccumulator, is_constant, row_mask
+
+COMPRESSIONS = ("log1p", "db")
+SCALERS = ("none", "global", "per_pixel", "per_row", "minmax", "robust")
+MASK_SUFFIX = "mask"
+#: librosa.power_to_db defaults: power floor, reference power and dynamic range (dB).
+DB_AMIN = 1e-10
+DB_REF = 1.0
+DB_TOP = 80.0
+#: Quantiles of the robust scaler (scikit-learn's default quantile_range).
+ROBUST_QUANTILES = (25.0, 75.0)
+#: Largest training-split slice (bytes of float64) gathered at once for the robust scaler's
+#: per-pixel quantiles; bigger splits are processed in column blocks.
+ROBUST_BLOCK_BYTES = 256 * 2**20
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def valid_parts() -> str:
+    """One line naming every valid part of a configuration name."""
+    return (
+        f"scalers {', '.join(SCALERS)}; optional prefix "
+        f"{' or '.join(c + '+' for c in COMPRESSIONS)}; optional suffix @{MASK_SUFFIX} "
+        "(e.g. db+per_row, per_pixel@mask)"
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A parsed configuration name.
+
+    Attributes
+    ----------
+    scaler : str
+        One of :data:`SCALERS`.
+    compress : str or None
+        One of :data:`COMPRESSIONS`, or None.
+    mask : bool
+        Drop low-SNR rows.
+    """
+
+    scaler: str
+    compress: str | None = None
+    mask: bool = False
+
+    @property
+    def name(self) -> str:
+        """The canonical name, e.g. ``db+per_row@mask``."""
+        head = f"{self.compress}+" if self.compress else ""
+        return f"{head}{self.scaler}{'@' + MASK_SUFFIX if self.mask else ''}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_config(name: str) -> Config:
+    """Parse ``[compression+]scaler[@mask]``.
+
+    Raises
+    ------
+    NormScopeError
+        When the name does not parse; the message lists the valid parts.
+    """
+    if isinstance(name, Config):
+        return name
+    text = str(name).strip().lower()
+    body, mask = text, False
+    if "@" in text:
+        body, _, suffix = text.partition("@")
+        if suffix != MASK_SUFFIX:
+            raise NormScopeError(
+                f"configuration {name!r} has an unknown suffix @{suffix}; valid parts: "
+                f"{valid_parts()}"
+            )
+        mask = True
+    compress = None
+    if "+" in body:
+        compress, _, body = body.partition("+")
+        if compress not in COMPRESSIONS:
+            raise NormScopeError(
+                f"configuration {name!r} has an unknown compression {compress!r}; valid parts: "
+                f"{valid_parts()}"
+            )
+    if body not in SCALERS:
+        raise NormScopeError(
+            f"configuration {name!r} has an unknown scaler {body!r}; valid parts: {valid_parts()}"
+        )
+    return Config(scaler=body, compress=compress, mask=mask)
+
+
+def parse_configs(text: str | list[str] | tuple[str, ...]) -> list[Config]:
+    """Parse a comma-separated list (or a sequence) of names; duplicates are an error."""
+    names = [s for s in (text.split(",") if isinstance(text, str) else text)]
+    names = [str(s).strip() for s in names if str(s).strip()]
+    if not names:
+        raise NormScopeError(f"no configuration given; name at least one: {valid_parts()}")
+    configs = [parse_config(s) for s in names]
+    seen: set[str] = set()
+    for c in configs:
+        if c.name in seen:
+            raise NormScopeError(f"configuration {c.name} is listed twice; list each once")
+        seen.add(c.name)
+    return configs
+
+
+def compress(x: np.ndarray, method: str | None) -> np.ndarray:
+    """Apply a compression to a chunk (m, H, W); returns float64.
+
+    ``db`` follows ``librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=80)`` applied to each
+    example on its own (the clip's maximum sets the floor), so the result never depends on
+    how examples are chunked.  Non-finite inputs stay non-finite (the caller decides).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if method is None:
+        return x
+    if method == "log1p":
+        # Symmetric so that negative inputs never reach log of a non-positive number.
+        return np.sign(x) * np.log1p(np.abs(x))
+    if method == "db":
+        finite = np.isfinite(x)
+        with np.errstate(invalid="ignore"):
+            db = 10.0 * np.log10(np.maximum(DB_AMIN, np.where(finite, x, DB_AMIN)))
+        db -= 10.0 * np.log10(max(DB_AMIN, DB_REF))
+        top = np.max(db.reshape(db.shape[0], -1), axis=1).reshape(-1, *([1] * (db.ndim - 1)))
+        db = np.maximum(db, top - DB_TOP)
+        return np.where(finite, db, x)
+    raise NormScopeError(f"compression {method!r} is unknown; use {' or '.join(COMPRESSIONS)}")
+
+
+def _handle_zeros_in_scale(scale: np.ndarray, constant: np.ndarray) -> np.ndarray:
+    # scikit-learn's rule: a scale that is zero (or a constant feature's) becomes 1.
+    scale = np.array(scale, dtype=np.float64, copy=True)
+    scale[constant | ~np.isfinite(scale) | (scale == 0)] = 1.0
+    return scale
+
+
+class Normalizer:
+    """Fit a normalization on the training examples and apply it to any chunk.
+
+    Parameters
+    ----------
+    config : str or Config
+        A configuration name such as ``"db+per_row@mask"`` (see the module docstring).
+    mask_snr : float
+        Row-SNR threshold of ``@mask`` (ignored without it).
+    std_floor : float
+        Lower bound on every learned scale (std, IQR or range); 0 leaves scales alone.
+        Constant pixels get scale 1 either way.
+    chunk_rows : int, optional
+        Examples per chunk while fitting (default: about 8 MB of float64).
+
+    Attributes
+    ----------
+    config_ : Config
+    stats_ : PixelStats
+        Per-pixel statistics of the training split after compression (all rows).
+    row_snr_ : float array, shape (H,)
+    keep_rows_ : bool array, shape (H,)
+        Rows that ``transform`` keeps.
+    center_, scale_ : float64 arrays broadcastable to (H', W)
+        ``transform`` returns ``(compress(x)[kept rows] - center_) / scale_``.
+    n_samples_seen_ : int
+    shape_in_ : (H, W)
+    """
+
+    def __init__(self, config: str | Config = "none", *, mask_snr: float = DEFAULT_MASK_SNR,
+                 std_floor: float = 0.0, chunk_rows: int | None = None):
+        self.config = config
+        self.mask_snr = mask_snr
+        self.std_floor = std_floor
+        self.chunk_rows = chunk_rows
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _chunks(self, X: np.ndarray, idx: np.ndarray):
+        H, W = X.shape[1:]
+        rows = self.chunk_rows or max(1, CHUNK_BYTES // (H * W * 8))
+        contiguous = idx.size == X.shape[0]
+        for start in range(0, idx.size, rows):
+            sel = idx[start : start + rows]
+            yield X[sel[0] : sel[-1] + 1] if contiguous else X[sel]
+
+    def fit(self, X: np.ndarray, *, indices: np.ndarray | None = None) -> "Normalizer":
+        """Learn the normalization from ``X[indices]`` (the training split).
+
+        Parameters
+        ----------
+        X : np.ndarray, shape (N, H, W)
+            May be a memmap; it is read in chunks.
+        indices : int array, optional
+            Training examples (default: all of ``X``).
+
+        Raises
+        ------
+        NormScopeError
+            Bad configuration or parameters, no examples, or a mask that removes every row.
+        """
+        cfg = parse_config(self.config)
+        if not np.isfinite(self.std_floor) or self.std_floor < 0:
+            raise NormScopeError(f"std_floor={self.std_floor} must be a finite number >= 0")
+        if X.ndim != 3:
+            raise NormScopeError(f"normalization needs an (N, H, W) array, got shape {X.shape}")
+        N, H, W = X.shape
+        idx = np.arange(N, dtype=np.int64) if indices is None else np.sort(np.asarray(indices, np.int64))
+        if idx.size == 0:
+            raise NormScopeError("no training examples to fit the normalization on")
+        if idx[0] < 0 or idx[-1] >= N:
+            raise NormScopeError(f"training indices must lie in 0..{N - 1}")
+
+        acc = StatsAccumulator((H, W), sample_every=max(1, idx.size * H * W // 100_000))
+        for chunk in self._chunks(X, idx):
+            acc.partial_fit(compress(chunk, cfg.compress))
+        stats = acc.finalize()
+
+        keep = np.ones(H, bool)
+        if cfg.mask:
+            keep = ~row_mask(stats.row_snr, threshold=self.mask_snr)
+            if not keep.any():
+                best = np.nanmax(stats.row_snr) if np.isfinite(stats.row_snr).any() else float("nan")
+                raise NormScopeError(
+                    f"{cfg.name}: mask_snr={self.mask_snr:g} removes all {H} rows (the highest "
+                    f"row SNR is {best:.3g}); lower the threshold or drop @{MASK_SUFFIX}"
+                )
+
+        center, scale = self._fit_scaler(cfg, stats, keep, X, idx)
+        if self.std_floor > 0 and cfg.scaler != "none":
+            scale = np.maximum(scale, self.std_floor)
+        self.config_ = cfg
+        self.stats_ = stats
+        self.row_snr_ = stats.row_snr
+        self.keep_rows_ = keep
+        self.center_ = center
+        self.scale_ = scale
+        self.n_samples_seen_ = int(idx.size)
+        self.shape_in_ = (H, W)
+        return self
+
+    def _fit_scaler(self, cfg: Config, stats: PixelStats, keep: np.ndarray, X: np.ndarray,
+                    idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = stats.count[keep].astype(np.float64)
+        mean = np.where(count > 0, stats.mean[keep], 0.0)
+        var = np.where(count > 0, stats.std[keep] ** 2, 0.0)
+        s = cfg.scaler
+        if s == "none":
+            return np.zeros((1, 1)), np.ones((1, 1))
+        if s == "per_pixel":
+            return mean, _handle_zeros_in_scale(np.sqrt(var), stats.constant[keep])
+        if s in ("global", "per_row"):
+            # Pool the per-pixel moments (count-weighted, float64) over the whole kept image
+            # or over each row: exact, no second pass.
+            axis = None if s == "global" else 1
+            n = count.sum(axis=axis, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                m = np.where(n > 0, (mean * count).sum(axis=axis, keepdims=True) / np.maximum(n, 1), 0.0)
+                v = np.where(n > 0, ((var + (mean - m) ** 2) * count).sum(axis=axis, keepdims=True)
+                             / np.maximum(n, 1), 0.0)
+            return m, _handle_zeros_in_scale(np.sqrt(v), is_constant(v, m, n))
+        if s == "minmax":
+            lo = np.where(count > 0, stats.min[keep], 0.0)
+            rng = np.where(count > 0, stats.max[keep] - lo, 0.0)
+            return lo, _handle_zeros_in_scale(rng, rng <= 0)
+        if s == "robust":
+            med, iqr = self._quantiles(cfg, X, idx, keep)
+            return med, _handle_zeros_in_scale(iqr, iqr <= 0)
+        raise NormScopeError(f"scaler {s!r} is unknown; valid parts: {valid_parts()}")
+
+    def _quantiles(self, cfg: Config, X: np.ndarray, idx: np.ndarray,
+                   keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel median and IQR of the kept rows, a block of pixels at a time."""
+        rows = np.flatnonzero(keep)
+        W = X.shape[2]
+        n_cols = rows.size * W
+        block = max(1, min(n_cols, ROBUST_BLOCK_BYTES // (8 * idx.size)))
+        med = np.empty(n_cols)
+        iqr = np.empty(n_cols)
+        for start in range(0, n_cols, block):
+            cols = np.arange(start, min(start + block, n_cols))
+            parts = [compress(c, cfg.compress)[:, keep].reshape(c.shape[0], -1)[:, cols]
+                     for c in self._chunks(X, idx)]
+            data = np.concatenate(parts)
+            data = np.where(np.isfinite(data), data, np.nan)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: see below
+                q = np.nanpercentile(data, [ROBUST_QUANTILES[0], 50.0, ROBUST_QUANTILES[1]], axis=0)
+            med[cols] = np.where(np.isfinite(q[1]), q[1], 0.0)
+            iqr[cols] = np.where(np.isfinite(q[2] - q[0]), q[2] - q[0], 0.0)
+        return med.reshape(rows.size, W), iqr.reshape(rows.size, W)
+
+    # -- applying --------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scale_"):
+            raise NormScopeError("this Normalizer is not fitted yet; call fit on the training split")
+
+    @property
+    def shape_out_(self) -> tuple[int, int]:
+        """(H', W): the shape of one transformed example."""
+        self._check_fitted()
+        return int(self.keep_rows_.sum()), int(self.shape_in_[1])
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Normalize a chunk of examples.
+
+        Parameters
+        ----------
+        X : np.ndarray, shape (n, H, W)
+
+        Returns
+        -------
+        np.ndarray, shape (n, H', W), float32
+            H' = number of kept rows.  Non-finite inputs become 0 (the fitted centre) and
+            values beyond float32's range are clipped, so the output is always finite.
+        """
+        self._check_fitted()
+        X = np.asarray(X)
+        if X.ndim != 3 or tuple(X.shape[1:]) != tuple(self.shape_in_):
+            raise NormScopeError(
+                f"transform needs examples of shape {self.shape_in_}, got an array of shape "
+                f"{X.shape}; use the data the normalizer was fitted on"
+            )
+        x = compress(X, self.config_.compress)
+        if not self.keep_rows_.all():
+            x = x[:, self.keep_rows_]
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = (x - self.center_) / self.scale_
+        out[~np.isfinite(x) | np.isnan(out)] = 0.0
+        np.clip(out, -_F32_MAX, _F32_MAX, out=out)
+        return out.astype(np.float32)
+
+    def fit_transform(self, X: np.ndarray, *, indices: np.ndarray | None = None) -> np.ndarray:
+        """``fit`` on ``X[indices]``, then transform those examples."""
+        self.fit(X, indices=indices)
+        idx = np.arange(X.shape[0]) if indices is None else np.sort(np.asarray(indices, np.int64))
+        return self.transform(X[idx])
+
+    def __repr__(self) -> str:
+        return (f"Normalizer({str(self.config)!r}, mask_snr={self.mask_snr}, "
+                f"std_floor={self.std_floor})")

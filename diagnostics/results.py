@@ -1,0 +1,161 @@
+"""Statistics of a comparison's test accuracies: intervals, paired differences, a verdict.
+
+Seeds pair the runs: for one seed every configuration had the same initial weights and batch
+order, so the difference between two configurations is measured seed by seed (a paired
+t-test), which removes the seed-to-seed spread that both share.  With fewer than two seeds
+no interval and no p-value exist, and the functions say so (None) instead of inventing one.
+
+NumPy and SciPy only: the app and the command line share it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+#: Confidence level of the intervals and threshold of "clearly" in verdicts.
+CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """Test accuracy of one configuration over its finished seeds.
+
+    ``std`` has ddof=1; ``ci95`` is ``mean +/- t(0.975, n-1) * std / sqrt(n)`` (None for n<2).
+    ``n_failed`` counts runs that did not finish (diverged, failed, cancelled, ...).
+    """
+
+    name: str
+    n: int
+    mean: float | None
+    std: float | None
+    ci95: tuple[float, float] | None
+    n_failed: int
+    statuses: dict
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ci95"] = None if self.ci95 is None else list(self.ci95)
+        return d
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """``b - a`` over the seeds where both finished; ``p_value`` of a paired t-test."""
+
+    a: str
+    b: str
+    n: int
+    mean_diff: float | None
+    std_diff: float | None
+    ci95: tuple[float, float] | None
+    p_value: float | None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ci95"] = None if self.ci95 is None else list(self.ci95)
+        return d
+
+
+def _ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
+    if n < 2:
+        return None
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def summarize(name: str, values: Sequence[float | None], statuses: Sequence[str] = ()) -> ConfigSummary:
+    """Mean, sample std and 95% t-interval of the finished values (None = not finished)."""
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    n = int(v.size)
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    failed = len(values) - n
+    if n == 0:
+        return ConfigSummary(name, 0, None, None, None, failed, counts)
+    mean = float(v.mean())
+    std = float(v.std(ddof=1)) if n >= 2 else None
+    return ConfigSummary(name, n, mean, std, _ci(mean, std, n) if std is not None else None,
+                         failed, counts)
+
+
+def paired(a_name: str, a: Mapping[int, float | None], b_name: str,
+           b: Mapping[int, float | None]) -> PairedDiff:
+    """Paired difference ``b - a`` over the seeds both finished, with a paired t-test.
+
+    With n < 2 pairs the p-value and interval are None.  Identical differences on every seed
+    (zero spread) give p = 1 when they are all zero and p = 0 otherwise: the t statistic is
+    then 0 or infinite.
+    """
+    seeds = sorted(s for s in a if s in b and a[s] is not None and b[s] is not None)
+    d = np.array([b[s] - a[s] for s in seeds], dtype=np.float64)
+    n = int(d.size)
+    if n == 0:
+        return PairedDiff(a_name, b_name, 0, None, None, None, None)
+    mean = float(d.mean())
+    if n < 2:
+        return PairedDiff(a_name, b_name, 1, mean, None, None, None)
+    sd = float(d.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        p = 1.0 if abs(mean) <= 1e-12 else 0.0
+    else:
+        p = float(sps.ttest_rel([b[s] for s in seeds], [a[s] for s in seeds]).pvalue)
+    return PairedDiff(a_name, b_name, n, mean, sd, _ci(mean, sd, n), p)
+
+
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.1 else f"p={p:.2f}"
+
+
+def verdict(d: PairedDiff) -> str:
+    """One sentence on ``d.b`` versus ``d.a`` in accuracy points (percentage points)."""
+    if d.n == 0 or d.mean_diff is None:
+        return f"{d.b} and {d.a} have no seed on which both finished; nothing to compare."
+    pts = abs(d.mean_diff) * 100
+    seeds = f"{d.n} seed{'s' if d.n != 1 else ''}"
+    if d.p_value is None:
+        word = "higher" if d.mean_diff > 0 else "lower"
+        return (f"{d.b} is {pts:.1f} points {word} than {d.a} on {seeds}; run 2 or more seeds "
+                "for a p-value.")
+    if d.p_value < ALPHA and pts > 0:
+        word = "better" if d.mean_diff > 0 else "worse"
+        return f"{d.b} is {word} than {d.a} by {pts:.1f} points, {_p_text(d.p_value)} over {seeds}."
+    sign = "+" if d.mean_diff >= 0 else "-"
+    return (f"{d.b} and {d.a} do not differ clearly ({sign}{pts:.1f} points, "
+            f"{_p_text(d.p_value)} over {seeds}).")
+
+
+@dataclass(frozen=True)
+class Results:
+    """Summaries per configuration (in order), paired differences vs the first, verdicts."""
+
+    configs: tuple[ConfigSummary, ...]
+    paired: tuple[PairedDiff, ...]
+    verdicts: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return {"configs": [c.as_dict() for c in self.configs],
+                "paired": [p.as_dict() for p in self.paired], "verdicts": list(self.verdicts)}
+
+
+def compare(names: Sequence[str], acc: Mapping[str, Mapping[int, float | None]],
+            statuses: Mapping[str, Mapping[int, str]] | None = None) -> Results:
+    """Summaries and paired differences against the first configuration.
+
+    Parameters
+    ----------
+    names : configuration names, the reference first
+    acc : {name: {seed: test accuracy or None}}
+    statuses : {name: {seed: status}}, optional (counted in the summaries)
+    """
+    statuses = statuses or {}
+    sums = tuple(summarize(n, list(acc.get(n, {}).values()),
+                           list(statuses.get(n, {}).values())) for n in names)
+    pairs = tuple(paired(names[0], acc.get(names[0], {}), n, acc.get(n, {})) for n in names[1:])
+    return Results(sums, pairs, tuple(verdict(p) for p in pairs))

@@ -1,0 +1,416 @@
+"""The run store: SQLite at ``$NORMSCOPE_HOME/runs.db`` (default ``~/.normscope``).
+
+Write-ahead logging lets the app read while a comparison writes; every write is one
+transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash leaves either the whole change or
+none of it.  A comparison and all its runs are inserted together (status ``queued``) only after
+its inputs were validated; epochs are committed as they finish; a run's final status, test
+accuracy and timings are committed together.  Runs still ``queued`` or ``running`` when their
+owning process died are turned into ``interrupted`` by :func:`mark_interrupted` at the next
+start.
+
+The path is read from the environment each time a :class:`RunStore` is made, so tests and
+users can point ``NORMSCOPE_HOME`` elsewhere at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA_VERSION = 1
+STATUSES = ("queued", "running", "done", "cancelled", "failed", "interrupted", "diverged")
+ACTIVE = ("queued", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS comparisons (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    dataset_name TEXT NOT NULL,
+    data_spec TEXT NOT NULL,
+    labels_spec TEXT,
+    model TEXT NOT NULL,
+    configs TEXT NOT NULL,          -- JSON list, reference first
+    seeds TEXT NOT NULL,            -- JSON list of ints
+    hyper TEXT NOT NULL,            -- JSON: training hyper-parameters, mask_snr, std_floor
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL            -- process that runs it (to tell live from interrupted)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    comparison_id TEXT NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    dataset_id TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    hyper TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued','running','done','cancelled','failed',
+                                           'interrupted','diverged')),
+    test_acc REAL,
+    message TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    elapsed_s REAL,
+    n_params INTEGER,
+    init_digest TEXT,
+    versions TEXT                   -- JSON: python, numpy, torch, platform
+);
+CREATE INDEX IF NOT EXISTS runs_by_comparison ON runs(comparison_id, position);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+CREATE INDEX IF NOT EXISTS comparisons_by_dataset ON comparisons(dataset_id, created);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    train_loss REAL,
+    train_acc REAL,
+    val_acc REAL,
+    elapsed_s REAL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS batch_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    train_acc REAL,
+    train_loss REAL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+
+def home() -> Path:
+    """``$NORMSCOPE_HOME`` or ``~/.normscope``, read now."""
+    env = os.environ.get("NORMSCOPE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".normscope"
+
+
+def db_path() -> Path:
+    return home() / "runs.db"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored run and, when loaded with curves, its per-epoch and per-minibatch metrics."""
+
+    id: str
+    comparison_id: str
+    position: int
+    dataset_id: str
+    config: str
+    seed: int
+    model: str
+    hyper: dict
+    status: str
+    test_acc: float | None
+    message: str | None
+    created: float
+    started: float | None
+    finished: float | None
+    elapsed_s: float | None
+    n_params: int | None
+    init_digest: str | None
+    versions: dict
+    history: dict = field(default_factory=dict)  # epoch, train_loss, train_acc, val_acc, elapsed_s
+    batches: dict = field(default_factory=dict)  # step, epoch, train_acc, train_loss
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """One stored comparison; ``runs`` is filled by :meth:`RunStore.load_comparison`."""
+
+    id: str
+    created: float
+    finished: float | None
+    status: str
+    dataset_id: str
+    dataset_name: str
+    data_spec: str
+    labels_spec: str | None
+    model: str
+    configs: list
+    seeds: list
+    hyper: dict
+    host: str
+    pid: int
+    runs: tuple[RunRecord, ...] = ()
+    counts: dict = field(default_factory=dict)  # status -> number of runs
+
+    def accuracies(self) -> dict[str, dict[int, float | None]]:
+        """``{config: {seed: test_acc or None}}`` for :func:`diagnostics.results.compare`."""
+        out: dict[str, dict[int, float | None]] = {c: {} for c in self.configs}
+        for r in self.runs:
+            out.setdefault(r.config, {})[r.seed] = r.test_acc if r.status == "done" else None
+        return out
+
+    def statuses(self) -> dict[str, dict[int, str]]:
+        out: dict[str, dict[int, str]] = {c: {} for c in self.configs}
+        for r in self.runs:
+            out.setdefault(r.config, {})[r.seed] = r.status
+        return out
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    d = dict(row)
+    d["hyper"] = json.loads(d["hyper"] or "{}")
+    d["versions"] = json.loads(d["versions"] or "{}")
+    return RunRecord(**d)
+
+
+def _comparison_record(row: sqlite3.Row, runs=(), counts=None) -> ComparisonRecord:
+    d = dict(row)
+    for k in ("configs", "seeds", "hyper"):
+        d[k] = json.loads(d[k])
+    return ComparisonRecord(**d, runs=tuple(runs), counts=counts or {})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    """Access to one ``runs.db``; every method opens its own short connection (thread-safe).
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Database file; default ``$NORMSCOPE_HOME/runs.db`` read at construction.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                # One script, one transaction; a failure leaves it open and closing rolls back.
+                con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} "
+                                  f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA busy_timeout=30000")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE takes the write lock up front); commit on
+        success, roll back on any error."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+
+    # -- writes ----------------------------------------------------------------------------
+    def create_comparison(self, comparison: dict, runs: list[dict]) -> None:
+        """Insert a comparison and all its runs (status ``queued``) in one transaction.
+
+        ``comparison`` holds id, dataset_id, dataset_name, data_spec, labels_spec, model,
+        configs, seeds, hyper; each run holds id, position, config, seed.
+        """
+        now = time.time()
+        c = comparison
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO comparisons (id, created, status, dataset_id, dataset_name, "
+                "data_spec, labels_spec, model, configs, seeds, hyper, host, pid) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (c["id"], now, c["dataset_id"], c["dataset_name"], c["data_spec"],
+                 c.get("labels_spec"), c["model"], json.dumps(c["configs"]),
+                 json.dumps(c["seeds"]), json.dumps(c["hyper"]), socket.gethostname(),
+                 int(c.get("pid", os.getpid()))),
+            )
+            con.executemany(
+                "INSERT INTO runs (id, comparison_id, position, dataset_id, config, seed, model, "
+                "hyper, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                [(r["id"], c["id"], r["position"], c["dataset_id"], r["config"], int(r["seed"]),
+                  c["model"], json.dumps(c["hyper"]), now) for r in runs],
+            )
+
+    def set_comparison_status(self, comparison_id: str, status: str, *, final: bool = False) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE comparisons SET status=?, finished=? WHERE id=?",
+                        (status, time.time() if final else None, comparison_id))
+
+    def start_run(self, run_id: str, *, versions: dict | None = None) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE runs SET status='running', started=?, versions=? WHERE id=?",
+                        (time.time(), json.dumps(versions or {}), run_id))
+
+    def add_epoch(self, run_id: str, m: dict) -> None:
+        """Commit one epoch: its metrics and its minibatches, together."""
+        first = int(m.get("first_step", 1))
+        with self.transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, train_loss, train_acc, "
+                "val_acc, elapsed_s) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, int(m["epoch"]), m["train_loss"], m["train_acc"], m["val_acc"],
+                 m.get("elapsed_s")),
+            )
+            con.executemany(
+                "INSERT OR REPLACE INTO batch_metrics (run_id, step, epoch, train_acc, train_loss) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(run_id, first + i, int(m["epoch"]), a, l)
+                 for i, (a, l) in enumerate(zip(m.get("batch_acc", ()), m.get("batch_loss", ())))],
+            )
+
+    def finish_run(self, run_id: str, status: str, *, test_acc: float | None = None,
+                   elapsed_s: float | None = None, message: str | None = None,
+                   n_params: int | None = None, init_digest: str | None = None) -> None:
+        """Final status, accuracy and timings of a run, in one transaction."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE runs SET status=?, test_acc=?, elapsed_s=?, message=?, finished=?, "
+                "n_params=COALESCE(?, n_params), init_digest=COALESCE(?, init_digest) WHERE id=?",
+                (status, test_acc, elapsed_s, message, time.time(), n_params, init_digest, run_id),
+            )
+
+    def cancel_queued(self, comparison_id: str, status: str = "cancelled", message: str = "") -> int:
+        """Close every still-queued run of a comparison (e.g. after Cancel)."""
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE runs SET status=?, message=?, finished=? WHERE comparison_id=? AND "
+                "status='queued'", (status, message, time.time(), comparison_id))
+            return cur.rowcount
+
+    def mark_interrupted(self, *, only_dead: bool = True) -> int:
+        """Turn stale ``queued``/``running`` runs into ``interrupted``; returns how many.
+
+        Call it at startup.  With ``only_dead`` (default) a comparison whose owning process
+        is still alive on this host (another app or a CLI run) is left alone.
+        """
+        host = socket.gethostname()
+        with self.transaction() as con:
+            rows = con.execute(
+                "SELECT id, host, pid FROM comparisons WHERE status IN ('queued', 'running')"
+            ).fetchall()
+            stale = [r["id"] for r in rows
+                     if not only_dead or r["host"] != host or not _pid_alive(r["pid"])]
+            # Orphaned runs (their comparison already closed) are stale as well.
+            orphans = con.execute(
+                "SELECT r.comparison_id FROM runs r JOIN comparisons c ON c.id = r.comparison_id "
+                "WHERE r.status IN ('queued', 'running') AND c.status NOT IN ('queued', 'running')"
+            ).fetchall()
+            stale = sorted(set(stale) | {r[0] for r in orphans})
+            n = 0
+            now = time.time()
+            for cid in stale:
+                n += con.execute(
+                    "UPDATE runs SET status='interrupted', finished=?, message=COALESCE(message, "
+                    "'the process running it stopped') WHERE comparison_id=? AND status IN "
+                    "('queued', 'running')", (now, cid)).rowcount
+                con.execute("UPDATE comparisons SET status='interrupted', finished=? WHERE id=? "
+                            "AND status IN ('queued', 'running')", (now, cid))
+            return n
+
+    def delete_comparison(self, comparison_id: str) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM comparisons WHERE id=?", (comparison_id,))
+
+    # -- reads -----------------------------------------------------------------------------
+    def list_comparisons(self, dataset_id: str | None = None, *, limit: int = 100) -> list[ComparisonRecord]:
+        """Newest first, with run counts per status (runs themselves not loaded)."""
+        q = "SELECT * FROM comparisons"
+        args: tuple = ()
+        if dataset_id is not None:
+            q += " WHERE dataset_id=?"
+            args = (dataset_id,)
+        q += " ORDER BY created DESC LIMIT ?"
+        with self._connect() as con:
+            rows = con.execute(q, args + (int(limit),)).fetchall()
+            out = []
+            for row in rows:
+                counts = {r[0]: r[1] for r in con.execute(
+                    "SELECT status, COUNT(*) FROM runs WHERE comparison_id=? GROUP BY status",
+                    (row["id"],))}
+                out.append(_comparison_record(row, counts=counts))
+        return out
+
+    def load_comparison(self, comparison_id: str, *, batches: bool = True) -> ComparisonRecord | None:
+        """A comparison with its runs and their curves (None if the id is unknown)."""
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM comparisons WHERE id=?", (comparison_id,)).fetchone()
+            if row is None:
+                return None
+            runs = self._runs(con, "WHERE comparison_id=? ORDER BY position", (comparison_id,),
+                              batches=batches)
+        counts: dict[str, int] = {}
+        for r in runs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return _comparison_record(row, runs, counts)
+
+    def list_runs(self, *, comparison_id: str | None = None, dataset_id: str | None = None,
+                  curves: bool = False, limit: int = 10_000) -> list[RunRecord]:
+        """Stored runs, newest comparison first; with ``curves`` their per-epoch metrics."""
+        where, args = [], []
+        if comparison_id:
+            where.append("comparison_id=?")
+            args.append(comparison_id)
+        if dataset_id:
+            where.append("dataset_id=?")
+            args.append(dataset_id)
+        clause = ("WHERE " + " AND ".join(where) + " " if where else "") + \
+            "ORDER BY created DESC, comparison_id, position LIMIT ?"
+        with self._connect() as con:
+            return self._runs(con, clause, tuple(args) + (int(limit),), curves=curves, batches=False)
+
+    def _runs(self, con, clause: str, args: tuple, *, curves: bool = True,
+              batches: bool = True) -> list[RunRecord]:
+        rows = con.execute(f"SELECT * FROM runs {clause}", args).fetchall()
+        out = []
+        for row in rows:
+            rec = _run_record(row)
+            if curves:
+                ep = con.execute("SELECT epoch, train_loss, train_acc, val_acc, elapsed_s FROM "
+                                 "epoch_metrics WHERE run_id=? ORDER BY epoch", (rec.id,)).fetchall()
+                hist = {k: [r[k] for r in ep] for k in ("epoch", "train_loss", "train_acc",
+                                                         "val_acc", "elapsed_s")}
+                bt = {}
+                if batches:
+                    b = con.execute("SELECT step, epoch, train_acc, train_loss FROM batch_metrics "
+                                    "WHERE run_id=? ORDER BY step", (rec.id,)).fetchall()
+                    bt = {k: [r[k] for r in b] for k in ("step", "epoch", "train_acc", "train_loss")}
+                rec = RunRecord(**{**rec.__dict__, "history": hist, "batches": bt})
+            out.append(rec)
+        return out
+
+    def integrity_check(self) -> str:
+        """SQLite's own check: ``"ok"`` when the file is sound."""
+        with self._connect() as con:
+            return con.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def mark_interrupted(*, only_dead: bool = True) -> int:
+    """Open the default store and mark stale runs ``interrupted`` (call at startup)."""
+    return RunStore().mark_interrupted(only_dead=only_dead)
