@@ -56,7 +56,10 @@ RACY_NS = 2_000_000_000
 #: Modules the forkserver imports once, so every worker forks with librosa ready.
 PRELOAD = ("diagnostics.audio", "soundfile", "soxr", "scipy.signal", "scipy.fft",
            "librosa.core.audio", "librosa.core.spectrum", "librosa.feature.spectral",
-           "librosa.filters")
+           "librosa.filters", "diagnostics._audio_warm")
+#: With ``workers=None``, fewer clips than this are done in this process: starting a pool
+#: (about 1.5 s the first time, when the forkserver imports librosa) costs more than it saves.
+MIN_POOL_CLIPS = 256
 
 Progress = Callable[[int, int], None]
 
@@ -171,6 +174,8 @@ def _decode(path: str, params: FeatureParams) -> tuple[np.ndarray, bool]:
 
     try:
         info = sf.info(path)
+        if hasattr(path, "seek"):  # a file object (the warm-up) is read twice
+            path.seek(0)
     except Exception as exc:  # noqa: BLE001 -- any decoder failure is a reason, not a crash
         msg = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) or "No such file" in msg:
@@ -265,6 +270,26 @@ def _worker_init() -> None:
     warnings.simplefilter("ignore")
 
 
+def _warm_up() -> None:
+    """Run the whole feature path once on silence (used by the forkserver; see PRELOAD)."""
+    _worker_init()
+    try:
+        import audioread
+
+        import io
+
+        import soundfile as sf
+
+        audioread.available_backends()  # librosa.load asks on every call; the first is slow
+        buf = io.BytesIO()
+        sf.write(buf, np.zeros(2205, np.float32), 22050, format="WAV")
+        wav = buf.getvalue()
+        for sr in (22050, 16000):  # decoding and resampling
+            _one(io.BytesIO(wav), FeatureParams(sr=sr, duration=0.1))
+    except Exception:  # noqa: BLE001 -- a failed warm-up only costs time later
+        pass
+
+
 # --- many clips --------------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -339,7 +364,10 @@ def extract_features(paths: Sequence[str | os.PathLike], params: FeatureParams |
     paths : sequence of path-like
     params : FeatureParams, optional
     workers : int, optional
-        1 runs in this process; more use a process pool (small jobs run in-process anyway).
+        1 runs in this process, more use a process pool.  Default: every core, for at least
+        :data:`MIN_POOL_CLIPS` clips (fewer are done in this process).  The pool starts
+        workers with forkserver (or spawn), which imports the calling script again: call this
+        from under ``if __name__ == "__main__":`` in scripts.
     progress : callable(done, total), optional
         Called with (0, total) first, then at most ten times a second, and with
         (total, total) at the end.
@@ -351,10 +379,12 @@ def extract_features(paths: Sequence[str | os.PathLike], params: FeatureParams |
     params = params or FeatureParams()
     paths = [os.fspath(p) for p in paths]
     n = len(paths)
-    workers = default_workers() if workers is None else int(workers)
+    if workers is None:
+        workers = default_workers() if n >= MIN_POOL_CLIPS else 1
+    workers = int(workers)
     if workers < 1:
         raise NormScopeError(f"workers={workers} must be at least 1")
-    workers = min(workers, max(1, n // 4))  # a pool for a handful of clips costs more than it saves
+    workers = min(workers, n) if n > 1 else 1
     H, W = params.shape
     X = np.empty((n, H, W), np.float32)
     ok = np.zeros(n, bool)
@@ -393,9 +423,10 @@ def extract_features(paths: Sequence[str | os.PathLike], params: FeatureParams |
                     results = fut.result()
                 except BrokenProcessPool:
                     raise NormScopeError(
-                        f"a feature worker died while reading {paths[b[0]]} (or one of the next "
-                        f"{len(b) - 1} clips): out of memory or a decoder crash; run again with "
-                        "--workers 1 to find the clip, then remove it"
+                        f"a feature worker stopped while reading {paths[b[0]]} or one of the "
+                        f"{len(b) - 1} clips after it (out of memory, a decoder crash, or a script "
+                        "that starts the work outside `if __name__ == '__main__':`); run again "
+                        "with --workers 1 to find the clip"
                     ) from None
                 for i, r in zip(b, results):
                     store(i, r)
