@@ -5,10 +5,11 @@ Two engines give the same numbers:
 * :class:`StatsAccumulator` (numpy): ``partial_fit`` on chunks, each chunk reduced two-pass in
   float64 and merged with the Chan-Golub-LeVeque update, as scikit-learn's
   ``_incremental_mean_and_var`` does.  Accumulators also merge with each other.
-* ``_numba_stats`` (numba, shipped with librosa): one parallel pass over a memmap with sums of
-  values shifted by a first-chunk estimate (so large offsets cancel before squaring).  Used
-  for big arrays, where it runs at about the speed of one float32 ``np.sum`` with no copy of
-  the data; small ones take the numpy engine so that they never wait for a JIT compile.
+* ``_numba_stats`` (numba, shipped with librosa): one pass over a memmap, blocks of rows
+  handed to worker threads, with float64 sums of values shifted by an estimate of the mean
+  from the first rows (so large offsets cancel before squaring).  Used for big arrays, where
+  it runs at about the speed of one float32 ``np.sum`` with no copy of the data; small ones
+  take the numpy engine so that they never load numba or wait for a JIT compile.
 
 Non-finite values are counted per pixel and left out; constant pixels (std effectively zero,
 decided relative to float eps like scikit-learn's ``_is_constant_feature``) are flagged and
