@@ -172,14 +172,14 @@ def _decode(path: str, params: FeatureParams) -> tuple[np.ndarray, bool]:
     import librosa
     import soundfile as sf
 
+    if isinstance(path, str) and not os.path.isfile(path):
+        raise ClipError("does not exist" if not os.path.exists(path) else "is not a file")
     try:
         info = sf.info(path)
         if hasattr(path, "seek"):  # a file object (the warm-up) is read twice
             path.seek(0)
     except Exception as exc:  # noqa: BLE001 -- any decoder failure is a reason, not a crash
         msg = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
-        if isinstance(exc, FileNotFoundError) or "No such file" in msg:
-            msg = "does not exist"
         raise ClipError(f"not readable as audio: {msg}") from None
     if info.frames == 0:
         raise ClipError("holds no samples")

@@ -392,6 +392,8 @@ def open_source(spec: str | os.PathLike, *, labels: str | os.PathLike | None = N
     file and each clip of a manifest) must lie under it.
     """
     text = os.fspath(spec).strip()
+    if labels is not None and not os.fspath(labels).strip():
+        labels = None  # an empty form field means "no labels file"
     if not text:
         raise NormScopeError("no dataset given; name a built-in (demo, digits), a dataset id, a "
                              "folder of audio clips, a .csv manifest or a .npy/.npz file")

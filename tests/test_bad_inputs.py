@@ -137,6 +137,17 @@ def test_clip_with_no_samples_is_skipped(tmp_path, rng):
     assert registry.dataset_meta(ds.id)["skipped"] == [["dog/zero.wav", "holds no samples"]]
 
 
+def test_clip_that_vanished_after_listing_is_skipped(tmp_path, rng):
+    from diagnostics.audio import extract_features
+
+    paths = [write_clip(tmp_path / f"{i}.wav", 440.0, rng=rng) for i in range(3)]
+    paths[1].unlink()
+    (tmp_path / "folder.wav").mkdir()
+    ext = extract_features([*paths, tmp_path / "folder.wav"], workers=1)
+    assert ext.X.shape[0] == 2
+    assert [r for _, r in ext.skipped] == ["does not exist", "is not a file"]
+
+
 def test_nothing_decodable_is_an_error(tmp_path):
     for i in range(3):
         (tmp_path / "d" / "dog").mkdir(parents=True, exist_ok=True)
