@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(s)
     d = sub.add_parser("datasets", help="list the registered datasets (ids for links and stats)")
     d.add_argument("--json", action="store_true", help="print one JSON list")
+    from .compare_cli import add_parsers as _add_compare_parsers
+
+    _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
     return p
 
 
@@ -191,6 +194,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 COMMANDS = {"stats": cmd_stats}
 COMMANDS["datasets"] = cmd_datasets
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare_cli import cmd_compare as run
+
+    return run(args)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .compare_cli import cmd_runs as run
+
+    return run(args)
+
+
+COMMANDS["compare"] = cmd_compare
+COMMANDS["runs"] = cmd_runs
 
 
 def main(argv: list[str] | None = None) -> int:

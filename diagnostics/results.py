@@ -110,7 +110,8 @@ def paired(a_name: str, a: Mapping[int, float | None], b_name: str,
 
 
 def _p_text(p: float) -> str:
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.1 else f"p={p:.2f}"
+    # Three significant digits below 0.1, so that 0.0497 never reads as "0.050".
+    return "p<0.001" if p < 0.001 else f"p={p:.3g}" if p < 0.1 else f"p={p:.2f}"
 
 
 def verdict(d: PairedDiff) -> str:

@@ -20,7 +20,6 @@ browser sessions do not oversubscribe the cores.
 
 from __future__ import annotations
 
-import copy
 import multiprocessing as mp
 import os
 import platform
@@ -30,6 +29,7 @@ import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait as mp_wait
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,6 +47,8 @@ from .train import TrainConfig
 CANCEL_GRACE_S = 1.5
 #: Minimum seconds between two progress messages of one worker (epochs are always sent).
 PROGRESS_EVERY_S = 0.25
+#: Bytes of normalized copies of the dataset a worker keeps between jobs.
+CACHE_BYTES = 512 * 2**20
 #: The split of every comparison (the Statistics page uses the same one).
 SPLIT_SEED = 0
 _PRELOAD = ["numpy", "torch", "models.train", "models.runner", "diagnostics.normalize"]
@@ -117,6 +119,23 @@ def check_trainable(ds: Dataset, split: Split, *, batch_size: int) -> None:
         )
 
 
+def worker_spec(ds: Dataset, data: str, labels: str | None) -> tuple[str, str | None]:
+    """How a worker opens ``ds`` again: its id when built in or registered (audio folders
+    and uploads are), otherwise the absolute path of the array file (and labels file)."""
+    from diagnostics.datasets import BUILTINS
+    from diagnostics.registry import is_registered
+
+    if ds.id in BUILTINS or is_registered(ds.id):
+        return ds.id, None
+    path = Path(str(data)).expanduser()
+    if not path.is_file():
+        raise NormScopeError(
+            f"dataset {ds.name} ({ds.id}) cannot be reopened by the training workers: give "
+            "its file path, a built-in name or a registered dataset id"
+        )
+    return str(path.resolve()), None if labels is None else str(Path(labels).expanduser().resolve())
+
+
 # -- the worker side ----------------------------------------------------------------------
 class _Flag:
     """Event-like view of a shared byte (lock-free: a killed process can never hold it)."""
@@ -132,7 +151,7 @@ def prepare_data(job: Job, cache: dict | None = None):
     """Load the dataset named by ``job``, split it and normalize it (train-fitted).
 
     Returns ``(normalizer, Xn, ds, split)``; ``cache`` (a dict) reuses the dataset and the
-    latest normalized array between jobs of one worker.
+    normalized arrays between jobs of one worker.
     """
     cache = {} if cache is None else cache
     key = (job.data, job.labels)
@@ -146,16 +165,23 @@ def prepare_data(job: Job, cache: dict | None = None):
             f"{job.data} changed since the comparison started (id {ds.id}, expected "
             f"{job.dataset_id}); start the comparison again"
         )
+    # Jobs come seed-major (none s0, per_pixel s0, none s1, ...): keep a few normalized
+    # copies, least recently used first out, within a memory budget.
+    norms: dict = cache.setdefault("norms", {})
     nkey = (job.config, job.mask_snr, job.std_floor)
-    if cache.get("norm_key") != nkey:
+    if nkey not in norms:
         norm = Normalizer(job.config, mask_snr=job.mask_snr, std_floor=job.std_floor)
         norm.fit(ds.X, indices=split.train)
         Xn = np.empty((ds.n, *norm.shape_out_), np.float32)
         step = 256
         for i in range(0, ds.n, step):
             Xn[i : i + step] = norm.transform(ds.X[i : i + step])
-        cache.update(norm_key=nkey, norm=norm, Xn=Xn)
-    return cache["norm"], cache["Xn"], ds, split
+        while norms and sum(v[1].nbytes for v in norms.values()) + Xn.nbytes > CACHE_BYTES:
+            norms.pop(next(iter(norms)))
+        norms[nkey] = (norm, Xn)
+    norms[nkey] = norms.pop(nkey)  # most recently used last
+    norm, Xn = norms[nkey]
+    return norm, Xn, ds, split
 
 
 def run_job(job: Job, *, send, stop=None, cache: dict | None = None) -> dict:
@@ -210,8 +236,12 @@ def run_job(job: Job, *, send, stop=None, cache: dict | None = None) -> dict:
 
 def _worker_main(conn, cancel_value) -> None:
     """Worker process: receive job dicts on ``conn`` until None, run them one by one."""
+    import signal
+
     import torch
 
+    # Ctrl-C goes to the whole process group: the parent cancels cleanly, workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -238,6 +268,15 @@ def _context():
         # Preloading torch once in the fork server makes every worker start fast.
         ctx.set_forkserver_preload(_PRELOAD)
     return ctx
+
+
+def _warm_up() -> None:
+    """Start the fork server now (it preloads torch in the background); idempotent."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 # -- the parent side ----------------------------------------------------------------------
@@ -302,13 +341,14 @@ class Comparison:
     anything is stored), then ``snapshot()`` from any thread, ``cancel()``, ``wait()``.
     """
 
-    def __init__(self, data: str, configs: str | Sequence[str], *, labels: str | None = None,
-                 seeds: int | Sequence[int] = 3, model: str = "cnn",
+    def __init__(self, data: str | Dataset, configs: str | Sequence[str], *,
+                 labels: str | None = None, seeds: int | Sequence[int] = 3, model: str = "cnn",
                  train: TrainConfig = TrainConfig(), mask_snr: float = DEFAULT_MASK_SNR,
                  std_floor: float = 0.0, workers: int | None = None,
                  store: RunStore | None = None, gate: threading.Semaphore | None = None):
         self.id = uuid.uuid4().hex[:12]
-        self.data = str(data)
+        self._dataset = data if isinstance(data, Dataset) else None
+        self.data = data.id if isinstance(data, Dataset) else str(data)
         self.labels = None if labels is None else str(labels)
         self.configs = [c.name for c in parse_configs(configs)]
         self.seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -347,7 +387,9 @@ class Comparison:
             raise NormScopeError(f"workers={self.workers} must be at least 1")
         if not np.isfinite(self.mask_snr) or self.mask_snr < 0:
             raise NormScopeError(f"mask_snr={self.mask_snr} must be a finite number >= 0")
-        ds = load_dataset(self.data, labels=self.labels)
+        ds = self._dataset if self._dataset is not None else load_dataset(self.data, labels=self.labels)
+        self._dataset = None  # the workers load their own copy; do not keep it alive here
+        self.data, self.labels = worker_spec(ds, self.data, self.labels)
         split = split_indices(ds.n, ds.y, seed=SPLIT_SEED)
         check_trainable(ds, split, batch_size=tc.batch_size)
         for name in self.configs:
@@ -376,6 +418,7 @@ class Comparison:
         """
         if self._thread is not None:
             raise RuntimeError("this comparison was started already")
+        _warm_up()  # the fork server imports torch while we validate
         ds = self._validate()
         self.dataset_id, self.dataset_name = ds.id, ds.name
         del ds

@@ -1,0 +1,130 @@
+"""Benchmark of training comparisons: wall time, loop overhead, scaling with workers.
+
+Prints three figures, each against a baseline measured in the same run:
+
+1. the default comparison on ``demo`` (``none`` vs ``per_pixel``, 3 seeds, default epochs,
+   workers = cores): wall time (target <= 60 s on 2 cores) and whether it reproduces the
+   finding (``none`` clearly better than ``per_pixel``);
+2. loop overhead: the same runs (model, data, epochs, evaluation) through our runner with one
+   worker vs a bare minimal torch loop in this process (target ratio <= 1.15);
+3. two workers vs one on 6 runs (target >= 1.6x).
+
+``--quick`` runs tiny sizes (1-2 epochs) to check that the script works; its figures are
+dominated by fixed costs and are not the targets.  The run store goes to a temporary
+``NORMSCOPE_HOME`` so benchmarks never mix with real runs.
+
+    python bench/bench_compare.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def bare_loop(configs, seeds, epochs, batch_size=32, lr=1e-3) -> float:
+    """The same runs as a minimal torch loop in this process; returns seconds."""
+    import numpy as np
+    import torch
+
+    from diagnostics.datasets import load_dataset, split_indices
+    from diagnostics.normalize import Normalizer
+    from models.nets import build_model
+
+    t0 = time.perf_counter()
+    ds = load_dataset("demo")
+    sp = split_indices(ds.n, ds.y)
+    y = torch.from_numpy(ds.y)
+    data = {}
+    for cfg in configs:
+        nz = Normalizer(cfg).fit(ds.X, indices=sp.train)
+        data[cfg] = torch.from_numpy(nz.transform(ds.X))
+    tr, va, te = (torch.from_numpy(i) for i in (sp.train, sp.val, sp.test))
+    for seed in seeds:
+        for cfg in configs:
+            X = data[cfg]
+            torch.manual_seed(seed)
+            model = build_model("cnn", tuple(X.shape[1:]), len(ds.class_names))
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            rng = np.random.default_rng(seed)
+            for _ in range(epochs):
+                model.train()
+                perm = tr[torch.from_numpy(rng.permutation(len(tr)))]
+                for i in range(0, len(perm), batch_size):
+                    b = perm[i : i + batch_size]
+                    loss = torch.nn.functional.cross_entropy(model(X[b]), y[b])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                model.eval()
+                with torch.inference_mode():
+                    (model(X[va]).argmax(1) == y[va]).float().mean().item()
+            with torch.inference_mode():
+                (model(X[te]).argmax(1) == y[te]).float().mean().item()
+    return time.perf_counter() - t0
+
+
+def ours(configs, seeds, epochs, workers):
+    """The same runs through models.runner.Comparison; returns (seconds, record)."""
+    from models.runner import Comparison
+    from models.train import TrainConfig
+
+    t0 = time.perf_counter()
+    comp = Comparison("demo", configs, seeds=seeds, train=TrainConfig(epochs=epochs),
+                      workers=workers).start()
+    comp.wait()
+    return time.perf_counter() - t0, comp.record()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
+    args = ap.parse_args()
+    os.environ["NORMSCOPE_HOME"] = tempfile.mkdtemp(prefix="normscope-bench-")
+    import torch
+
+    from diagnostics.results import compare
+    from models.train import TrainConfig
+
+    torch.set_num_threads(1)  # the bare loop gets what each worker gets
+    cores = os.cpu_count() or 1
+    epochs = 1 if args.quick else TrainConfig().epochs
+    seeds = [0, 1] if args.quick else [0, 1, 2]
+    print(f"bench_compare: {'quick' if args.quick else 'full'}, {cores} cores, epochs {epochs}, "
+          f"torch {torch.__version__}")
+
+    # 1. the default comparison
+    t, rec = ours(["none", "per_pixel"], seeds, epochs, None)
+    res = compare(rec.configs, rec.accuracies(), rec.statuses())
+    means = {c.name: c.mean for c in res.configs}
+    p = res.paired[0]
+    reproduced = p.mean_diff is not None and p.mean_diff < 0 and (p.p_value or 1) < 0.05
+    print(f"default comparison (none vs per_pixel, {len(seeds)} seeds, {cores} workers): "
+          f"{t:.1f} s (target <= 60 s{'; quick sizes' if args.quick else ''})")
+    print(f"  test acc: none {means['none']:.3f}, per_pixel {means['per_pixel']:.3f}; "
+          f"{res.verdicts[0]}  finding reproduced: {'yes' if reproduced else 'NO'}")
+
+    # 2. loop overhead, one worker vs the bare loop, the same runs
+    cfgs = ["none", "per_pixel"]
+    oseeds = [0] if args.quick else [0, 1, 2]
+    t_bare = bare_loop(cfgs, oseeds, epochs)
+    t_ours, _ = ours(cfgs, oseeds, epochs, 1)
+    print(f"loop overhead ({len(cfgs) * len(oseeds)} runs, 1 worker): ours {t_ours:.1f} s vs bare "
+          f"torch loop {t_bare:.1f} s: ratio {t_ours / t_bare:.2f} (target <= 1.15)")
+
+    # 3. two workers vs one on 6 runs
+    sseeds = [0, 1, 2]
+    t1, _ = ours(cfgs, sseeds, epochs, 1)
+    t2, _ = ours(cfgs, sseeds, epochs, 2)
+    print(f"6 runs: 1 worker {t1:.1f} s, 2 workers {t2:.1f} s: speed-up {t1 / t2:.2f}x "
+          f"(target >= 1.6x)")
+
+
+if __name__ == "__main__":
+    main()
