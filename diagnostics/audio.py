@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 import warnings
@@ -62,6 +63,7 @@ PRELOAD = ("diagnostics.audio", "soundfile", "soxr", "scipy.signal", "scipy.fft"
 MIN_POOL_CLIPS = 256
 
 Progress = Callable[[int, int], None]
+_INLINE_LOCK = threading.Lock()
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -114,7 +116,8 @@ class FeatureParams:
         try:
             duration = float(self.duration)
         except (TypeError, ValueError):
-            raise NormScopeError(f"duration={self.duration!r} must be a number of seconds") from None
+            raise NormScopeError(
+                f"duration={self.duration!r} must be a number of seconds") from None
         if not np.isfinite(duration) or not 0 < duration <= 3600:
             raise NormScopeError(f"duration={self.duration!r} must be between 0 and 3600 seconds")
         set_("duration", duration)
@@ -405,7 +408,10 @@ def extract_features(paths: Sequence[str | os.PathLike], params: FeatureParams |
     if workers == 1:
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1):  # see _worker_init
+        # One BLAS thread (see _worker_init).  threadpoolctl's limit is process-wide, so
+        # in-process runs take turns: interleaved enter/exit from two threads (two app
+        # sessions) could otherwise leave the whole process at one thread.
+        with _INLINE_LOCK, threadpool_limits(1, user_api="blas"):
             for i, p in enumerate(paths):
                 store(i, _one(p, params))
                 report(i + 1)

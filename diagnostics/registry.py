@@ -238,7 +238,8 @@ def register_arrays(X: np.ndarray, y: np.ndarray | None, class_names=(), name: s
         "format": FORMAT_VERSION, "id": ident, "name": str(name), "n": int(X.shape[0]),
         "shape": [int(X.shape[1]), int(X.shape[2])], "class_names": list(class_names),
         "has_labels": y is not None,
-        "class_counts": np.bincount(y, minlength=len(class_names)).tolist() if y is not None else None,
+        "class_counts": (None if y is None
+                         else np.bincount(y, minlength=len(class_names)).tolist()),
         "source": str(meta.pop("source", "arrays")), "feature_params": params,
         "skipped": [list(s) for s in meta.pop("skipped", [])],
         "notes": [str(s) for s in meta.pop("notes", [])],
@@ -525,7 +526,8 @@ def _extract_zip(zf: zipfile.ZipFile, dest: Path, archive: str, *, max_entries: 
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise NormScopeError(f"{archive} is damaged ({exc}); zip the folder again") from None
     except RuntimeError as exc:  # encrypted entries
-        raise NormScopeError(f"{archive} cannot be read ({exc}); upload an unencrypted zip") from None
+        raise NormScopeError(
+            f"{archive} cannot be read ({exc}); upload an unencrypted zip") from None
     except NotImplementedError as exc:
         raise NormScopeError(f"{archive} uses an unsupported compression ({exc}); zip it again "
                              "with the standard (deflate) method") from None

@@ -300,7 +300,8 @@ def test_pickle_upload_is_refused_and_never_executed(tmp_path):
 
 def test_npz_without_expected_keys_names_the_keys_it_has():
     blob = npz_bytes(features_v2=np.ones((2, 3, 4)), target=np.arange(2))
-    with pytest.raises(NormScopeError, match=r"has no array named X \(it has: features_v2, target\)"):
+    with pytest.raises(NormScopeError,
+                       match=r"has no array named X \(it has: features_v2, target\)"):
         register_upload_npy_npz("mine.npz", blob)
 
 
