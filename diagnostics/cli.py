@@ -36,7 +36,8 @@ def _add_feature_args(s: argparse.ArgumentParser) -> None:
     g.add_argument("--hop", help="hop between frames in samples (default 512)")
     g.add_argument("--duration", help="seconds per clip, padded or trimmed (default 3.0)")
     g.add_argument("--n-mfcc", help="MFCC coefficients for --feature mfcc (default 20)")
-    g.add_argument("--workers", help="processes for feature extraction (default: every core)")
+    g.add_argument("--workers", help="processes for feature extraction (default: every core "
+                   "from 256 clips on, one below)")
 
 
 FEATURE_OPTIONS = ("feature", "sr", "n_mels", "n_fft", "hop", "duration", "n_mfcc")
