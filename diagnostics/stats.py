@@ -156,6 +156,11 @@ class StatsAccumulator:
 
     def partial_fit(self, chunk: np.ndarray, labels: np.ndarray | None = None) -> "StatsAccumulator":
         """Add a chunk of examples, shape (m, H, W) of any real dtype."""
+        if tuple(chunk.shape[1:]) != self.shape:
+            raise NormScopeError(
+                f"a chunk of shape {tuple(chunk.shape)} does not fit statistics of "
+                f"{self.shape[0]} x {self.shape[1]} examples"
+            )
         m = chunk.shape[0]
         if m == 0:
             return self

@@ -115,6 +115,13 @@ def test_accumulator_uneven_chunks_and_merge_equal_whole(spectro, labels):
     np.testing.assert_allclose(merged.std, reference(spectro)["std"], rtol=1e-12)
 
 
+def test_partial_fit_refuses_other_shapes(spectro):
+    with pytest.raises(NormScopeError, match=r"does not fit statistics of 12 x 17"):
+        StatsAccumulator((12, 17)).partial_fit(spectro[:, :, :5])
+    with pytest.raises(NormScopeError, match="selection is empty"):
+        StatsAccumulator((12, 17)).finalize()
+
+
 def test_merge_refuses_other_shapes():
     with pytest.raises(NormScopeError, match="different shapes"):
         StatsAccumulator((2, 3)).merge(StatsAccumulator((3, 2)))
