@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from diagnostics import figures, report, share
+from diagnostics import figures, registry, report, share
+from diagnostics.audio import FEATURES, FeatureParams
 from diagnostics.datasets import BUILTINS, Dataset, load_dataset
 from diagnostics.errors import NormScopeError
 from diagnostics.findings import DEFAULT_MASK_SNR, find, ranges
@@ -31,29 +31,13 @@ MASK_MAX = 5.0  # slider range for the row-SNR threshold (row SNRs above ~3 are 
 BIND = "query-params"
 
 
-def data_root() -> Path:
-    """Server-side files may only come from under this folder (never from a URL)."""
-    return Path(os.environ.get("NORMSCOPE_DATA_ROOT", os.getcwd())).resolve()
-
-
-def resolve_server_path(text: str) -> Path:
-    """A path typed by the user, checked to lie under the data root."""
-    root = data_root()
-    p = (root / text.strip()).resolve()
-    if not p.is_relative_to(root):
-        raise NormScopeError(
-            f"{text!r} lies outside the data root {root}; put the file under it or start the "
-            "server with NORMSCOPE_DATA_ROOT set to its folder"
-        )
-    return p
-
-
 # --- cached loaders: keyed by small strings, never by arrays -------------------------------
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=8)
-def get_dataset(spec: str, labels: str | None = None) -> Dataset:
-    # A Dataset holds a read-only array (often a memmap): safe to share between sessions.
-    return load_dataset(spec, labels=labels)
+def get_dataset(ident: str) -> Dataset:
+    # A built-in name or a registered content id; the Dataset holds a read-only array (a
+    # memmap for registered ones): safe to share between sessions.
+    return load_dataset(ident)
 
 
 @st.cache_data(show_spinner="Computing per-pixel statistics…", max_entries=32)
@@ -76,9 +60,15 @@ def kaleido_browser() -> str | None:
 # --- URL state --------------------------------------------------------------------------------
 
 def dataset_ids() -> dict[str, str]:
-    """Datasets a link may name: id -> display name (built-ins and registered ones)."""
+    """Datasets a link may name: id -> display name (built-ins and registered ones).
+
+    The registry lives in NORMSCOPE_HOME, shared by every session of this server, so a
+    teammate's link finds what another session opened or uploaded.
+    """
     ids = {b: b for b in BUILTINS}
-    ids.update(st.session_state.get("opened", {}))
+    for r in registry.list_datasets():
+        shape = "x".join(str(v) for v in (r.get("shape") or []))
+        ids[r["id"]] = f"{r['name']} · {r['n']:,} × {shape} · {r['id']}"
     return ids
 
 
@@ -119,50 +109,129 @@ def dataset_ui() -> tuple[Dataset, str]:
     """Sidebar: choose a dataset; on bad input show the error and keep the previous one."""
     st.sidebar.header("Dataset")
     ids = dataset_ids()
+    # No format_func: a bound widget writes its *displayed* option into the URL, and links
+    # must carry the plain id.
     choice = st.sidebar.selectbox(
-        "Dataset", list(ids), format_func=lambda i: ids.get(i, i), key="dataset", bind=BIND,
+        "Dataset", list(ids), key="dataset", bind=BIND,
         help="demo: synthetic linear-power spectrograms that show the problem; digits: "
-             "scikit-learn's 8x8 handwritten digits; or a file you opened below.",
+             "scikit-learn's 8x8 handwritten digits; then every dataset opened or uploaded on "
+             "this server (by content id).",
     )
-    with st.sidebar.expander("Open an array file on the server"):
-        with st.form("open_file", border=False):
-            st.text_input("Array file (.npy or .npz)", key="server_path",
-                                 help=f"A path under the data root {data_root()}.")
-            st.text_input("Labels (.npy, optional)", key="server_labels")
-            st.form_submit_button("Open", on_click=open_file)
+    if ids.get(choice, choice) != choice:
+        st.sidebar.caption(ids[choice])
+    open_ui()
     if st.session_state.get("load_error"):
         st.sidebar.error(st.session_state["load_error"])
     try:
-        ds = get_dataset(*st.session_state.get("specs", {}).get(choice, (choice, None)))
-    except NormScopeError as exc:  # the file changed under us: say so, show the demo
-        st.error(str(exc))
+        ds = get_dataset(choice)
+    except NormScopeError as exc:  # e.g. the registry was cleaned under us
+        st.error(f"{exc}. Showing demo instead.")
         ds = get_dataset("demo")
     on = st.sidebar.radio("Statistics over", share.ON, horizontal=True, key="on", bind=BIND,
                           help="The training split (70%, stratified, seed 0) or every example.")
     return ds, on
 
 
-def open_file() -> None:
-    """Open a server-side file (form callback, so it runs before the widgets are drawn).
+def feature_params_ui(prefix: str) -> None:
+    """Audio feature settings inside a form; read back by :func:`feature_params`."""
+    d = FeatureParams()
+    c = st.columns(2)
+    c[0].selectbox("Feature", FEATURES, key=f"{prefix}_feature",
+                   help="mel = linear power (the classic problem case); logmel = dB; mfcc.")
+    c[1].number_input("Sample rate (Hz)", 1000, 384000, d.sr, key=f"{prefix}_sr")
+    c[0].number_input("Mel bands", 1, 1024, d.n_mels, key=f"{prefix}_n_mels")
+    c[1].number_input("FFT size", 16, 65536, d.n_fft, key=f"{prefix}_n_fft")
+    c[0].number_input("Hop", 1, 65536, d.hop, key=f"{prefix}_hop")
+    c[1].number_input("Duration (s)", 0.01, 3600.0, d.duration, key=f"{prefix}_duration")
+    c[0].number_input("MFCCs", 1, 1024, d.n_mfcc, key=f"{prefix}_n_mfcc")
 
-    On failure the current dataset stays and the error is kept to show.
+
+def feature_params(prefix: str) -> FeatureParams:
+    s = st.session_state
+    return FeatureParams(
+        feature=s.get(f"{prefix}_feature", "mel"), sr=int(s.get(f"{prefix}_sr", 22050)),
+        n_mels=int(s.get(f"{prefix}_n_mels", 60)), n_fft=int(s.get(f"{prefix}_n_fft", 2048)),
+        hop=int(s.get(f"{prefix}_hop", 512)), duration=float(s.get(f"{prefix}_duration", 3.0)),
+        n_mfcc=int(s.get(f"{prefix}_n_mfcc", 20)),
+    )
+
+
+def open_ui() -> None:
+    """Open a server-side source or upload a file; the work happens in :func:`pending_open`."""
+    limit = st.get_option("server.maxUploadSize")
+    with st.sidebar.expander("Open data on the server"):
+        with st.form("open_path", border=False):
+            st.text_input("Path under the data root", key="server_path",
+                          help=f"A .npy/.npz file, a folder with one sub-folder of audio clips "
+                               f"per class, or a .csv manifest (path,label). Data root: "
+                               f"{registry.data_root()}")
+            st.text_input("Labels (.npy, optional, for a .npy file)", key="server_labels")
+            with st.expander("Audio feature settings"):
+                feature_params_ui("path")
+            st.form_submit_button("Open", on_click=lambda: request_open("path"))
+    with st.sidebar.expander("Upload a file"):
+        with st.form("upload", border=False, clear_on_submit=True):
+            st.file_uploader("Arrays (.npy/.npz) or a zip of class folders of audio",
+                             type=["npy", "npz", "zip"], key="upload_data",
+                             help=f"Up to {limit} MB (the server's upload limit). For bigger "
+                                  "data, put it under the data root and open it by path.")
+            st.file_uploader("Labels (.npy, optional, for a .npy upload)", type=["npy"],
+                             key="upload_labels")
+            with st.expander("Audio feature settings (zip)"):
+                feature_params_ui("upload")
+            st.form_submit_button("Upload", on_click=lambda: request_open("upload"))
+
+
+def request_open(kind: str) -> None:
+    """Form callback: remember what to open; it runs in the next script run, with progress."""
+    s = st.session_state
+    s["load_error"] = None
+    if kind == "path":
+        s["pending_open"] = {"kind": "path", "path": s.get("server_path", ""),
+                             "labels": s.get("server_labels", "")}
+    else:
+        data, labels = s.get("upload_data"), s.get("upload_labels")
+        if data is None:
+            s["load_error"] = "Choose a file to upload first."
+            return
+        s["pending_open"] = {"kind": "upload", "name": data.name, "data": data.getvalue(),
+                             "labels": labels.getvalue() if labels is not None else None}
+
+
+def pending_open() -> None:
+    """Open what a form asked for, before the dataset widget is drawn, with a progress bar.
+
+    On success the new dataset is registered (its content id can go into a link) and selected;
+    on failure the previous dataset stays and the error is shown in the sidebar.
     """
-    path = st.session_state.get("server_path", "")
-    labels = st.session_state.get("server_labels", "")
-    st.session_state["load_error"] = None
-    if not path.strip():
-        st.session_state["load_error"] = "Type the path of a .npy or .npz file first."
+    req = st.session_state.pop("pending_open", None)
+    if not req:
         return
+    bar = st.progress(0.0, text="Opening…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Extracting features: {done:,} of {total:,} clips")
+
     try:
-        p = resolve_server_path(path)
-        lab = str(resolve_server_path(labels)) if labels.strip() else None
-        ds = get_dataset(str(p), lab)
+        if req["kind"] == "path":
+            if not req["path"].strip():
+                raise NormScopeError("type the path of a file or folder under the data root first")
+            ds = load_dataset(req["path"], labels=req["labels"] or None,
+                              params=feature_params("path"), progress=progress,
+                              root=registry.data_root())
+            ident = ds.id if registry.is_registered(ds.id) else registry.register_dataset(
+                ds, source=f"server file {ds.name}")
+        elif req["name"].lower().endswith(".zip"):
+            ident = registry.register_upload_zip(req["name"], req["data"],
+                                                 feature_params("upload"), progress=progress)
+        else:
+            ident = registry.register_upload_npy_npz(req["name"], req["data"], req["labels"])
     except NormScopeError as exc:
         st.session_state["load_error"] = str(exc)
-        return
-    st.session_state.setdefault("opened", {})[ds.id] = ds.name
-    st.session_state.setdefault("specs", {})[ds.id] = (str(p), lab)
-    st.session_state["dataset"] = ds.id
+    else:
+        st.session_state["dataset"] = ident
+    finally:
+        bar.empty()
 
 
 def mask_ui(stats: PixelStats, ds: Dataset) -> tuple[np.ndarray, float]:
@@ -216,6 +285,10 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
         st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")
     for note in ds.notes:
         st.warning(note)
+    skipped = registry.dataset_meta(ds.id).get("skipped", []) if registry.is_registered(ds.id) else []
+    if skipped:
+        with st.expander(f"{len(skipped)} clip(s) could not be read and were skipped"):
+            st.dataframe([{"file": f, "reason": r} for f, r in skipped], hide_index=True)
 
 
 def findings_ui(stats: PixelStats, threshold: float, ds: Dataset) -> None:
@@ -306,6 +379,7 @@ def statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_vie
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
     url_notices()
+    pending_open()
     ds, on = dataset_ui()
     stats = get_stats(ds.id, on, ds)
     mask, threshold = mask_ui(stats, ds)

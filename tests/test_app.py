@@ -35,6 +35,14 @@ def test_per_class_mean_maps(app):
     assert len(figs[0]["data"]) == 6  # one map per demo class
 
 
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """Each test gets its own data directory (registry, run store) and data root."""
+    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
+    return tmp_path
+
+
 @pytest.fixture()
 def app():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
@@ -90,21 +98,93 @@ def test_digits_switch_and_bad_server_path_keeps_dataset(app):
     assert _decode(_heatmaps(app)[0]["data"][0]["z"]).shape == (8, 8)
 
 
-def test_open_server_file_and_bad_file(tmp_path, monkeypatch):
+def test_open_server_file_and_bad_file(home):
     rng = np.random.default_rng(0)
-    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
     X = rng.gamma(2.0, 1.0, (40, 5, 7)).astype("float32")
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", np.arange(40) % 2)
-    (tmp_path / "bad.npy").write_bytes(b"not an array at all")
+    np.save(home / "x.npy", X)
+    np.save(home / "y.npy", np.arange(40) % 2)
+    (home / "bad.npy").write_bytes(b"not an array at all")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     _submit_open(at, "x.npy", "y.npy")
     assert not at.exception
     assert _decode(_heatmaps(at)[0]["data"][0]["z"]).shape == (5, 7)
+    ident = at.selectbox(key="dataset").value
+    assert ident not in ("demo", "digits") and len(ident) == 12  # a registered content id
     _submit_open(at, "bad.npy")
     assert not at.exception
     assert any("not a .npy array file" in str(e.value) for e in at.error)
     assert _decode(_heatmaps(at)[0]["data"][0]["z"]).shape == (5, 7)  # kept
+    # A teammate's link names the id, and the shared registry finds it.
+    other = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    other.query_params["dataset"] = ident
+    other.run()
+    assert not other.exception
+    assert other.selectbox(key="dataset").value == ident
+    assert _decode(_heatmaps(other)[0]["data"][0]["z"]).shape == (5, 7)
+
+
+def _upload(at, data, labels=None):
+    at.file_uploader(key="upload_data").set_value(data)
+    if labels is not None:
+        at.file_uploader(key="upload_labels").set_value(labels)
+    next(b for b in at.button if b.label == "Upload").click()
+    return at.run()
+
+
+def test_upload_npz_and_bad_upload(home):
+    import io
+
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    np.savez(buf, X=rng.gamma(2.0, 1.0, (30, 4, 6)).astype("float32"), y=np.arange(30) % 3)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _upload(at, ("mine.npz", buf.getvalue(), "application/octet-stream"))
+    assert not at.exception, at.exception
+    assert _decode(_heatmaps(at)[0]["data"][0]["z"]).shape == (4, 6)
+    good = at.selectbox(key="dataset").value
+    import pickle
+    _upload(at, ("evil.npy", pickle.dumps({"a": 1}), "application/octet-stream"))
+    assert not at.exception
+    assert any("pickle" in str(e.value) for e in at.error)
+    assert at.selectbox(key="dataset").value == good  # previous dataset kept
+
+
+def test_upload_zip_of_audio_folders(home):
+    import io
+    import zipfile
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(2)
+    sr = 8000
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for label, freq in (("low", 300.0), ("high", 2400.0)):
+            for k in range(4):
+                t = np.arange(int(0.5 * sr)) / sr
+                y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+                wav = io.BytesIO()
+                sf.write(wav, y, sr, format="WAV")
+                zf.writestr(f"{label}/{k}.wav", wav.getvalue())
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _upload(at, ("clips.zip", buf.getvalue(), "application/zip"))
+    assert not at.exception, at.exception
+    z = _decode(_heatmaps(at)[0]["data"][0]["z"])
+    assert z.shape == (60, 130)  # default mel features, 3 s padded
+
+
+def test_zip_with_path_traversal_is_refused(home):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../evil/x.wav", b"RIFF")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _upload(at, ("evil.zip", buf.getvalue(), "application/zip"))
+    assert not at.exception
+    assert at.error and at.selectbox(key="dataset").value == "demo"
+    assert not (home.parent / "evil").exists()
 
 
 def test_link_restores_view():
