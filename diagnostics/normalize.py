@@ -251,7 +251,7 @@ class Normalizer:
                 best = np.nanmax(stats.row_snr) if np.isfinite(stats.row_snr).any() else float("nan")
                 raise NormScopeError(
                     f"{cfg.name}: mask_snr={self.mask_snr:g} removes all {H} rows (the highest "
-                    f"row SNR is {best:.3g}); lower the threshold or drop @{MASK_SUFFIX}"
+                    f"row SNR is {best:.3g}); lower the threshold (--mask-snr) or drop @{MASK_SUFFIX}"
                 )
 
         center, scale = self._fit_scaler(cfg, stats, keep, X, idx)

@@ -70,6 +70,7 @@ class Job:
     mask_snr: float = DEFAULT_MASK_SNR
     std_floor: float = 0.0
     split_seed: int = SPLIT_SEED
+    home: str | None = None  # NORMSCOPE_HOME of the parent (where registered datasets live)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -154,7 +155,10 @@ def prepare_data(job: Job, cache: dict | None = None):
     normalized arrays between jobs of one worker.
     """
     cache = {} if cache is None else cache
-    key = (job.data, job.labels)
+    if job.home is not None:
+        # Worker processes keep the environment of the fork server's start; follow the parent.
+        os.environ["NORMSCOPE_HOME"] = job.home
+    key = (job.data, job.labels, job.home)
     if cache.get("data_key") != key:
         cache.clear()
         ds = load_dataset(job.data, labels=job.labels)
@@ -371,6 +375,7 @@ class Comparison:
         self.dataset_id = ""
         self.dataset_name = ""
         self._cancel_value = None
+        self._home: str | None = None
 
     # -- validation and start --------------------------------------------------------------
     def _validate(self) -> Dataset:
@@ -405,7 +410,8 @@ class Comparison:
         return [Job(run_id=rid, comparison_id=self.id, data=self.data, labels=self.labels,
                     dataset_id=self.dataset_id, config=self._runs[rid]["config"],
                     seed=self._runs[rid]["seed"], model=self.model, train=self.train.as_dict(),
-                    mask_snr=self.mask_snr, std_floor=self.std_floor)
+                    mask_snr=self.mask_snr, std_floor=self.std_floor,
+                    home=self._home)
                 for rid in self._order]
 
     def start(self) -> "Comparison":
@@ -419,6 +425,7 @@ class Comparison:
         if self._thread is not None:
             raise RuntimeError("this comparison was started already")
         _warm_up()  # the fork server imports torch while we validate
+        self._home = os.environ.get("NORMSCOPE_HOME")  # read now, as the store does
         ds = self._validate()
         self.dataset_id, self.dataset_name = ds.id, ds.name
         del ds

@@ -1,0 +1,78 @@
+"""Result statistics: intervals, paired t-tests against SciPy, honest answers for n < 2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from diagnostics.results import compare, paired, summarize, verdict
+
+
+def test_summary_matches_t_interval(rng):
+    v = rng.uniform(0.6, 0.9, 5)
+    s = summarize("x", list(v))
+    lo, hi = sps.t.interval(0.95, 4, loc=v.mean(), scale=sps.sem(v))
+    assert s.n == 5 and math.isclose(s.mean, v.mean()) and math.isclose(s.std, v.std(ddof=1))
+    assert np.allclose(s.ci95, (lo, hi))
+
+
+def test_summary_counts_unfinished_runs_and_refuses_intervals_for_one_value():
+    s = summarize("x", [0.8, None], ["done", "diverged"])
+    assert s.n == 1 and s.mean == 0.8 and s.std is None and s.ci95 is None
+    assert s.n_failed == 1 and s.statuses == {"done": 1, "diverged": 1}
+    assert summarize("y", [None]).mean is None
+
+
+def test_paired_matches_scipy_ttest_rel(rng):
+    a = {s: float(v) for s, v in enumerate(rng.uniform(0.8, 0.9, 5))}
+    b = {s: a[s] - 0.1 + float(rng.normal(0, 0.02)) for s in a}
+    d = paired("none", a, "per_pixel", b)
+    ref = sps.ttest_rel(list(b.values()), list(a.values()))
+    assert d.n == 5 and math.isclose(d.p_value, ref.pvalue, rel_tol=1e-12)
+    assert math.isclose(d.mean_diff, np.mean([b[s] - a[s] for s in a]))
+    assert d.ci95[0] < d.mean_diff < d.ci95[1] < 0
+
+
+def test_paired_uses_only_seeds_both_finished():
+    d = paired("a", {0: 0.9, 1: 0.8, 2: None}, "b", {0: 0.7, 1: 0.6, 2: 0.5, 3: 0.1})
+    assert d.n == 2 and math.isclose(d.mean_diff, -0.2)
+
+
+def test_one_seed_has_no_p_value_and_says_so():
+    d = paired("none", {0: 0.9}, "per_pixel", {0: 0.8})
+    assert d.n == 1 and d.p_value is None and d.ci95 is None
+    assert verdict(d) == ("per_pixel is 10.0 points lower than none on 1 seed; run 2 or more "
+                          "seeds for a p-value.")
+
+
+def test_identical_differences_are_degenerate_not_nan():
+    assert paired("a", {0: 0.5, 1: 0.6}, "b", {0: 0.4, 1: 0.5}).p_value == 0.0
+    assert paired("a", {0: 0.5, 1: 0.6}, "b", {0: 0.5, 1: 0.6}).p_value == 1.0
+
+
+@pytest.mark.parametrize("diffs, want", [
+    ([-0.11, -0.12, -0.10, -0.11, -0.105], r"per_pixel is worse than none by 10\.\d points, "
+                                           r"p<0\.001 over 5 seeds\."),
+    ([0.05, 0.06, 0.04], r"per_pixel is better than none by 5\.0 points, p=0\.0\d+ over 3 seeds\."),
+    ([0.01, -0.02, 0.005], r"per_pixel and none do not differ clearly \(-0\.2 points, "
+                           r"p=0\.\d\d over 3 seeds\)\."),
+])
+def test_verdict_sentences(diffs, want):
+    import re
+
+    a = {s: 0.8 for s in range(len(diffs))}
+    b = {s: 0.8 + d for s, d in enumerate(diffs)}
+    assert re.fullmatch(want, verdict(paired("none", a, "per_pixel", b)))
+
+
+def test_compare_orders_configs_and_pairs_against_the_first():
+    acc = {"none": {0: 0.9, 1: 0.92}, "per_pixel": {0: 0.8, 1: 0.81}, "db+per_row": {0: 0.95, 1: None}}
+    res = compare(["none", "per_pixel", "db+per_row"], acc)
+    assert [c.name for c in res.configs] == ["none", "per_pixel", "db+per_row"]
+    assert [(p.a, p.b) for p in res.paired] == [("none", "per_pixel"), ("none", "db+per_row")]
+    assert res.paired[1].n == 1 and res.paired[1].p_value is None
+    d = res.as_dict()
+    assert d["configs"][0]["ci95"] is not None and len(d["verdicts"]) == 2

@@ -1,0 +1,154 @@
+"""The runner on a real process pool: results, a killed worker, cancel, the registry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from diagnostics.datasets import load_dataset, split_indices
+from diagnostics.errors import NormScopeError
+from models.runner import Comparison, Job, Registry, run_job
+from models.store import RunStore
+from models.train import TrainConfig
+
+from compare_helpers import write_tiny_npz
+
+QUICK = TrainConfig(epochs=2, batch_size=16)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def data(tmp_path):
+    return str(write_tiny_npz(tmp_path / "tiny.npz"))
+
+
+def _wait_for(pred, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_comparison_stores_paired_runs_with_shared_initial_weights(home, data):
+    comp = Comparison(data, "none,per_pixel@mask", seeds=2, train=QUICK, workers=2).start()
+    assert comp.wait(60)
+    snap = comp.snapshot()
+    assert snap.status == "done" and snap.fraction == 1.0 and snap.counts == {"done": 4}
+    ds = load_dataset(data)
+    steps = -(-len(split_indices(ds.n, ds.y).train) // QUICK.batch_size)
+    rec = RunStore().load_comparison(comp.id)
+    assert rec.status == "done" and [(r.config, r.seed) for r in rec.runs] == [
+        ("none", 0), ("per_pixel@mask", 0), ("none", 1), ("per_pixel@mask", 1)]
+    for r in rec.runs:
+        assert r.status == "done" and 0 <= r.test_acc <= 1 and r.history["epoch"] == [1, 2]
+        assert len(r.batches["step"]) == 2 * steps and r.versions["torch"]
+    by_seed = {}
+    for r in rec.runs:
+        by_seed.setdefault(r.seed, set()).add(r.init_digest)
+    assert all(len(d) == 1 for d in by_seed.values()) and len({*by_seed[0], *by_seed[1]}) == 2
+    # the snapshot carries the same curves as the store
+    live = {r.run_id: r for r in snap.runs}
+    assert all(list(live[r.id].val_acc) == r.history["val_acc"] for r in rec.runs)
+
+
+def test_worker_results_equal_an_in_process_run(home, data):
+    """Same seed and config give the same numbers, in a worker or here (with the same
+    single torch thread: reductions over two threads may round differently)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    comp = Comparison(data, "per_pixel", seeds=[3], train=QUICK, workers=1).start()
+    assert comp.wait(60)
+    (stored,) = comp.record().runs
+    ds = load_dataset(data)
+    job = Job(run_id="x", comparison_id="x", data=data, labels=None, dataset_id=ds.id,
+              config="per_pixel", seed=3, train=QUICK.as_dict())
+    msgs = []
+    try:
+        result = run_job(job, send=msgs.append)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["status"] == "done" and result["test_acc"] == stored.test_acc
+    epochs = [m[2] for m in msgs if m[0] == "epoch"]
+    assert [e["val_acc"] for e in epochs] == stored.history["val_acc"]
+    assert [e["train_loss"] for e in epochs] == stored.history["train_loss"]
+
+
+def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
+    comp = Comparison(data, "none,per_pixel", seeds=2, workers=2,
+                      train=TrainConfig(epochs=150, batch_size=16)).start()
+    assert _wait_for(lambda: len(comp.running_pids()) == 2 and
+                     all(r.epoch >= 1 for r in comp.snapshot().runs if r.status == "running"))
+    victim, pid = sorted(comp.running_pids().items())[0]
+    os.kill(pid, signal.SIGKILL)
+    assert comp.wait(120)
+    rec = comp.record()
+    status = {r.id: r.status for r in rec.runs}
+    assert status.pop(victim) == "failed"
+    assert set(status.values()) == {"done"} and len(status) == 3
+    killed = next(r for r in rec.runs if r.id == victim)
+    assert "worker process died" in killed.message and "-9" in killed.message
+    assert rec.status == "done"
+
+
+def test_cancel_stops_within_two_seconds_and_nothing_stays_running(home, data):
+    comp = Comparison(data, "none,per_pixel", seeds=3, workers=2,
+                      train=TrainConfig(epochs=100_000, batch_size=16)).start()
+    assert _wait_for(lambda: any(r.epoch >= 1 for r in comp.snapshot().runs))
+    t0 = time.monotonic()
+    comp.cancel()
+    assert comp.wait(5)
+    assert time.monotonic() - t0 < 2.0
+    rec = comp.record()
+    assert rec.status == "cancelled" and {r.status for r in rec.runs} == {"cancelled"}
+    assert comp.snapshot().status == "cancelled"
+    assert RunStore().mark_interrupted() == 0
+
+
+def test_bad_input_stores_nothing(home, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.ones((40, 4, 5), np.float32))
+    with pytest.raises(NormScopeError, match="comparisons need labels"):
+        Comparison(str(tmp_path / "x.npy"), "none").start()
+    with pytest.raises(NormScopeError, match="unknown scaler"):
+        Comparison("demo", "none,zscore")
+    assert RunStore().list_comparisons() == []
+
+
+def test_registry_runs_one_comparison_at_a_time_and_keeps_runs_apart(home, data):
+    reg = Registry()
+    a = reg.start(data, "none,per_pixel", seeds=1, train=TrainConfig(epochs=40, batch_size=16),
+                  workers=1)
+    b = reg.start(data, "global", seeds=2, train=QUICK, workers=1)
+    assert reg.get(a.id) is a and reg.get(b.id) is b and reg.get("nope") is None
+    assert _wait_for(lambda: a.snapshot().status == "running")
+    if not a.finished:
+        assert b.snapshot().status == "waiting"
+    assert a.wait(60) and b.wait(60)
+    store = RunStore()
+    ra, rb = store.load_comparison(a.id), store.load_comparison(b.id)
+    assert {r.config for r in ra.runs} == {"none", "per_pixel"} and len(ra.runs) == 2
+    assert {r.config for r in rb.runs} == {"global"} and len(rb.runs) == 2
+    assert all(r.status == "done" for r in ra.runs + rb.runs)
+    first_b = min(r.started for r in rb.runs)
+    assert first_b >= max(r.finished for r in ra.runs) - 0.5  # b waited for a
+    assert reg.active() == []
+
+
+def test_a_loaded_dataset_object_is_reopened_by_workers(home):
+    ds = load_dataset("digits")
+    comp = Comparison(ds, "none", seeds=1, train=TrainConfig(epochs=1), workers=1).start()
+    assert comp.data == "digits" and comp.wait(60)
+    assert comp.record().runs[0].status == "done"
