@@ -11,6 +11,7 @@ NumPy and SciPy only: the app and the command line share it.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
@@ -69,8 +70,12 @@ def _ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
     return (mean - half, mean + half)
 
 
-def summarize(name: str, values: Sequence[float | None], statuses: Sequence[str] = ()) -> ConfigSummary:
-    """Mean, sample std and 95% t-interval of the finished values (None = not finished)."""
+def summarize(name: str, values: Sequence[float | None], statuses: Sequence[str] = (), *,
+              bounds: tuple[float, float] | None = None) -> ConfigSummary:
+    """Mean, sample std and 95% t-interval of the finished values (None = not finished).
+
+    ``bounds`` clips the interval to the possible range (accuracies: (0, 1)).
+    """
     v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
     n = int(v.size)
     counts: dict[str, int] = {}
@@ -81,8 +86,10 @@ def summarize(name: str, values: Sequence[float | None], statuses: Sequence[str]
         return ConfigSummary(name, 0, None, None, None, failed, counts)
     mean = float(v.mean())
     std = float(v.std(ddof=1)) if n >= 2 else None
-    return ConfigSummary(name, n, mean, std, _ci(mean, std, n) if std is not None else None,
-                         failed, counts)
+    ci = _ci(mean, std, n) if std is not None else None
+    if ci is not None and bounds is not None:
+        ci = (max(ci[0], bounds[0]), min(ci[1], bounds[1]))
+    return ConfigSummary(name, n, mean, std, ci, failed, counts)
 
 
 def paired(a_name: str, a: Mapping[int, float | None], b_name: str,
@@ -147,7 +154,8 @@ class Results:
 
 def compare(names: Sequence[str], acc: Mapping[str, Mapping[int, float | None]],
             statuses: Mapping[str, Mapping[int, str]] | None = None) -> Results:
-    """Summaries and paired differences against the first configuration.
+    """Summaries (intervals clipped to [0, 1]) and paired differences against the first
+    configuration.
 
     Parameters
     ----------
@@ -157,6 +165,38 @@ def compare(names: Sequence[str], acc: Mapping[str, Mapping[int, float | None]],
     """
     statuses = statuses or {}
     sums = tuple(summarize(n, list(acc.get(n, {}).values()),
-                           list(statuses.get(n, {}).values())) for n in names)
+                           list(statuses.get(n, {}).values()), bounds=(0.0, 1.0)) for n in names)
     pairs = tuple(paired(names[0], acc.get(names[0], {}), n, acc.get(n, {})) for n in names[1:])
     return Results(sums, pairs, tuple(verdict(p) for p in pairs))
+
+
+@dataclass(frozen=True)
+class Band:
+    """A curve summarised across seeds, point by point (for "mean with a band" plots).
+
+    ``x`` counts from 1 (epochs or minibatches); at each point only the runs that reached it
+    are used (``n``), so live, ragged curves work.  ``std`` is None where n < 2.
+    """
+
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n: np.ndarray
+
+
+def seed_band(curves: Sequence[Sequence[float | None]]) -> Band:
+    """Mean, sample std, min and max across seeds of curves that may differ in length."""
+    length = max((len(c) for c in curves), default=0)
+    a = np.full((len(curves), length), np.nan)
+    for i, c in enumerate(curves):
+        a[i, : len(c)] = [np.nan if v is None else v for v in c]
+    n = np.sum(np.isfinite(a), axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: n says so
+        mean = np.nanmean(a, axis=0) if length else np.zeros(0)
+        std = np.where(n >= 2, np.nanstd(a, axis=0, ddof=1), np.nan) if length else np.zeros(0)
+        lo = np.nanmin(a, axis=0) if length else np.zeros(0)
+        hi = np.nanmax(a, axis=0) if length else np.zeros(0)
+    return Band(np.arange(1, length + 1), mean, std, lo, hi, n)

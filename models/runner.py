@@ -320,6 +320,21 @@ class Progress:
     def finished(self) -> bool:
         return self.status in ("done", "cancelled", "failed")
 
+    def accuracies(self) -> dict[str, dict[int, float | None]]:
+        """``{config: {seed: test_acc or None}}`` so far, for diagnostics.results.compare."""
+        out: dict[str, dict[int, float | None]] = {}
+        for r in self.runs:
+            out.setdefault(r.config, {})[r.seed] = r.test_acc if r.status == "done" else None
+        return out
+
+    def curves(self, key: str = "val_acc") -> dict[str, list[tuple]]:
+        """``{config: [curve of each seed]}`` of ``train_loss``, ``train_acc``, ``val_acc`` or
+        ``batch_acc``, for diagnostics.results.seed_band."""
+        out: dict[str, list[tuple]] = {}
+        for r in self.runs:
+            out.setdefault(r.config, []).append(getattr(r, key))
+        return out
+
 
 class Comparison:
     """Configs x seeds on a local process pool, stored as it goes.

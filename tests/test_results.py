@@ -76,3 +76,20 @@ def test_compare_orders_configs_and_pairs_against_the_first():
     assert res.paired[1].n == 1 and res.paired[1].p_value is None
     d = res.as_dict()
     assert d["configs"][0]["ci95"] is not None and len(d["verdicts"]) == 2
+
+
+def test_seed_band_handles_ragged_live_curves():
+    from diagnostics.results import seed_band
+
+    b = seed_band([[0.5, 0.6, 0.7], [0.3, 0.4], [0.4, None]])
+    assert b.x.tolist() == [1, 2, 3] and b.n.tolist() == [3, 2, 1]
+    np.testing.assert_allclose(b.mean, [0.4, 0.5, 0.7])
+    np.testing.assert_allclose(b.lo, [0.3, 0.4, 0.7]) and np.testing.assert_allclose(b.hi, [0.5, 0.6, 0.7])
+    assert np.isclose(b.std[0], 0.1) and np.isnan(b.std[2])
+    assert seed_band([]).x.size == 0
+
+
+def test_accuracy_intervals_stay_within_0_and_1():
+    res = compare(["a"], {"a": {0: 1.0, 1: 0.98, 2: 1.0}})
+    lo, hi = res.configs[0].ci95
+    assert hi == 1.0 and 0.9 < lo < 0.98
