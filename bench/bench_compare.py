@@ -13,13 +13,14 @@ Prints three figures, each against a baseline measured in the same run:
 dominated by fixed costs and are not the targets.  The run store goes to a temporary
 ``NORMSCOPE_HOME`` so benchmarks never mix with real runs.
 
-    python bench/bench_compare.py [--quick]
+    python bench/bench_compare.py [--quick] [--epochs E] [--only default|overhead|scaling]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -85,21 +86,52 @@ def ours(configs, seeds, epochs, workers):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
+    ap.add_argument("--epochs", type=int, help="override the epochs of every part")
+    ap.add_argument("--only", choices=("default", "overhead", "scaling"),
+                    help="run one part only")
     args = ap.parse_args()
-    os.environ["NORMSCOPE_HOME"] = tempfile.mkdtemp(prefix="normscope-bench-")
+    tmp = tempfile.mkdtemp(prefix="normscope-bench-")
+    os.environ["NORMSCOPE_HOME"] = tmp
+    try:
+        run(args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args) -> None:
     import torch
 
-    from diagnostics.results import compare
     from models.train import TrainConfig
 
     torch.set_num_threads(1)  # the bare loop gets what each worker gets
     cores = os.cpu_count() or 1
-    epochs = 1 if args.quick else TrainConfig().epochs
+    epochs = args.epochs or (1 if args.quick else TrainConfig().epochs)
     seeds = [0, 1] if args.quick else [0, 1, 2]
     print(f"bench_compare: {'quick' if args.quick else 'full'}, {cores} cores, epochs {epochs}, "
           f"torch {torch.__version__}")
 
     # 1. the default comparison
+    if args.only in (None, "default"):
+        default_comparison(args, seeds, epochs, cores)
+    cfgs = ["none", "per_pixel"]
+    if args.only in (None, "overhead"):
+        # 2. loop overhead, one worker vs the bare loop, the same runs
+        oseeds = [0] if args.quick else [0, 1, 2]
+        t_bare = bare_loop(cfgs, oseeds, epochs)
+        t_ours, _ = ours(cfgs, oseeds, epochs, 1)
+        print(f"loop overhead ({len(cfgs) * len(oseeds)} runs, 1 worker): ours {t_ours:.1f} s vs "
+              f"bare torch loop {t_bare:.1f} s: ratio {t_ours / t_bare:.2f} (target <= 1.15)")
+    if args.only in (None, "scaling"):
+        # 3. two workers vs one on 6 runs
+        t1, _ = ours(cfgs, [0, 1, 2], epochs, 1)
+        t2, _ = ours(cfgs, [0, 1, 2], epochs, 2)
+        print(f"6 runs: 1 worker {t1:.1f} s, 2 workers {t2:.1f} s: speed-up {t1 / t2:.2f}x "
+              f"(target >= 1.6x)")
+
+
+def default_comparison(args, seeds, epochs, cores) -> None:
+    from diagnostics.results import compare
+
     t, rec = ours(["none", "per_pixel"], seeds, epochs, None)
     res = compare(rec.configs, rec.accuracies(), rec.statuses())
     means = {c.name: c.mean for c in res.configs}
@@ -109,21 +141,6 @@ def main() -> None:
           f"{t:.1f} s (target <= 60 s{'; quick sizes' if args.quick else ''})")
     print(f"  test acc: none {means['none']:.3f}, per_pixel {means['per_pixel']:.3f}; "
           f"{res.verdicts[0]}  finding reproduced: {'yes' if reproduced else 'NO'}")
-
-    # 2. loop overhead, one worker vs the bare loop, the same runs
-    cfgs = ["none", "per_pixel"]
-    oseeds = [0] if args.quick else [0, 1, 2]
-    t_bare = bare_loop(cfgs, oseeds, epochs)
-    t_ours, _ = ours(cfgs, oseeds, epochs, 1)
-    print(f"loop overhead ({len(cfgs) * len(oseeds)} runs, 1 worker): ours {t_ours:.1f} s vs bare "
-          f"torch loop {t_bare:.1f} s: ratio {t_ours / t_bare:.2f} (target <= 1.15)")
-
-    # 3. two workers vs one on 6 runs
-    sseeds = [0, 1, 2]
-    t1, _ = ours(cfgs, sseeds, epochs, 1)
-    t2, _ = ours(cfgs, sseeds, epochs, 2)
-    print(f"6 runs: 1 worker {t1:.1f} s, 2 workers {t2:.1f} s: speed-up {t1 / t2:.2f}x "
-          f"(target >= 1.6x)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import time
 
 from .errors import NormScopeError
 from .findings import DEFAULT_MASK_SNR
-from .results import compare as compare_results
 
 
 def _int(lo: int):
@@ -93,6 +92,8 @@ def comparison_json(rec, *, elapsed_s: float | None = None) -> dict:
     history: {epoch, train_loss, train_acc, val_acc}}]}], paired: [{a, b, mean_diff,
     p_value}], verdicts}``.
     """
+    from .results import compare as compare_results  # scipy: only when results are shown
+
     res = compare_results(rec.configs, rec.accuracies(), rec.statuses())
     if elapsed_s is None:
         elapsed_s = (rec.finished or time.time()) - rec.created

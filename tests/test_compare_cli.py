@@ -126,3 +126,15 @@ def test_bad_input_on_the_real_command_line_is_one_line(home, tmp_path, cli):
     r = cli("compare", str(tmp_path / "nolabels.npy"), env={"NORMSCOPE_HOME": str(home)})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "need labels" in r.stderr
+
+
+def test_other_verbs_do_not_import_torch():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys, diagnostics.cli as c, diagnostics.normalize, diagnostics.results; "
+            "c.build_parser(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
