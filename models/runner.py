@@ -274,6 +274,22 @@ def _context():
     return ctx
 
 
+def _check_main_importable() -> None:
+    """Worker processes re-import the main script (Python's rule for spawn and forkserver);
+    a script read from stdin cannot be, and every worker would die at start."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return
+    path = getattr(main, "__file__", None)
+    if path is not None and not os.path.isfile(path):
+        raise RuntimeError(
+            f"training workers cannot start: the main script {path!r} is not a file they can "
+            "import; run the program from a file, a module (python -m) or python -c"
+        )
+
+
 def _warm_up() -> None:
     """Start the fork server now (it preloads torch in the background); idempotent."""
     ctx = _context()
@@ -439,6 +455,7 @@ class Comparison:
         """
         if self._thread is not None:
             raise RuntimeError("this comparison was started already")
+        _check_main_importable()
         _warm_up()  # the fork server imports torch while we validate
         self._home = os.environ.get("NORMSCOPE_HOME")  # read now, as the store does
         ds = self._validate()
