@@ -97,8 +97,8 @@ def paired(a_name: str, a: Mapping[int, float | None], b_name: str,
     """Paired difference ``b - a`` over the seeds both finished, with a paired t-test.
 
     With n < 2 pairs the p-value and interval are None.  Identical differences on every seed
-    (zero spread) give p = 1 when they are all zero and p = 0 otherwise: the t statistic is
-    then 0 or infinite.
+    (zero spread, common with small test sets) leave the t-test undefined: p is None then
+    too, and :func:`verdict` says what happened instead.
     """
     seeds = sorted(s for s in a if s in b and a[s] is not None and b[s] is not None)
     d = np.array([b[s] - a[s] for s in seeds], dtype=np.float64)
@@ -110,9 +110,8 @@ def paired(a_name: str, a: Mapping[int, float | None], b_name: str,
         return PairedDiff(a_name, b_name, 1, mean, None, None, None)
     sd = float(d.std(ddof=1))
     if sd <= 1e-12 * max(1.0, abs(mean)):
-        p = 1.0 if abs(mean) <= 1e-12 else 0.0
-    else:
-        p = float(sps.ttest_rel([b[s] for s in seeds], [a[s] for s in seeds]).pvalue)
+        return PairedDiff(a_name, b_name, n, mean, 0.0, (mean, mean), None)
+    p = float(sps.ttest_rel([b[s] for s in seeds], [a[s] for s in seeds]).pvalue)
     return PairedDiff(a_name, b_name, n, mean, sd, _ci(mean, sd, n), p)
 
 
@@ -127,8 +126,13 @@ def verdict(d: PairedDiff) -> str:
         return f"{d.b} and {d.a} have no seed on which both finished; nothing to compare."
     pts = abs(d.mean_diff) * 100
     seeds = f"{d.n} seed{'s' if d.n != 1 else ''}"
+    word = "higher" if d.mean_diff > 0 else "lower"
+    if d.p_value is None and d.n >= 2:  # the same difference on every seed
+        if pts < 1e-9:
+            return f"{d.b} and {d.a} scored the same on each of {seeds}."
+        return (f"{d.b} is {pts:.1f} points {word} than {d.a} on each of {seeds} (identical "
+                "differences, so no p-value; more seeds or a larger test set would give one).")
     if d.p_value is None:
-        word = "higher" if d.mean_diff > 0 else "lower"
         return (f"{d.b} is {pts:.1f} points {word} than {d.a} on {seeds}; run 2 or more seeds "
                 "for a p-value.")
     if d.p_value < ALPHA and pts > 0:

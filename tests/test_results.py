@@ -48,9 +48,13 @@ def test_one_seed_has_no_p_value_and_says_so():
                           "seeds for a p-value.")
 
 
-def test_identical_differences_are_degenerate_not_nan():
-    assert paired("a", {0: 0.5, 1: 0.6}, "b", {0: 0.4, 1: 0.5}).p_value == 0.0
-    assert paired("a", {0: 0.5, 1: 0.6}, "b", {0: 0.5, 1: 0.6}).p_value == 1.0
+def test_identical_differences_have_no_p_value_and_say_so():
+    d = paired("none", {0: 0.5, 1: 0.6}, "per_pixel", {0: 0.4, 1: 0.5})
+    assert d.p_value is None and d.std_diff == 0 and math.isclose(d.mean_diff, -0.1)
+    assert verdict(d).startswith("per_pixel is 10.0 points lower than none on each of 2 seeds "
+                                 "(identical differences, so no p-value")
+    same = paired("none", {0: 1.0, 1: 1.0}, "db+per_row", {0: 1.0, 1: 1.0})
+    assert same.p_value is None and verdict(same) == "db+per_row and none scored the same on each of 2 seeds."
 
 
 @pytest.mark.parametrize("diffs, want", [
