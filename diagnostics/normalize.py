@@ -11,8 +11,8 @@ A configuration name reads ``[compression+]scaler[@mask]``:
   mean and std per row, i.e. per frequency band, over examples and frames), ``minmax`` and
   ``robust`` (per pixel, as scikit-learn's ``MinMaxScaler`` and ``RobustScaler`` on
   flattened data: range to [0, 1], and median / interquartile range);
-* ``@mask`` (optional): drop the rows whose row SNR on the training split (after compression,
-  before scaling) is under ``mask_snr``.
+* ``@mask`` (optional): drop the rows whose row SNR on the training split (of the input as
+  given, before any compression: the SNR the Statistics page shows) is under ``mask_snr``.
 
 Examples: ``none``, ``per_pixel``, ``per_pixel@mask``, ``db+per_row``, ``log1p+global@mask``.
 
@@ -240,15 +240,22 @@ class Normalizer:
             raise NormScopeError(f"training indices must lie in 0..{N - 1}")
 
         acc = StatsAccumulator((H, W), sample_every=max(1, idx.size * H * W // 100_000))
+        # The mask reads the row SNR of the input as given (the one the Statistics page shows):
+        # after dB compression SNR depends on the arbitrary 0 dB reference and would pick
+        # the wrong rows.
+        raw = StatsAccumulator((H, W)) if cfg.mask and cfg.compress else None
         for chunk in self._chunks(X, idx):
             acc.partial_fit(compress(chunk, cfg.compress))
+            if raw is not None:
+                raw.partial_fit(chunk)
         stats = acc.finalize()
+        mask_snr_rows = raw.finalize().row_snr if raw is not None else stats.row_snr
 
         keep = np.ones(H, bool)
         if cfg.mask:
-            keep = ~row_mask(stats.row_snr, threshold=self.mask_snr)
+            keep = ~row_mask(mask_snr_rows, threshold=self.mask_snr)
             if not keep.any():
-                best = np.nanmax(stats.row_snr) if np.isfinite(stats.row_snr).any() else float("nan")
+                best = np.nanmax(mask_snr_rows) if np.isfinite(mask_snr_rows).any() else float("nan")
                 raise NormScopeError(
                     f"{cfg.name}: mask_snr={self.mask_snr:g} removes all {H} rows (the highest "
                     f"row SNR is {best:.3g}); lower the threshold (--mask-snr) or drop @{MASK_SUFFIX}"
@@ -259,7 +266,7 @@ class Normalizer:
             scale = np.maximum(scale, self.std_floor)
         self.config_ = cfg
         self.stats_ = stats
-        self.row_snr_ = stats.row_snr
+        self.row_snr_ = mask_snr_rows
         self.keep_rows_ = keep
         self.center_ = center
         self.scale_ = scale

@@ -269,8 +269,12 @@ def _context():
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
-        # Preloading torch once in the fork server makes every worker start fast.
-        ctx.set_forkserver_preload(_PRELOAD)
+        # Preloading torch once in the fork server makes every worker start fast.  There is
+        # one fork server per process: keep what others (the audio pool) asked to preload.
+        from multiprocessing import forkserver
+
+        current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
+        ctx.set_forkserver_preload(current + [m for m in _PRELOAD if m not in current])
     return ctx
 
 

@@ -206,3 +206,16 @@ def test_transform_checks_fit_and_shape(spectro):
     nz = Normalizer("per_pixel").fit(spectro)
     with pytest.raises(NormScopeError, match="shape"):
         nz.transform(spectro[:, :5])
+
+
+@pytest.mark.parametrize("compression", ["db+", "log1p+"])
+def test_mask_reads_the_uncompressed_row_snr(compression):
+    """The mask drops the rows the Statistics page calls low-SNR, whatever the compression."""
+    from diagnostics.datasets import demo_dataset, split_indices
+
+    ds = demo_dataset()
+    train = split_indices(ds.n, ds.y).train
+    plain = Normalizer("per_pixel@mask", mask_snr=0.2).fit(ds.X, indices=train)
+    squashed = Normalizer(f"{compression}per_pixel@mask", mask_snr=0.2).fit(ds.X, indices=train)
+    assert np.array_equal(plain.keep_rows_, squashed.keep_rows_)
+    assert np.array_equal(np.flatnonzero(~plain.keep_rows_), np.arange(48, 60))
