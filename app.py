@@ -77,9 +77,13 @@ def url_notices() -> None:
     if "url_checked" in st.session_state:
         return
     st.session_state["url_checked"] = True
+    from models.store import RunStore
+
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    runs = {rec.id for rec in RunStore().list_comparisons(None, limit=10_000)} if "runs" in params else set()
     _, notices = share.parse_view(
-        dict(st.query_params.to_dict()), datasets=set(dataset_ids()),
-        colorscales=figures.COLORSCALES, mask_max=MASK_MAX,
+        params, datasets=set(dataset_ids()), colorscales=figures.COLORSCALES, mask_max=MASK_MAX,
+        runs=runs, config_ok=config_ok,
     )
     st.session_state["notices"] = notices
 
@@ -376,6 +380,216 @@ def statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_vie
         report_download_ui(ds, stats, threshold, on, log_color, scale, mask)
 
 
+# --- Compare tab ----------------------------------------------------------------------------
+
+CONFIG_CHOICES = (
+    "none", "global", "per_pixel", "per_row", "minmax", "robust",
+    "per_pixel@mask", "per_row@mask", "db+global", "db+per_row", "db+per_pixel",
+    "log1p+per_pixel", "db+per_pixel@mask",
+)
+
+
+@st.cache_resource
+def comparisons():
+    """The process-wide registry of running comparisons (threads + worker pool).
+
+    Created once per server: runs left 'running' by a server that died become 'interrupted'.
+    """
+    from models.runner import Registry
+    from models.store import RunStore
+
+    RunStore().mark_interrupted()
+    return Registry()
+
+
+def default_configs(stats: PixelStats, threshold: float) -> list[str]:
+    configs = ["none", "per_pixel"]
+    mask = row_mask(stats.row_snr, threshold=threshold)
+    if threshold > 0 and mask.any() and not mask.all():
+        configs.append("per_pixel@mask")
+    return configs
+
+
+def config_ok(name: str) -> bool:
+    from diagnostics.normalize import parse_config
+
+    try:
+        parse_config(name)
+        return True
+    except NormScopeError:
+        return False
+
+
+def start_comparison(ds_id: str, threshold: float) -> None:
+    """Start button callback: launch in the background, put its id in the URL."""
+    from models.train import TrainConfig
+
+    s = st.session_state
+    s["cmp_error"] = None
+    configs = list(s.get("configs") or [])
+    bad = [c for c in configs if not config_ok(c)]
+    try:
+        if bad:
+            from diagnostics.normalize import parse_config
+            parse_config(bad[0])  # raises with the list of valid parts
+        if len(configs) < 2:
+            raise NormScopeError("choose at least two configs to compare (the first is the reference)")
+        comp = comparisons().start(
+            ds_id, configs, seeds=int(s.get("cmp_seeds", 3)), model=s.get("cmp_model", "cnn"),
+            train=TrainConfig(epochs=int(s.get("cmp_epochs", TrainConfig().epochs))),
+            mask_snr=threshold,
+        )
+    except NormScopeError as exc:
+        s["cmp_error"] = str(exc)
+        return
+    s["runs"] = [comp.id]
+
+
+def stored_comparisons(ds_id: str) -> dict[str, str]:
+    """Comparison id -> one-line description, newest first, for this dataset."""
+    import time as _time
+
+    from models.store import RunStore
+
+    out = {}
+    for rec in RunStore().list_comparisons(ds_id):
+        when = _time.strftime("%Y-%m-%d %H:%M", _time.localtime(rec.created))
+        out[rec.id] = (f"{when} · {', '.join(rec.configs)} · {len(rec.seeds)} seeds · "
+                       f"{rec.model} {rec.hyper.get('epochs', '?')} epochs · {rec.status}")
+    return out
+
+
+def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> None:
+    from models.nets import MODELS
+    from models.train import TrainConfig
+
+    defaults = default_configs(stats, threshold)
+    c = st.columns([4, 1, 1, 1])
+    c[0].multiselect(
+        "Configs to compare (the first is the reference)", CONFIG_CHOICES, default=defaults,
+        key="configs", bind=BIND, accept_new_options=True,
+        help="[compression+]scaler[@mask]: compression log1p or db; scalers none, global, "
+             "per_pixel, per_row, minmax, robust; @mask drops rows under the SNR threshold "
+             f"(now {threshold:g}). Only the normalization changes between configs.",
+    )
+    c[1].selectbox("Model", MODELS, key="cmp_model",
+                   help="cnn: small plain CNN (no batch norm); mlp; linear (logistic).")
+    c[2].number_input("Epochs", 1, 200, TrainConfig().epochs, key="cmp_epochs")
+    c[3].number_input("Seeds", 1, 20, 3, key="cmp_seeds",
+                      help="Each seed: same split, initial weights and batch order for every config.")
+    st.button("Start comparison", key="start", type="primary",
+              on_click=start_comparison, args=(ds.id, threshold))
+    if st.session_state.get("cmp_error"):
+        st.error(st.session_state["cmp_error"])
+
+
+def results_ui(names: list[str], acc: dict, statuses: dict | None, key: str) -> None:
+    from diagnostics.results import compare, table_rows
+
+    res = compare(names, acc, statuses)
+    if any(c.n for c in res.configs):
+        for v in res.verdicts:
+            (st.success if " better " in v else st.warning if " worse " in v else st.info)(v)
+        st.dataframe(table_rows(res), hide_index=True, key=f"table_{key}")
+        chart(figures.results_figure(res), f"normscope-{key}-test-accuracy", f"res_{key}")
+
+
+def curves_ui(curves_of, caption_text: str, key: str) -> None:
+    if not any(len(r or ()) for runs in curves_of("batch_acc").values() for r in runs):
+        st.caption("Curves appear after the first minibatches (workers start in a few seconds).")
+        return
+    c = st.columns(2)
+    with c[0]:
+        chart(figures.curves_figure(curves_of("val_acc"), metric="validation accuracy",
+                                    caption_text=caption_text), f"normscope-{key}-val", f"val_{key}")
+    with c[1]:
+        batch = curves_of("batch_acc")
+        longest = max((len(r) for runs in batch.values() for r in runs if r), default=0)
+        smooth = max(1, longest // 60)
+        chart(figures.curves_figure(batch, metric="training accuracy", x_label="minibatch",
+                                    smooth=smooth, title="Training accuracy per minibatch"
+                                    + (f" (moving mean of {smooth})" if smooth > 1 else ""),
+                                    caption_text=caption_text),
+              f"normscope-{key}-batches", f"batch_{key}")
+
+
+def live_ui(cid: str, caption_text: str) -> None:
+    """Progress, live curves and Cancel of a running comparison; redrawn every second."""
+
+    @st.fragment(run_every=1.0)
+    def monitor() -> None:
+        comp = comparisons().get(cid)
+        p = comp.snapshot()
+        if p.finished:
+            st.rerun(scope="app")  # draw the final results from the store
+        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        st.progress(min(p.fraction, 1.0),
+                    text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta} · "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
+        st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
+                  help="Stops every run within a second or two; finished runs are kept.")
+        curves_ui(p.curves, caption_text, cid)
+        results_ui(list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(), None, cid)
+
+    monitor()
+
+
+def stored_ui(cid: str, caption_text: str) -> None:
+    from diagnostics.compare_cli import comparison_json
+    from models.store import RunStore
+
+    rec = RunStore().load_comparison(cid)
+    if rec is None:
+        st.warning(f"Comparison {cid} is not in the run store.")
+        return
+
+    def curves_of(key: str) -> dict:
+        out: dict = {c: [] for c in rec.configs}
+        src = "batches" if key == "batch_acc" else "history"
+        field_ = "train_acc" if key == "batch_acc" else key
+        for r in rec.runs:
+            out.setdefault(r.config, []).append(getattr(r, src).get(field_, []))
+        return out
+
+    status = f"**{rec.status}**"
+    if rec.counts:
+        status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
+    st.markdown(f"{status} · {rec.model}, {rec.hyper.get('epochs')} epochs, seeds "
+                f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
+    curves_ui(curves_of, caption_text, cid)
+    results_ui(list(rec.configs), rec.accuracies(), rec.statuses(), cid)
+    import json as _json
+    st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
+                       data=lambda: _json.dumps(comparison_json(rec), indent=1),
+                       file_name=f"normscope-compare-{cid}.json", mime="application/json")
+
+
+def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: bool) -> None:
+    if ds.y is None:
+        st.info("Comparisons train classifiers, so they need labels: open the data with a "
+                "labels file (or an .npz holding y, or class folders of audio).")
+        return
+    if not report_view:
+        compare_controls_ui(ds, stats, threshold)
+    stored = stored_comparisons(ds.id)
+    live = {c.id for c in comparisons().active()}
+    options = list(dict.fromkeys([*st.session_state.get("runs", []), *stored]))
+    st.multiselect("Comparisons to show", options, key="runs", bind=BIND,
+                   help="Past comparisons of this dataset from the run store; the newest "
+                        "started is selected. The ids go into the share link.")
+    if stored:
+        with st.expander(f"{len(stored)} stored comparison(s) of {ds.name}"):
+            st.dataframe([{"id": k, "comparison": v} for k, v in stored.items()], hide_index=True)
+    cap = f"{ds.name} · train {stats.n:,} / val / test split (seed 0) · mask row SNR < {threshold:g}"
+    for cid in st.session_state.get("runs", []):
+        st.subheader(f"Comparison {cid}")
+        comp = comparisons().get(cid)
+        if comp is not None and cid in live and not comp.snapshot().finished:
+            live_ui(cid, cap)
+        else:
+            stored_ui(cid, cap)
+
+
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
     url_notices()
@@ -403,7 +617,7 @@ def main() -> None:
             statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_view)
     with tabs[1]:
         if tabs[1].open:
-            st.info("Training comparisons arrive with the run store.")
+            compare_page(ds, stats, threshold, report_view)
 
 
 main()

@@ -24,14 +24,17 @@ N_BANDS = 60
 N_FRAMES = 130
 CLASS_NAMES = ("rising chirp", "falling chirp", "low hum", "pulse train", "mid burst", "two tones")
 NOISE_ROWS = range(48, 60)
-LOUDNESS = 25.0  # median event loudness
+LOUDNESS = 2.5  # median event loudness
+LOUDNESS_SPREAD = 1.5  # sigma of log loudness: quiet and loud clips
 BABBLE = 5.0  # babble power in band 0
-FLOOR = 0.0015  # noise floor of the noise-only bands
-# Rare clicks leave many noise-band pixels with a tiny std, which per-pixel z-scoring blows
-# up; tuned (from 0.01 / 0.2) so that the default comparison shows the harm clearly
-# (about 11 points over 3 seeds) with the statistics still in the ranges above.
-CLICK_RATE = 0.005  # chance of a click per noise-band pixel
-CLICK_SCALE = 0.3  # mean click power
+FLOOR = 0.0005  # noise floor of the noise-only bands
+# Quiet median events with a wide loudness spread make the task learnable but not trivial
+# (raw inputs reach ~0.86 test accuracy with the default CNN) and give the heavy right tail of
+# linear power.  Clicks leave the noise-band pixels with tiny stds (~0.02), which per-pixel
+# z-scoring blows up into spikes: the default comparison loses ~25 points over 3 seeds, while
+# db+per_row does as well as raw.  Tuned together; re-run the comparison after any change.
+CLICK_RATE = 0.015  # chance of a click per noise-band pixel
+CLICK_SCALE = 0.12  # mean click power
 
 
 def _event(cls: int, rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
@@ -97,7 +100,7 @@ def make_demo(n: int = N_EXAMPLES, *, seed: int = 0) -> tuple[np.ndarray, np.nda
         # A slowly varying loudness envelope for the babble (moving average of gamma draws).
         env = np.convolve(rng.gamma(2.0, 0.5, N_FRAMES + 7), kernel, mode="valid")
         power = babble_level[:, None] * env[None, :] * rng.gamma(2.0, 0.5, (N_BANDS, N_FRAMES))
-        loud = rng.lognormal(np.log(LOUDNESS), 0.7)
+        loud = rng.lognormal(np.log(LOUDNESS), LOUDNESS_SPREAD)
         speckle = rng.gamma(2.0, 0.5, (N_BANDS, N_FRAMES))
         power += loud * _event(int(y[i]), rng, t) * speckle
         # Noise-only bands: a faint exponential floor plus rare heavy-tailed clicks.

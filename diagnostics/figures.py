@@ -250,3 +250,95 @@ def class_means(
         plot_bgcolor=UNDEFINED_BG, font=dict(family="Arial, sans-serif"),
     )
     return fig
+
+
+def curves_figure(
+    curves: dict,
+    *,
+    metric: str = "validation accuracy",
+    x_label: str = "epoch",
+    percent: bool = True,
+    title: str = "",
+    caption_text: str = "",
+    smooth: int = 1,
+) -> go.Figure:
+    """Mean across seeds of each configuration's curve, with a min-max band.
+
+    Parameters
+    ----------
+    curves : {config: [curve of each seed]}
+        Curves may differ in length (live runs); missing points are None.
+    smooth : int
+        Moving-average window (e.g. for per-minibatch accuracy); 1 = none.
+    """
+    from .results import seed_band
+
+    fig = go.Figure()
+    k = 100.0 if percent else 1.0
+    for i, (name, runs) in enumerate(curves.items()):
+        runs = [list(r) for r in runs if r is not None and len(r)]
+        if not runs:
+            continue
+        if smooth > 1:
+            kernel = np.ones(smooth) / smooth
+            runs = [np.convolve(np.array([np.nan if v is None else v for v in r], float),
+                                kernel, mode="valid").tolist() for r in runs]
+        band = seed_band(runs)
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        fill = _rgba(color, 0.18)
+        x = band.x.tolist()
+        n_seeds = int(band.n.max()) if band.n.size else 0
+        fig.add_trace(go.Scatter(
+            x=x + x[::-1], y=(k * band.hi).tolist() + (k * band.lo)[::-1].tolist(),
+            fill="toself", fillcolor=fill, line=dict(width=0), hoverinfo="skip",
+            showlegend=False, legendgroup=name,
+        ))
+        fig.add_trace(go.Scatter(
+            x=x, y=(k * band.mean).tolist(), mode="lines", name=f"{name} ({n_seeds} seeds)",
+            line=dict(color=color, width=2), legendgroup=name,
+            hovertemplate=f"{name}<br>{x_label} %{{x}}<br>{metric} %{{y:.1f}}" + ("%" if percent else "")
+                          + "<extra>mean of seeds</extra>",
+        ))
+    fig.update_layout(
+        title=dict(text=title or metric.capitalize(), subtitle=dict(text=caption_text), x=0.01,
+                   font=dict(size=15)),
+        xaxis=dict(title=dict(text=x_label), gridcolor="#e5e5e5"),
+        yaxis=dict(title=dict(text=metric + (" (%)" if percent else "")), gridcolor="#e5e5e5"),
+        legend=dict(orientation="h", y=-0.3, yanchor="top"), height=400, plot_bgcolor="white",
+        margin=dict(l=60, r=20, t=70, b=90), font=dict(family="Arial, sans-serif"),
+    )
+    return fig
+
+
+def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "") -> go.Figure:
+    """Mean test accuracy of each configuration with its 95% interval and the seeds' values."""
+    fig = go.Figure()
+    names = [c.name for c in res.configs]
+    for i, c in enumerate(res.configs):
+        if c.mean is None:
+            continue
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        err = None
+        if c.ci95 is not None:
+            err = dict(type="data", symmetric=False, array=[100 * (c.ci95[1] - c.mean)],
+                       arrayminus=[100 * (c.mean - c.ci95[0])], color=color, thickness=2, width=8)
+        fig.add_trace(go.Scatter(
+            x=[100 * c.mean], y=[c.name], mode="markers", error_x=err, name=c.name,
+            marker=dict(color=color, size=12), showlegend=False,
+            hovertemplate=f"{c.name}: %{{x:.1f}}% over {c.n} seeds<extra>mean, 95% CI</extra>",
+        ))
+    fig.update_layout(
+        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over seeds"),
+                   gridcolor="#e5e5e5"),
+        yaxis=dict(categoryorder="array", categoryarray=names[::-1]),
+        height=120 + 45 * len(names), plot_bgcolor="white",
+        margin=dict(l=140, r=20, t=70, b=50), font=dict(family="Arial, sans-serif"),
+    )
+    return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -204,3 +204,29 @@ def seed_band(curves: Sequence[Sequence[float | None]]) -> Band:
         lo = np.nanmin(a, axis=0) if length else np.zeros(0)
         hi = np.nanmax(a, axis=0) if length else np.zeros(0)
     return Band(np.arange(1, length + 1), mean, std, lo, hi, n)
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def table_rows(res: Results) -> list[dict]:
+    """One row per configuration, in percent, ready for a table (app, report)."""
+    diffs = {p.b: p for p in res.paired}
+    rows = []
+    for c in res.configs:
+        d = diffs.get(c.name)
+        row = {
+            "config": c.name,
+            "seeds done": c.n,
+            "test acc %": _pct(c.mean),
+            "± std": _pct(c.std),
+            "95% CI": "–" if c.ci95 is None else f"{_pct(c.ci95[0])} – {_pct(c.ci95[1])}",
+            f"Δ vs {res.configs[0].name} (points)": "reference" if d is None else _pct(d.mean_diff, True),
+            "p (paired t)": "–" if d is None or d.p_value is None else _p_text(d.p_value).replace("p=", ""),
+            "not finished": c.n_failed,
+        }
+        rows.append(row)
+    return rows

@@ -252,3 +252,72 @@ def test_slider_moves_do_not_recompute_statistics(monkeypatch):
         assert not at.exception
     at.checkbox(key="log_color").uncheck().run()
     assert len(calls) == first
+
+
+def _run_until(at, done, timeout=180):
+    """Each at.run() is one tick of the monitor fragment (AppTest does not tick by itself)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError("the comparison did not finish in time")
+
+
+def test_compare_tab_runs_a_tiny_comparison_and_reopens_it(home):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "digits", "tab": "Compare"})
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="configs").value == ["none", "per_pixel"]  # digits: no low-SNR rows
+    at.selectbox(key="cmp_model").set_value("linear")
+    at.number_input(key="cmp_epochs").set_value(2)
+    at.number_input(key="cmp_seeds").set_value(2)
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    cid = at.multiselect(key="runs").value[0]
+    _run_until(at, lambda a: any("over 2 seeds" in str(m.value) or "differ" in str(m.value)
+                                 for m in [*a.success, *a.warning, *a.info]))
+    table = at.dataframe[-1].value
+    assert list(table["config"]) == ["none", "per_pixel"]
+    assert (table["seeds done"] == 2).all()
+    # A link with the comparison id reopens it from the store in a new session.
+    other = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    other.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid})
+    other.run()
+    assert not other.exception, other.exception
+    assert other.multiselect(key="runs").value == [cid]
+    assert list(other.dataframe[-1].value["config"]) == ["none", "per_pixel"]
+    curves = [f for f in _figures(other) if "accuracy" in f["layout"]["title"]["text"].lower()]
+    assert len(curves) >= 2
+
+
+def test_compare_bad_config_and_no_labels(home):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "digits", "tab": "Compare"})
+    at.run()
+    at.multiselect(key="configs").set_value(["none"])
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert any("at least two configs" in str(e.value) for e in at.error)
+    assert at.multiselect(key="runs").value == []
+    # A dataset without labels cannot be compared: the tab says why.
+    rng = np.random.default_rng(3)
+    np.save(home / "nolabels.npy", rng.random((20, 4, 5)).astype("float32"))
+    _submit_open(at, "nolabels.npy")
+    at.run()
+    assert not at.exception
+    assert any("need labels" in str(i.value) for i in at.info)
+
+
+def test_bad_runs_parameter_gives_notice(home):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"tab": "Compare", "runs": "nosuchrun"})
+    at.run()
+    assert not at.exception
+    assert any("runs=" in str(w.value) for w in at.warning)
