@@ -354,8 +354,18 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
 def report_download_ui(ds: Dataset, stats: PixelStats, threshold: float, on: str,
                        log_color: bool, scale: str, mask: np.ndarray) -> None:
     def build() -> bytes:
+        from models.store import RunStore
+
         sections = report.statistics_sections(ds, stats, mask_snr=threshold, on=on,
                                               log_color=log_color, colorscale=scale, mask=mask)
+        store = RunStore()
+        # The comparisons shown in the Compare tab, else the newest stored ones of the dataset.
+        ids = list(st.session_state.get("runs") or [])
+        ids = ids or [rec.id for rec in store.list_comparisons(ds.id, limit=3)]
+        for cid in ids:
+            rec = store.load_comparison(cid)
+            if rec is not None and rec.dataset_id == ds.id:
+                sections.append(report.comparison_section(rec, caption_text=f"{ds.name} · {rec.model}"))
         return report.render(f"NormScope report — {ds.name}",
                              f"dataset id {ds.id}", sections).encode()
 

@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .compare_cli import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
+    r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
+    r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
+                   "a .npy/.npz")
+    r.add_argument("--labels", help=".npy of labels for a .npy DATA")
+    r.add_argument("--runs", help="comparison ids to include, comma-separated (default: the "
+                   "newest stored comparisons of the dataset, up to 3)")
+    r.add_argument("--on", choices=("train", "all"), default="train")
+    r.add_argument("--mask-snr", type=_nonneg_float, default=DEFAULT_MASK_SNR)
+    r.add_argument("--linear-color", action="store_true", help="colour heatmaps linearly, not by log10")
+    r.add_argument("--out", default="report.html", help="output file (default report.html)")
+    _add_feature_args(r)
     return p
 
 
@@ -134,11 +145,10 @@ def _print_summary(info: dict) -> None:
         print(f"  [{f['severity']}] {f['code']}: {f['message']}")
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace):
+    """Open DATA of ``stats``/``report`` with the feature options, printing progress."""
     from .datasets import load_dataset
-    from .summary import dataset_stats, summary
-
-    from .registry import dataset_meta, is_registered, source_kind
+    from .registry import source_kind
 
     params = _feature_params(args)
     kind = source_kind(args.data)
@@ -151,6 +161,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
         raise NormScopeError(f"--workers {args.workers} must be a whole number >= 1")
     ds = load_dataset(args.data, labels=args.labels, params=params,
                       workers=None if workers is None else int(workers), progress=_progress_line())
+    return ds
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .registry import dataset_meta, is_registered
+    from .summary import dataset_stats, summary
+
+    ds = _load(args)
     meta = dataset_meta(ds.id) if is_registered(ds.id) else {}
     stats = dataset_stats(ds, on=args.on)
     info = summary(ds, stats, on=args.on, mask_snr=args.mask_snr)
@@ -209,6 +227,45 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report: statistics, findings and stored comparisons of the dataset."""
+    import time
+
+    from . import report
+    from .summary import dataset_stats
+
+    ds = _load(args)
+    stats = dataset_stats(ds, on=args.on)
+    sections = report.statistics_sections(ds, stats, mask_snr=args.mask_snr, on=args.on,
+                                          log_color=not args.linear_color)
+    from models.store import RunStore  # sqlite only: no torch
+
+    store = RunStore()
+    if args.runs:
+        ids = [r.strip() for r in args.runs.split(",") if r.strip()]
+    else:
+        ids = [rec.id for rec in store.list_comparisons(ds.id, limit=3)]
+    for cid in ids:
+        rec = store.load_comparison(cid)
+        if rec is None:
+            raise NormScopeError(f"comparison {cid} is not in the run store {store.path}; list "
+                                 "them with python -m diagnostics runs")
+        if rec.dataset_id != ds.id:
+            raise NormScopeError(f"comparison {cid} ran on dataset {rec.dataset_id}, not on "
+                                 f"{ds.name} ({ds.id}); give that dataset or leave --runs out")
+        sections.append(report.comparison_section(rec, caption_text=f"{ds.name} · {rec.model}"))
+    page = report.render(f"NormScope report — {ds.name}",
+                         f"dataset id {ds.id} · made {time.strftime('%Y-%m-%d %H:%M')}", sections)
+    try:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(page)
+    except OSError as exc:
+        raise NormScopeError(f"cannot write {args.out}: {exc.strerror}") from None
+    print(f"wrote {args.out} ({len(page) / 1e6:.1f} MB, {len(ids)} comparison(s))")
+    return 0
+
+
+COMMANDS["report"] = cmd_report
 COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
 

@@ -290,7 +290,7 @@ def curves_figure(
         n_seeds = int(band.n.max()) if band.n.size else 0
         fig.add_trace(go.Scatter(
             x=x + x[::-1], y=(k * band.hi).tolist() + (k * band.lo)[::-1].tolist(),
-            fill="toself", fillcolor=fill, line=dict(width=0), hoverinfo="skip",
+            mode="lines", fill="toself", fillcolor=fill, line=dict(width=0), hoverinfo="skip",
             showlegend=False, legendgroup=name,
         ))
         fig.add_trace(go.Scatter(

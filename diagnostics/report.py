@@ -119,3 +119,43 @@ def render(title: str, subtitle: str, sections: list[Section]) -> str:
             parts.append("</div>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def record_curves(rec, key: str) -> dict:
+    """``{config: [curve per seed]}`` of a stored comparison (``batch_acc`` = per minibatch)."""
+    out: dict = {c: [] for c in rec.configs}
+    src, field_ = ("batches", "train_acc") if key == "batch_acc" else ("history", key)
+    for r in rec.runs:
+        out.setdefault(r.config, []).append(getattr(r, src).get(field_, []))
+    return out
+
+
+def comparison_section(rec, *, caption_text: str = "") -> Section:
+    """Curves, results table, interval plot and verdicts of one stored comparison.
+
+    ``rec`` is a :class:`models.store.ComparisonRecord` (duck-typed: this module stays
+    free of torch and of the store).
+    """
+    from .results import compare, table_rows
+
+    res = compare(list(rec.configs), rec.accuracies(), rec.statuses())
+    rows = table_rows(res)
+    head = (f"<p>{html.escape(rec.model)}, {rec.hyper.get('epochs', '?')} epochs, seeds "
+            f"{', '.join(map(str, rec.seeds))}; status {html.escape(rec.status)}; id "
+            f"<code>{html.escape(rec.id)}</code>. Same split, initial weights and batch order "
+            "for every config of a seed; only the normalization changes.</p>")
+    verdicts = "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in res.verdicts)
+    table = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
+    batch = record_curves(rec, "batch_acc")
+    longest = max((len(c) for runs in batch.values() for c in runs), default=0)
+    smooth = max(1, longest // 60)
+    figs = (
+        figures.curves_figure(record_curves(rec, "val_acc"), metric="validation accuracy",
+                              caption_text=caption_text),
+        figures.curves_figure(batch, metric="training accuracy", x_label="minibatch",
+                              smooth=smooth, caption_text=caption_text,
+                              title="Training accuracy per minibatch"
+                              + (f" (moving mean of {smooth})" if smooth > 1 else "")),
+        figures.results_figure(res, caption_text=caption_text),
+    )
+    return Section(f"Comparison {rec.id}", head + verdicts + table, figs)

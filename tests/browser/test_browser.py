@@ -104,3 +104,20 @@ def test_html_report_opens_offline(server, page, browser, tmp_path):
     assert rp.get_by_text("amplified_noise").count() >= 1
     shot(rp, "report")
     ctx.close()
+
+
+def test_comparison_shows_live_progress_and_cancels(server, page):
+    page.goto(server + "/?tab=Compare")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    page.get_by_role("button", name="Start comparison").click()
+    page.wait_for_function("location.search.includes('runs=')", timeout=30_000)
+    # Live progress: the bar's text moves past 0% and curves appear while runs are going.
+    progress = page.get_by_text(re.compile(r"running: [1-9]\d?% after"))
+    progress.wait_for(timeout=90_000)
+    page.wait_for_selector("text=Validation accuracy", timeout=60_000)
+    shot(page, "compare-live")
+    t0 = time.time()
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text(re.compile(r"^cancelled")).first.wait_for(timeout=30_000)
+    assert time.time() - t0 < 15
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -1,0 +1,68 @@
+"""HTML report: self-contained, with the statistics, findings and stored comparisons."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def _env(home):
+    return {"NORMSCOPE_HOME": str(home / "home")}
+
+
+def test_report_of_the_demo_is_self_contained(cli, home):
+    out = home / "r.html"
+    res = cli("report", "demo", "--out", str(out), env=_env(home))
+    assert res.returncode == 0, res.stderr
+    html = out.read_text()
+    # plotly.js inlined once; nothing loaded from the network.
+    assert html.count("Plotly.newPlot") >= 6
+    assert not re.search(r"<script[^>]+src=", html)
+    assert "cdn.plot.ly/plotly" not in html  # (the inlined library mentions its own URL)
+    for text in ("Per-pixel mean", "Per-pixel std", "Per-pixel SNR", "Noise amplification",
+                 "Row SNR", "amplified_noise", "low_snr_rows", "masked rows"):
+        assert text in html, text
+    assert "Comparison " not in html  # none stored yet
+
+
+def test_report_includes_a_stored_comparison(cli, home):
+    js = home / "c.json"
+    res = cli("compare", "digits", "--configs", "none,per_pixel", "--model", "linear",
+              "--epochs", "1", "--seeds", "2", "--json", str(js), env=_env(home), timeout=300)
+    assert res.returncode == 0, res.stderr
+    cid = json.loads(js.read_text())["comparison_id"]
+    out = home / "r.html"
+    res = cli("report", "digits", "--runs", cid, "--out", str(out), env=_env(home))
+    assert res.returncode == 0, res.stderr
+    html = out.read_text()
+    assert f"Comparison {cid}" in html
+    assert "Validation accuracy" in html and "Test accuracy" in html
+    assert "per_pixel" in html and "95% CI" in html
+    # Without --runs the newest comparisons of the dataset are included.
+    res = cli("report", "digits", "--out", str(out), env=_env(home))
+    assert res.returncode == 0 and f"Comparison {cid}" in out.read_text()
+    # A comparison of another dataset is refused with one line.
+    res = cli("report", "demo", "--runs", cid, "--out", str(out), env=_env(home))
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert "ran on dataset digits" in res.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["report", "nosuch.npy"], "does not exist"),
+    (["report", "demo", "--runs", "zzz"], "not in the run store"),
+    (["report", "demo", "--out", "/nonexistent-dir/r.html"], "cannot write"),
+])
+def test_report_bad_input(cli, home, args, words):
+    res = cli(*args, env=_env(home))
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: ") and words in res.stderr
+    assert "Traceback" not in res.stderr
