@@ -378,8 +378,10 @@ def statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_vie
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
     heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
-    if stats.class_means is not None and len(ds.class_names) > 1:
-        with st.expander(f"Per-class mean maps ({len(ds.class_names)} classes)"):
+    if stats.class_means is not None and len(ds.class_names) > 1 and st.toggle(
+            f"Show per-class mean maps ({len(ds.class_names)} classes)", key="class_maps",
+            help="One map per class on a shared colour scale: where each class puts its energy."):
+        with st.container():
             cap = figures.caption(ds.name, stats.n, ds.n, on, mask, threshold)
             chart(figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
                                       row_label=ds.row_label, col_label=ds.col_label,

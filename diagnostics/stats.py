@@ -18,6 +18,7 @@ get NaN SNR and amplification, never a division by zero.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -101,9 +102,9 @@ class PixelStats:
     def n_nonfinite(self) -> int:
         return int(self.nonfinite.sum())
 
-    @property
+    @functools.cached_property
     def skewness(self) -> float:
-        """Sample skewness of the value distribution (0 for a symmetric one)."""
+        """Sample skewness of the value distribution (0 for a symmetric one); computed once."""
         s = self.sample.astype(np.float64)
         if s.size < 3:
             return 0.0

@@ -30,6 +30,8 @@ def _heatmaps(at):
 
 
 def test_per_class_mean_maps(app):
+    assert not [f for f in _figures(app) if f["layout"]["title"]["text"].startswith("Per-class")]
+    app.toggle(key="class_maps").set_value(True).run()
     figs = [f for f in _figures(app) if f["layout"]["title"]["text"].startswith("Per-class")]
     assert len(figs) == 1
     assert len(figs[0]["data"]) == 6  # one map per demo class
