@@ -323,3 +323,45 @@ def test_bad_runs_parameter_gives_notice(home):
     at.run()
     assert not at.exception
     assert any("runs=" in str(w.value) for w in at.warning)
+
+
+def test_open_audio_folder_by_path_with_feature_settings(home):
+    import soundfile as sf
+
+    rng = np.random.default_rng(4)
+    sr = 8000
+    for label, freq in (("low", 250.0), ("high", 2000.0)):
+        (home / "clips" / label).mkdir(parents=True)
+        for k in range(3):
+            t = np.arange(int(0.4 * sr)) / sr
+            y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+            sf.write(home / "clips" / label / f"{k}.wav", y, sr)
+    (home / "clips" / "low" / "broken.wav").write_bytes(b"RIFF....not really a wav")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.number_input(key="path_n_mels").set_value(32)
+    at.number_input(key="path_duration").set_value(1.0)
+    _submit_open(at, "clips")
+    assert not at.exception, at.exception
+    z = _decode(_heatmaps(at)[0]["data"][0]["z"])
+    assert z.shape == (32, 44)  # 32 mel bands, 1 s at 22,050 Hz / hop 512 -> 44 frames
+    assert any("skipped" in str(e.label) for e in at.expander)  # broken.wav is listed
+
+
+def test_second_session_sees_a_running_comparison_and_can_cancel_it(home):
+    a = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    a.query_params.update({"dataset": "digits", "tab": "Compare"})
+    a.run()
+    a.number_input(key="cmp_epochs").set_value(200)  # long enough to still run below
+    a.button(key="start").click().run()
+    assert not a.exception and not a.error
+    cid = a.multiselect(key="runs").value[0]
+    b = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    b.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid})
+    b.run()
+    assert not b.exception, b.exception
+    cancel = b.button(key=f"cancel_{cid}")
+    cancel.click().run()
+    _run_until(b, lambda s: any("cancelled" in str(m.value) for m in s.markdown), timeout=60)
+    a.run()
+    assert not a.exception
+    assert any("cancelled" in str(m.value) for m in a.markdown)  # the first session sees it too
