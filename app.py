@@ -415,10 +415,15 @@ def comparisons():
 
 
 def default_configs(stats: PixelStats, threshold: float) -> list[str]:
+    """none vs per_pixel, plus the most promising third: masking the low-SNR rows when they
+    carry little class information, else dB compression (masking would remove signal)."""
+    from diagnostics.findings import mask_information
+
     configs = ["none", "per_pixel"]
     mask = row_mask(stats.row_snr, threshold=threshold)
     if threshold > 0 and mask.any() and not mask.all():
-        configs.append("per_pixel@mask")
+        mi = mask_information(stats, mask)
+        configs.append("db+per_row" if mi is not None and mi.informative else "per_pixel@mask")
     return configs
 
 

@@ -155,6 +155,20 @@ def row_snr_profile(
             marker=dict(color=color, symbol=symbol, size=6),
             hovertemplate=f"{row_label} %{{y}}<br>row SNR = %{{x:.3g}}<extra>{name}</extra>",
         ))
+    info = stats.band_info
+    if info is not None:
+        # Class information on its own top axis: low SNR with high eta^2 is signal, not noise.
+        fig.add_trace(go.Scatter(
+            x=info.eta2, y=rows, mode="lines", xaxis="x2", name="class information (η²)",
+            line=dict(color=OKABE_ITO[2], width=2, dash="dot"),
+            hovertemplate=f"{row_label} %{{y}}<br>band-energy η² = %{{x:.3f}}"
+                          f" (chance {info.chance:.3f})<extra></extra>",
+        ))
+        fig.update_layout(xaxis2=dict(
+            overlaying="x", side="top", range=[0, max(0.05, float(np.nanmax(info.eta2)) * 1.1)
+                                                if np.isfinite(info.eta2).any() else 1],
+            title=dict(text="class information η² (dotted)", font=dict(size=11, color=OKABE_ITO[2])),
+            tickfont=dict(color=OKABE_ITO[2]), showgrid=False))
     if threshold > 0:
         fig.add_vline(x=threshold, line=dict(color=OKABE_ITO[3], dash="dash"),
                       annotation_text=f"mask < {threshold:g}", annotation_position="bottom right")
@@ -166,7 +180,8 @@ def row_snr_profile(
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=70, b=50), height=360,
+        legend=dict(orientation="h", y=-0.2), height=360,
+        margin=dict(l=60, r=20, t=110 if stats.band_info is not None else 70, b=50),
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"),
     )
     fig.update_xaxes(showgrid=True, gridcolor="#e5e5e5")

@@ -42,6 +42,31 @@ def ranges(idx: np.ndarray) -> str:
     return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class MaskInformation:
+    """Class information (band-energy eta^2) of the masked rows against the kept rows."""
+
+    masked: float
+    kept: float
+    chance: float
+
+    @property
+    def informative(self) -> bool:
+        """The masked rows carry real class information: masking them would likely hurt."""
+        return self.masked > 3 * self.chance and self.masked >= 0.5 * self.kept
+
+
+def mask_information(stats: PixelStats, mask: np.ndarray) -> MaskInformation | None:
+    """Median band-energy eta^2 of masked and kept rows, or None without labels or a mask."""
+    info = stats.band_info
+    if info is None or not mask.any() or mask.all():
+        return None
+    with np.errstate(invalid="ignore"):
+        masked = float(np.nanmedian(info.eta2[mask])) if np.isfinite(info.eta2[mask]).any() else 0.0
+        kept = float(np.nanmedian(info.eta2[~mask])) if np.isfinite(info.eta2[~mask]).any() else 0.0
+    return MaskInformation(masked, kept, info.chance)
+
+
 def find(stats: PixelStats, *, mask_snr: float = DEFAULT_MASK_SNR, row_label: str = "band") -> list[Finding]:
     """Everything worth telling the user about these statistics, worst first."""
     out: list[Finding] = []
@@ -82,17 +107,27 @@ def find(stats: PixelStats, *, mask_snr: float = DEFAULT_MASK_SNR, row_label: st
             f"Per-pixel z-scoring would inflate {int(big.sum()):,} pixels ({big.mean():.0%}) "
             f"more than {AMPLIFICATION_LIMIT:g}x relative to one global scale, up to "
             f"{np.nanmax(amp):,.0f}x, in {row_label}s {ranges(rows)}: their tiny stds blow "
-            "faint noise up; prefer dB compression, per-band scaling, or masking those rows.",
+            "faint noise up; prefer dB compression (usually the cure) or per-band scaling, and "
+            "mask rows only where they carry no class information.",
         ))
     if mask_snr > 0:
         m = row_mask(stats.row_snr, threshold=mask_snr)
         if m.any() and not m.all():
-            out.append(Finding(
-                "low_snr_rows", "warning",
-                f"{int(m.sum())} of {H} {row_label}s have a median SNR (mean/std) under "
-                f"{mask_snr:g}: {row_label}s {ranges(np.flatnonzero(m))}. Compare training "
-                "with and without them (config suffix @mask).",
-            ))
+            text = (f"{int(m.sum())} of {H} {row_label}s have a median SNR (mean/std) under "
+                    f"{mask_snr:g}: {row_label}s {ranges(np.flatnonzero(m))}.")
+            mi = mask_information(stats, m)
+            if mi is None:
+                text += " Compare training with and without them (config suffix @mask)."
+            elif mi.informative:
+                text += (f" But they carry class information (band-energy η² {mi.masked:.2f} vs "
+                         f"{mi.kept:.2f} for the kept {row_label}s, chance {mi.chance:.3f}): "
+                         "their signal comes and goes, it is not noise. Masking them would "
+                         "likely hurt; try db+per_row instead.")
+            else:
+                text += (f" They carry little class information (band-energy η² {mi.masked:.2f} "
+                         f"vs {mi.kept:.2f} for the kept {row_label}s, chance {mi.chance:.3f}): "
+                         "masking them is worth a comparison (config suffix @mask).")
+            out.append(Finding("low_snr_rows", "warning", text))
         elif m.all():
             out.append(Finding(
                 "low_snr_rows", "warning",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import mmap
+import warnings
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ class PixelStats:
     sample : float32 array
         Up to ``SAMPLE_VALUES`` finite values, evenly spread over the examples, for the value
         distribution (skewness, quantiles, histogram).
+    band_info : BandInformation or None
+        Class information per row (see :func:`band_information`); filled by
+        :func:`diagnostics.summary.dataset_stats` when labels exist.
     """
 
     n: int
@@ -89,6 +93,7 @@ class PixelStats:
     class_means: np.ndarray | None
     class_counts: np.ndarray | None
     sample: np.ndarray
+    band_info: "BandInformation | None" = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -639,3 +644,86 @@ def energy_share(stats: PixelStats, mask: np.ndarray) -> float:
     e = np.nansum(np.abs(stats.mean), axis=1)
     total = e.sum()
     return 0.0 if total == 0 else float(e[mask].sum() / total)
+
+
+@dataclass(frozen=True, eq=False)
+class BandInformation:
+    """How much class information each row (band) carries, from per-example band energy.
+
+    Attributes
+    ----------
+    eta2 : float64 array, shape (H,)
+        Correlation ratio of each row's per-example energy (mean over the row's frames; log10
+        of it for non-negative data such as power): between-class variance / total variance.
+        0 = the labels explain none of it, 1 = all.  NaN where the energy never varies.
+    chance : float
+        What eta2 reaches by chance with these class sizes, ``(C - 1) / (n - 1)``.
+    log : bool
+        Whether log10 energy was used (all values >= 0).
+    """
+
+    eta2: np.ndarray
+    chance: float
+    log: bool
+
+
+def band_information(
+    X: np.ndarray,
+    labels: np.ndarray,
+    *,
+    indices: np.ndarray | None = None,
+    n_classes: int | None = None,
+    chunk_rows: int | None = None,
+) -> BandInformation:
+    """Class information per row, label-aware, in one streaming pass.
+
+    Row SNR (mean/std) cannot tell a noise band from a band whose signal comes and goes with
+    the class (speech: the word moves in time, so every pixel's SNR is low).  The energy of a
+    band over the whole example does not move with time shifts; how well the labels explain it
+    says whether masking that band removes information.  Extra memory is O(classes x rows).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (N, H, W)
+    labels : int array, shape (N,)
+    indices : int array, optional
+        Examples to use (the training split); default all.
+    """
+    N, H, W = X.shape
+    idx = np.arange(N) if indices is None else np.sort(np.asarray(indices, np.int64))
+    y_all = np.asarray(labels, np.int64)
+    C = int(n_classes if n_classes is not None else y_all.max() + 1)
+    rows = chunk_rows or _chunk_rows(H * W * 8)
+    # Sums per class and row of e and e^2, for linear and log10 energy (non-negativity is only
+    # known at the end).
+    n_c = np.zeros(C)
+    s = np.zeros((2, C, H))
+    s2 = np.zeros((2, C, H))
+    lo = np.inf
+    for start in range(0, idx.size, rows):
+        sel = idx[start : start + rows]
+        chunk = np.asarray(X[sel], dtype=np.float64)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: left out below
+            e = np.nanmean(np.where(np.isfinite(chunk), chunk, np.nan), axis=2)  # (m, H)
+        lo = min(lo, float(np.nanmin(e))) if np.isfinite(e).any() else lo
+        e = np.where(np.isfinite(e), e, 0.0)
+        le = np.log10(np.maximum(e, 1e-12))
+        yc = y_all[sel]
+        np.add.at(n_c, yc, 1)
+        for k, v in enumerate((e, le)):
+            np.add.at(s[k], yc, v)
+            np.add.at(s2[k], yc, v * v)
+    use_log = lo >= 0
+    k = 1 if use_log else 0
+    n = n_c.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_c = s[k] / np.maximum(n_c, 1)[:, None]
+        mean = s[k].sum(0) / max(n, 1)
+        total = s2[k].sum(0) - n * mean**2
+        between = (n_c[:, None] * (mean_c - mean) ** 2).sum(0)
+        eta2 = np.where(total > 1e-12 * np.maximum(np.abs(s2[k].sum(0)), 1e-300),
+                        np.clip(between / total, 0.0, 1.0), np.nan)
+    present = int((n_c > 0).sum())
+    chance = (present - 1) / max(n - 1, 1)
+    return BandInformation(eta2=eta2, chance=float(chance), log=use_log)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from .datasets import Dataset, split_indices
 from .errors import NormScopeError
-from .findings import DEFAULT_MASK_SNR, find
-from .stats import PixelStats, compute_stats, energy_share, row_mask
+from .findings import DEFAULT_MASK_SNR, find, mask_information
+from .stats import PixelStats, band_information, compute_stats, energy_share, row_mask
 
 
 def dataset_stats(ds: Dataset, *, on: str = "train", seed: int = 0) -> PixelStats:
@@ -20,7 +21,11 @@ def dataset_stats(ds: Dataset, *, on: str = "train", seed: int = 0) -> PixelStat
         idx = split_indices(ds.n, ds.y, seed=seed).train
     else:
         raise NormScopeError(f"--on {on!r} is unknown; use train or all")
-    return compute_stats(ds.X, indices=idx, labels=ds.y, n_classes=len(ds.class_names))
+    stats = compute_stats(ds.X, indices=idx, labels=ds.y, n_classes=len(ds.class_names))
+    if ds.y is not None and len(ds.class_names) > 1:
+        info = band_information(ds.X, ds.y, indices=idx, n_classes=len(ds.class_names))
+        stats = dataclasses.replace(stats, band_info=info)
+    return stats
 
 
 def _finite(x: float) -> float | None:
@@ -63,6 +68,13 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
         "mask_snr": mask_snr,
         "low_snr_rows": np.flatnonzero(mask).tolist(),
         "masked_energy_share": _finite(energy_share(stats, mask)),
+        "band_information": None if stats.band_info is None else {
+            "eta2": [_finite(v) for v in stats.band_info.eta2],
+            "chance": _finite(stats.band_info.chance),
+            "log_energy": stats.band_info.log,
+            "masked_rows_informative": (lambda mi: None if mi is None else mi.informative)(
+                mask_information(stats, mask)),
+        },
         "notes": list(ds.notes),
         "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=row_name)],
     }

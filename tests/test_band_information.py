@@ -1,0 +1,105 @@
+"""Class information per band: the label-aware check that keeps the mask from removing signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diagnostics.datasets import Dataset
+from diagnostics.findings import find, mask_information
+from diagnostics.stats import band_information, row_mask
+from diagnostics.summary import dataset_stats
+
+
+def _eta2_oracle(e, y):
+    m = e.mean(0)
+    total = ((e - m) ** 2).sum(0)
+    between = sum((y == c).sum() * (e[y == c].mean(0) - m) ** 2 for c in np.unique(y))
+    return between / total
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, None])
+def test_matches_a_numpy_oracle_for_any_chunking(spectro, labels, chunk_rows):
+    info = band_information(spectro, labels, n_classes=4, chunk_rows=chunk_rows)
+    e = np.log10(np.maximum(spectro.astype(np.float64).mean(2), 1e-12))
+    np.testing.assert_allclose(info.eta2, _eta2_oracle(e, labels), rtol=1e-9, atol=1e-12)
+    assert info.log and info.chance == pytest.approx(3 / 239)
+
+
+def test_signed_data_use_linear_energy_and_indices_select(rng):
+    X = rng.normal(0, 1, (90, 4, 6))
+    y = np.arange(90) % 3
+    X[y == 1, 2] += 2.0  # row 2 carries the class
+    idx = np.arange(0, 90, 2)
+    info = band_information(X, y, indices=idx, n_classes=3)
+    assert not info.log
+    np.testing.assert_allclose(info.eta2, _eta2_oracle(X[idx].mean(2), y[idx]), rtol=1e-9)
+    assert np.nanargmax(info.eta2) == 2
+
+
+def _speechlike(rng, n=300):
+    """Rows 0-7 carry a class-specific burst at a random time (low pixel SNR, informative);
+    rows 8-11 steady noise (high SNR, no class information)."""
+    H, W = 12, 40
+    y = np.arange(n) % 3
+    X = np.empty((n, H, W))
+    X[:, 8:] = 1.0 + 0.3 * rng.random((n, 4, W))
+    X[:, :8] = 1e-3 * rng.exponential(1.0, (n, 8, W))
+    for i in range(n):
+        t = rng.integers(0, W - 6)
+        band = slice(0, 4) if y[i] == 0 else slice(2, 6) if y[i] == 1 else slice(4, 8)
+        X[i, band, t : t + 6] += 50.0 * rng.exponential(1.0, (4, 6))
+    return Dataset(X=X.astype(np.float32), y=y, class_names=("a", "b", "c"), name="s", id="s")
+
+
+def test_low_snr_rows_that_carry_the_class_are_not_called_noise(rng):
+    ds = _speechlike(rng)
+    stats = dataset_stats(ds)
+    mask = row_mask(stats.row_snr, threshold=0.5)
+    assert mask[:8].all() and not mask[8:].any()  # SNR alone would mask the signal
+    mi = mask_information(stats, mask)
+    assert mi.informative and mi.masked > 5 * mi.kept
+    text = next(f.message for f in find(stats, mask_snr=0.5) if f.code == "low_snr_rows")
+    assert "carry class information" in text and "db+per_row" in text
+
+
+def test_noise_rows_of_the_demo_carry_no_class_information():
+    from diagnostics.datasets import demo_dataset
+
+    stats = dataset_stats(demo_dataset())
+    mask = row_mask(stats.row_snr, threshold=0.2)
+    mi = mask_information(stats, mask)
+    assert not mi.informative
+    text = next(f.message for f in find(stats, mask_snr=0.2) if f.code == "low_snr_rows")
+    assert "little class information" in text
+
+
+def test_no_labels_no_band_information(spectro):
+    ds = Dataset(X=spectro, y=None, class_names=(), name="x", id="x")
+    stats = dataset_stats(ds)
+    assert stats.band_info is None
+    assert mask_information(stats, row_mask(stats.row_snr, threshold=0.9)) is None
+
+
+def test_compare_tab_defaults_follow_the_class_information(rng, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
+    from diagnostics import registry
+
+    ds = _speechlike(rng)
+    ident = registry.register_arrays(ds.X, ds.y, ds.class_names, "speechlike", {"source": "test"})
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.query_params.update({"tab": "Compare"})
+    at.run()
+    assert at.multiselect(key="configs").value == ["none", "per_pixel", "per_pixel@mask"]  # demo
+    # Low-SNR rows that carry the class: the third default is dB compression, not the mask.
+    at = AppTest.from_file(app, default_timeout=120)
+    at.query_params.update({"tab": "Compare", "dataset": ident, "mask_snr": "0.5"})
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="configs").value == ["none", "per_pixel", "db+per_row"]
