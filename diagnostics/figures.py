@@ -121,7 +121,7 @@ def heatmap(
                    range=[-0.5, W - 0.5]),
         yaxis=dict(title=dict(text=row_label), showgrid=False, zeroline=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        plot_bgcolor=UNDEFINED_BG, margin=dict(l=60, r=20, t=70, b=50), height=360,
+        plot_bgcolor=UNDEFINED_BG, margin=dict(l=60, r=20, t=70, b=50), height=420,
         font=dict(family="Arial, sans-serif"),
     )
     fig.update_layout(meta={"which": which, "log_color": log_color})
@@ -145,7 +145,7 @@ def row_snr_profile(
     mask = np.zeros(H, bool) if mask is None else mask
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=stats.row_snr, y=rows, mode="lines", line=dict(color="#777", width=1),
+        x=stats.row_snr, y=rows, mode="lines", line=dict(color="#bbb", width=1),
         hoverinfo="skip", showlegend=False,
     ))
     for sel, name, color, symbol in ((~mask, "kept", OKABE_ITO[0], "circle"),
@@ -159,7 +159,7 @@ def row_snr_profile(
     if info is not None:
         # Class information on its own top axis: low SNR with high eta^2 is signal, not noise.
         fig.add_trace(go.Scatter(
-            x=info.eta2, y=rows, mode="lines", xaxis="x2", name="class information (η²)",
+            x=info.eta2, y=rows, mode="lines", xaxis="x2", name="class information η² (top axis)",
             line=dict(color=OKABE_ITO[2], width=2, dash="dot"),
             hovertemplate=f"{row_label} %{{y}}<br>band-energy η² = %{{x:.3f}}"
                           f" (chance {info.chance:.3f})<extra></extra>",
@@ -167,21 +167,20 @@ def row_snr_profile(
         fig.update_layout(xaxis2=dict(
             overlaying="x", side="top", range=[0, max(0.05, float(np.nanmax(info.eta2)) * 1.1)
                                                 if np.isfinite(info.eta2).any() else 1],
-            title=dict(text="class information η² (dotted)", font=dict(size=11, color=OKABE_ITO[2])),
-            tickfont=dict(color=OKABE_ITO[2]), showgrid=False))
+            tickfont=dict(color=OKABE_ITO[2], size=10), showgrid=False, nticks=4))
     if threshold > 0:
         fig.add_vline(x=threshold, line=dict(color=OKABE_ITO[3], dash="dash"),
                       annotation_text=f"mask < {threshold:g}", annotation_position="bottom right")
     title = "Row SNR" + (f" — {dataset_name}" if dataset_name else "")
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
-        xaxis=dict(title=dict(text="median |mean| / std of the row" + (" (log)" if log_x else "")),
+        xaxis=dict(title=dict(text="row SNR: median |mean| / std" + (" (log)" if log_x else "")),
                    type="log" if log_x else "linear"),
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        legend=dict(orientation="h", y=-0.2), height=360,
-        margin=dict(l=60, r=20, t=110 if stats.band_info is not None else 70, b=50),
+        legend=dict(orientation="h", y=-0.22, yanchor="top", font=dict(size=11)), height=420,
+        margin=dict(l=60, r=20, t=95 if stats.band_info is not None else 70, b=110),
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"),
     )
     fig.update_xaxes(showgrid=True, gridcolor="#e5e5e5")
