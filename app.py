@@ -40,8 +40,10 @@ def get_dataset(ident: str) -> Dataset:
     return load_dataset(ident)
 
 
-@st.cache_data(show_spinner="Computing per-pixel statistics…", max_entries=32)
+@st.cache_resource(show_spinner="Computing per-pixel statistics…", max_entries=32)
 def get_stats(dataset_id: str, on: str, _ds: Dataset) -> PixelStats:
+    # cache_resource: shared, not copied on every rerun (cache_data would unpickle megabytes);
+    # PixelStats is a frozen dataclass that nothing writes to.
     return dataset_stats(_ds, on=on)
 
 
@@ -50,6 +52,13 @@ def figure_image(dataset_id: str, on: str, which: str, fmt: str, mask_key: tuple
                  colorscale: str, _fig) -> bytes:
     # kaleido drives the system chromium; ~1-2 s an image, so only on click and cached.
     return _fig.to_image(format=fmt, scale=3 if fmt == "png" else 1, width=900, height=560)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def value_histogram(dataset_id: str, on: str, caption_text: str, _stats: PixelStats, name: str):
+    # Binning a million sampled values costs more than every other chart: once per dataset.
+    # Shared, so nothing may modify the returned figure.
+    return figures.value_histogram(_stats, caption_text=caption_text, dataset_name=name)
 
 
 def kaleido_browser() -> str | None:
@@ -336,15 +345,13 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
             for w in ("mean", "std", "snr", "amplification")}
     side = {
         "row_snr": figures.row_snr_profile(stats, threshold=threshold, **common),
-        "values": figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name),
+        "values": value_histogram(ds.id, on, cap, stats, ds.name),
     }
     layout = [("mean", "std", "row_snr"), ("snr", "amplification", "values")]
     for row in layout:
         grid = st.columns([3, 3, 2])
         for col, which in zip(grid, row):
             fig = maps.get(which) or side[which]
-            if report_view:
-                fig.update_layout(height=420)
             with col:
                 chart(fig, f"normscope-{ds.name}-{which}", f"chart_{which}")
                 if not report_view:

@@ -102,30 +102,33 @@ def heatmap(
         tv, tt = _log_ticks(float(finite.min()), float(finite.max()))
         colorbar.update(tickvals=tv, ticktext=tt, title=dict(text=f"{spec.key} ({spec.unit}, log scale)", side="right"))
     # float32 halves what travels to the browser; hover shows 4 significant digits anyway.
-    fig = go.Figure(go.Heatmap(
+    trace = go.Heatmap(
         z=z.astype(np.float32), x=np.arange(W), y=np.arange(H), customdata=values.astype(np.float32),
         colorscale=colorscale or spec.colorscale, colorbar=colorbar,
         hovertemplate=(f"{row_label} %{{y}}, {col_label} %{{x}}<br>{spec.key} = "
                        "%{customdata:.4g}<extra></extra>"),
         hoverongaps=False,
-    ))
+    )
+    shapes, notes = [], []
     for lo, hi in _runs(mask if mask is not None else np.zeros(H, bool)):
-        fig.add_shape(type="rect", xref="x", yref="y", x0=-0.5, x1=W - 0.5, y0=lo - 0.5,
-                      y1=hi + 0.5, fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot"))
-        fig.add_annotation(x=W - 1, y=(lo + hi) / 2, text="masked", showarrow=False,
-                           xanchor="right", font=dict(size=11, color="#333"))
+        shapes.append(dict(type="rect", xref="x", yref="y", x0=-0.5, x1=W - 0.5, y0=lo - 0.5,
+                           y1=hi + 0.5, fillcolor=MASK_FILL,
+                           line=dict(color="#333", width=1, dash="dot")))
+        notes.append(dict(x=W - 1, y=(lo + hi) / 2, text="masked", showarrow=False,
+                          xanchor="right", font=dict(size=11, color="#333")))
     title = spec.title + (f" — {dataset_name}" if dataset_name else "")
-    fig.update_layout(
+    # One layout dict: plotly validates once instead of once per update call (reruns are hot).
+    layout = dict(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
         xaxis=dict(title=dict(text=col_label), showgrid=False, zeroline=False,
                    range=[-0.5, W - 0.5]),
         yaxis=dict(title=dict(text=row_label), showgrid=False, zeroline=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
         plot_bgcolor=UNDEFINED_BG, margin=dict(l=60, r=20, t=70, b=50), height=420,
-        font=dict(family="Arial, sans-serif"),
+        font=dict(family="Arial, sans-serif"), shapes=shapes, annotations=notes,
+        meta={"which": which, "log_color": log_color},
     )
-    fig.update_layout(meta={"which": which, "log_color": log_color})
-    return fig
+    return go.Figure(data=[trace], layout=layout)
 
 
 def row_snr_profile(
@@ -143,48 +146,50 @@ def row_snr_profile(
     H = stats.row_snr.size
     rows = np.arange(H)
     mask = np.zeros(H, bool) if mask is None else mask
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
+    # Traces and one layout dict, validated once (this figure is rebuilt on every rerun).
+    traces = [go.Scatter(
         x=stats.row_snr, y=rows, mode="lines", line=dict(color="#bbb", width=1),
         hoverinfo="skip", showlegend=False,
-    ))
+    )]
     for sel, name, color, symbol in ((~mask, "kept", OKABE_ITO[0], "circle"),
                                       (mask, "masked", OKABE_ITO[3], "x")):
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=stats.row_snr[sel], y=rows[sel], mode="markers", name=f"{name} ({int(sel.sum())})",
             marker=dict(color=color, symbol=symbol, size=6),
             hovertemplate=f"{row_label} %{{y}}<br>row SNR = %{{x:.3g}}<extra>{name}</extra>",
         ))
-    info = stats.band_info
-    if info is not None:
-        # Class information on its own top axis: low SNR with high eta^2 is signal, not noise.
-        fig.add_trace(go.Scatter(
-            x=info.eta2, y=rows, mode="lines", xaxis="x2", name="class information η² (top axis)",
-            line=dict(color=OKABE_ITO[2], width=2, dash="dot"),
-            hovertemplate=f"{row_label} %{{y}}<br>band-energy η² = %{{x:.3f}}"
-                          f" (chance {info.chance:.3f})<extra></extra>",
-        ))
-        fig.update_layout(xaxis2=dict(
-            overlaying="x", side="top", range=[0, max(0.05, float(np.nanmax(info.eta2)) * 1.1)
-                                                if np.isfinite(info.eta2).any() else 1],
-            tickfont=dict(color=OKABE_ITO[2], size=10), showgrid=False, nticks=4))
-    if threshold > 0:
-        fig.add_vline(x=threshold, line=dict(color=OKABE_ITO[3], dash="dash"),
-                      annotation_text=f"mask < {threshold:g}", annotation_position="bottom right")
     title = "Row SNR" + (f" — {dataset_name}" if dataset_name else "")
-    fig.update_layout(
+    layout = dict(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
         xaxis=dict(title=dict(text="row SNR: median |mean| / std" + (" (log)" if log_x else "")),
-                   type="log" if log_x else "linear"),
+                   type="log" if log_x else "linear", showgrid=True, gridcolor="#e5e5e5"),
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
         legend=dict(orientation="h", y=-0.22, yanchor="top", font=dict(size=11)), height=420,
         margin=dict(l=60, r=20, t=95 if stats.band_info is not None else 70, b=110),
-        plot_bgcolor="white", font=dict(family="Arial, sans-serif"),
+        plot_bgcolor="white", font=dict(family="Arial, sans-serif"), shapes=[], annotations=[],
     )
-    fig.update_xaxes(showgrid=True, gridcolor="#e5e5e5")
-    return fig
+    info = stats.band_info
+    if info is not None:
+        # Class information on its own top axis: low SNR with high eta^2 is signal, not noise.
+        traces.append(go.Scatter(
+            x=info.eta2, y=rows, mode="lines", xaxis="x2", name="class information η² (top axis)",
+            line=dict(color=OKABE_ITO[2], width=2, dash="dot"),
+            hovertemplate=f"{row_label} %{{y}}<br>band-energy η² = %{{x:.3f}}"
+                          f" (chance {info.chance:.3f})<extra></extra>",
+        ))
+        top = max(0.05, float(np.nanmax(info.eta2)) * 1.1) if np.isfinite(info.eta2).any() else 1
+        layout["xaxis2"] = dict(overlaying="x", side="top", range=[0, top], showgrid=False,
+                                tickfont=dict(color=OKABE_ITO[2], size=10), nticks=4)
+    if threshold > 0:
+        layout["shapes"].append(dict(type="line", xref="x", yref="paper", x0=threshold,
+                                     x1=threshold, y0=0, y1=1,
+                                     line=dict(color=OKABE_ITO[3], dash="dash")))
+        layout["annotations"].append(dict(xref="x", yref="paper", x=threshold, y=0,
+                                          text=f"mask < {threshold:g}", showarrow=False,
+                                          xanchor="left", yanchor="bottom"))
+    return go.Figure(data=traces, layout=layout)
 
 
 def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: str = "") -> go.Figure:

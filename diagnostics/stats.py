@@ -18,7 +18,6 @@ get NaN SNR and amplification, never a division by zero.
 
 from __future__ import annotations
 
-import functools
 import mmap
 import warnings
 import threading
@@ -93,6 +92,7 @@ class PixelStats:
     class_means: np.ndarray | None
     class_counts: np.ndarray | None
     sample: np.ndarray
+    sample_skewness: float = 0.0
     band_info: "BandInformation | None" = None
 
     @property
@@ -107,14 +107,10 @@ class PixelStats:
     def n_nonfinite(self) -> int:
         return int(self.nonfinite.sum())
 
-    @functools.cached_property
+    @property
     def skewness(self) -> float:
-        """Sample skewness of the value distribution (0 for a symmetric one); computed once."""
-        s = self.sample.astype(np.float64)
-        if s.size < 3:
-            return 0.0
-        sd = s.std()
-        return 0.0 if sd == 0 else float(np.mean(((s - s.mean()) / sd) ** 3))
+        """Sample skewness of the value distribution (0 for a symmetric one)."""
+        return self.sample_skewness
 
 
 def is_constant(var: np.ndarray, mean: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -289,8 +285,17 @@ def _finalize(*, shape, n, count, mean, m2, vmin, vmax, nonfinite, zeros, class_
         nonfinite=r(nonfinite), zero_frac=r(zero_frac), constant=r(constant), snr=snr2,
         row_snr=row_snr, amplification=r(amplification), global_mean=gmean, global_std=gstd,
         class_means=class_means, class_counts=None if class_n is None else class_n.copy(),
-        sample=sample,
+        sample=sample, sample_skewness=_skewness(sample),
     )
+
+
+def _skewness(sample: np.ndarray) -> float:
+    # Computed once here: a cached property would be lost each time Streamlit copies the stats.
+    s = sample.astype(np.float64)
+    if s.size < 3:
+        return 0.0
+    sd = s.std()
+    return 0.0 if sd == 0 else float(np.mean(((s - s.mean()) / sd) ** 3))
 
 
 def _chunk_rows(row_bytes: int) -> int:
