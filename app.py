@@ -422,15 +422,19 @@ def comparisons():
 
 
 def default_configs(stats: PixelStats, threshold: float) -> list[str]:
-    """none vs per_pixel, plus the most promising third: masking the low-SNR rows when they
-    carry little class information, else dB compression (masking would remove signal)."""
-    from diagnostics.findings import mask_information
+    """none vs per_pixel (the question), plus what the statistics suggest as cures: masking the
+    low-SNR rows when they carry little class information, and dB compression when the values
+    are non-negative and heavy-tailed (linear power)."""
+    from diagnostics.findings import SKEW_LIMIT, mask_information
 
     configs = ["none", "per_pixel"]
     mask = row_mask(stats.row_snr, threshold=threshold)
     if threshold > 0 and mask.any() and not mask.all():
         mi = mask_information(stats, mask)
-        configs.append("db+per_row" if mi is not None and mi.informative else "per_pixel@mask")
+        if mi is None or not mi.informative:
+            configs.append("per_pixel@mask")
+    if np.nanmin(stats.min) >= 0 and stats.skewness > SKEW_LIMIT:
+        configs.append("db+per_row")
     return configs
 
 

@@ -96,8 +96,9 @@ def test_compare_tab_defaults_follow_the_class_information(rng, tmp_path, monkey
     at = AppTest.from_file(app, default_timeout=120)
     at.query_params.update({"tab": "Compare"})
     at.run()
-    assert at.multiselect(key="configs").value == ["none", "per_pixel", "per_pixel@mask"]  # demo
-    # Low-SNR rows that carry the class: the third default is dB compression, not the mask.
+    assert at.multiselect(key="configs").value == ["none", "per_pixel", "per_pixel@mask",
+                                                   "db+per_row"]  # demo: noise rows, power
+    # Low-SNR rows that carry the class: no @mask among the defaults, dB compression instead.
     at = AppTest.from_file(app, default_timeout=120)
     at.query_params.update({"tab": "Compare", "dataset": ident, "mask_snr": "0.5"})
     at.run()
