@@ -89,7 +89,10 @@ def url_notices() -> None:
     from models.store import RunStore
 
     params = {k: st.query_params.get_all(k) for k in st.query_params}
-    runs = {rec.id for rec in RunStore().list_comparisons(None, limit=10_000)} if "runs" in params else set()
+    # A link's runs must belong to the link's dataset (the Compare tab shows only those).
+    linked = (params.get("dataset") or ["demo"])[-1]
+    runs = ({rec.id for rec in RunStore().list_comparisons(linked, limit=10_000)}
+            if "runs" in params else set())
     _, notices = share.parse_view(
         params, datasets=set(dataset_ids()), colorscales=figures.COLORSCALES, mask_max=MASK_MAX,
         runs=runs, config_ok=config_ok,
@@ -108,8 +111,9 @@ def current_view() -> share.View:
     )
 
 
-def share_ui() -> None:
-    with st.sidebar.expander("Share this view"):
+def share_ui(box) -> None:
+    """Fill the sidebar's share box; called last, when every bound widget has its value."""
+    with box.expander("Share this view"):
         base = st.context.url or "http://localhost:8501/"
         st.code(share.view_url(base, current_view()), language=None, wrap_lines=True)
         st.caption("Copy with the button at the code's corner. The link carries the dataset "
@@ -239,6 +243,8 @@ def pending_open() -> None:
                                                  feature_params("upload"), progress=progress)
         else:
             ident = registry.register_upload_npy_npz(req["name"], req["data"], req["labels"])
+        ds = get_dataset(ident)
+        get_stats(ds.id, st.session_state.get("on", "train"), ds)  # e.g. every value NaN: refuse now
     except NormScopeError as exc:
         st.session_state["load_error"] = str(exc)
     else:
@@ -256,7 +262,8 @@ def mask_ui(stats: PixelStats, ds: Dataset) -> tuple[np.ndarray, float]:
              "held out (drawn washed out). 0 masks nothing.",
     )
     rows = None
-    if st.sidebar.checkbox(f"Also mask a range of {ds.row_label}s", key="mask_range_on"):
+    if ds.shape[0] > 1 and st.sidebar.checkbox(f"Also mask a range of {ds.row_label}s",
+                                               key="mask_range_on"):
         H = ds.shape[0]
         rows = st.sidebar.slider(f"{ds.row_label}s to mask", 0, H - 1, (H - 1, H - 1), key="mask_range")
     return row_mask(stats.row_snr, threshold=threshold, rows=rows), threshold
@@ -283,8 +290,8 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     lo, hi = float(np.nanmin(stats.min)), float(np.nanmax(stats.max))
     lo_text = "0" if 0 <= lo < 1e-6 * max(hi, 1e-300) else f"{lo:.3g}"
     c[3].metric("Value range", f"{lo_text} … {hi:.4g}", help=f"exact minimum {lo:.6g}")
-    amp = np.nanmax(stats.amplification) if np.isfinite(stats.amplification).any() else float("nan")
-    c[4].metric("Max noise amplification", f"{amp:,.0f}×",
+    amp = np.nanmax(stats.amplification) if np.isfinite(stats.amplification).any() else None
+    c[4].metric("Max noise amplification", "n/a" if amp is None else f"{amp:,.0f}×",
                 help="How much per-pixel z-scoring inflates the quietest pixel relative to "
                      "one global scale.")
     share_ = energy_share(stats, mask)
@@ -316,15 +323,16 @@ def chart(fig, name: str, key: str) -> None:
     st.plotly_chart(fig, key=key, config=config, theme=None)  # same look as exports
 
 
-def image_buttons(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, log_color: bool,
-                  scale: str) -> None:
+def image_buttons(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, threshold: float,
+                  log_color: bool, scale: str) -> None:
     """PNG and SVG downloads of one figure, rendered by kaleido only when clicked."""
     name = f"normscope-{ds.name}-{which}"
     if kaleido_browser() is None:
         st.caption("PNG/SVG files need chromium on the server (apt-get install chromium); "
                    "the camera icon above the chart still saves a 3x PNG.")
         return
-    key = tuple(np.flatnonzero(mask).tolist())
+    # The mask and the threshold (caption, threshold line) both change the picture.
+    key = (tuple(np.flatnonzero(mask).tolist()), threshold)
     cols = st.columns(2)
     for col, fmt in zip(cols, ("png", "svg")):
         col.download_button(
@@ -355,11 +363,14 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
             with col:
                 chart(fig, f"normscope-{ds.name}-{which}", f"chart_{which}")
                 if not report_view:
-                    image_buttons(fig, ds, on, which, mask, log_color, scale)
+                    image_buttons(fig, ds, on, which, mask, threshold, log_color, scale)
 
 
 def report_download_ui(ds: Dataset, stats: PixelStats, threshold: float, on: str,
                        log_color: bool, scale: str, mask: np.ndarray) -> None:
+    # Read now: the download callable runs in a thread without this session's state.
+    selected = list(st.session_state.get("runs") or [])
+
     def build() -> bytes:
         from models.store import RunStore
 
@@ -367,8 +378,7 @@ def report_download_ui(ds: Dataset, stats: PixelStats, threshold: float, on: str
                                               log_color=log_color, colorscale=scale, mask=mask)
         store = RunStore()
         # The comparisons shown in the Compare tab, else the newest stored ones of the dataset.
-        ids = list(st.session_state.get("runs") or [])
-        ids = ids or [rec.id for rec in store.list_comparisons(ds.id, limit=3)]
+        ids = selected or [rec.id for rec in store.list_comparisons(ds.id, limit=3)]
         for cid in ids:
             rec = store.load_comparison(cid)
             if rec is not None and rec.dataset_id == ds.id:
@@ -401,11 +411,12 @@ def statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_vie
 
 # --- Compare tab ----------------------------------------------------------------------------
 
-CONFIG_CHOICES = (
-    "none", "global", "per_pixel", "per_row", "minmax", "robust",
-    "per_pixel@mask", "per_row@mask", "db+global", "db+per_row", "db+per_pixel",
-    "log1p+per_pixel", "db+per_pixel@mask",
-)
+def config_choices() -> list[str]:
+    """Every config name the grammar allows (3 compressions x 6 scalers x mask or not)."""
+    from diagnostics.normalize import COMPRESSIONS, SCALERS
+
+    heads = [""] + [f"{c}+" for c in COMPRESSIONS if c != "none"]
+    return [f"{h}{s}{m}" for m in ("", "@mask") for h in heads for s in SCALERS]
 
 
 @st.cache_resource
@@ -494,8 +505,8 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
     defaults = default_configs(stats, threshold)
     c = st.columns([4, 1, 1, 1])
     c[0].multiselect(
-        "Configs to compare (the first is the reference)", CONFIG_CHOICES, default=defaults,
-        key="configs", bind=BIND, accept_new_options=True,
+        "Configs to compare (the first is the reference)", config_choices(), default=defaults,
+        key="configs", bind=BIND,
         help="[compression+]scaler[@mask]: compression log1p or db; scalers none, global, "
              "per_pixel, per_row, minmax, robust; @mask drops rows under the SNR threshold "
              f"(now {threshold:g}). Only the normalization changes between configs.",
@@ -572,12 +583,7 @@ def stored_ui(cid: str, caption_text: str) -> None:
         return
 
     def curves_of(key: str) -> dict:
-        out: dict = {c: [] for c in rec.configs}
-        src = "batches" if key == "batch_acc" else "history"
-        field_ = "train_acc" if key == "batch_acc" else key
-        for r in rec.runs:
-            out.setdefault(r.config, []).append(getattr(r, src).get(field_, []))
-        return out
+        return report.record_curves(rec, key)
 
     status = f"**{rec.status}**"
     if rec.counts:
@@ -599,9 +605,12 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
         return
     if not report_view:
         compare_controls_ui(ds, stats, threshold)
-    stored = stored_comparisons(ds.id)
+    stored = stored_comparisons(ds.id)  # running ones are stored from their start
     live = {c.id for c in comparisons().active()}
-    options = list(dict.fromkeys([*st.session_state.get("runs", []), *stored]))
+    options = list(stored)
+    # Comparisons of another dataset (after switching datasets) are not shown here.
+    if "runs" in st.session_state:
+        st.session_state["runs"] = [r for r in st.session_state["runs"] if r in stored]
     st.multiselect("Comparisons to show", options, key="runs", bind=BIND,
                    help="Past comparisons of this dataset from the run store; the newest "
                         "started is selected. The ids go into the share link.")
@@ -623,10 +632,15 @@ def main() -> None:
     url_notices()
     pending_open()
     ds, on = dataset_ui()
-    stats = get_stats(ds.id, on, ds)
+    try:
+        stats = get_stats(ds.id, on, ds)
+    except NormScopeError as exc:  # a link to a dataset that cannot be summarised
+        st.error(f"{ds.name}: {exc}. Showing demo instead.")
+        ds = get_dataset("demo")
+        stats = get_stats(ds.id, on, ds)
     mask, threshold = mask_ui(stats, ds)
     log_color, scale, report_view = options_ui()
-    share_ui()
+    share_box = st.sidebar.container()
     if report_view:  # hide the sidebar and chrome for clean screenshots
         st.html("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
                 "header{display:none !important}</style>")
@@ -646,6 +660,7 @@ def main() -> None:
     with tabs[1]:
         if tabs[1].open:
             compare_page(ds, stats, threshold, report_view)
+    share_ui(share_box)
 
 
 main()

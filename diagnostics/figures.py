@@ -94,6 +94,8 @@ def heatmap(
     spec = MAPS[which]
     values = getattr(stats, which).astype(np.float64)
     H, W = values.shape
+    if log_color and (np.nanmin(values) < 0 if np.isfinite(values).any() else True):
+        log_color = False  # signed maps (the mean of dB or MFCC features) are coloured linearly
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(values > 0, np.log10(values), np.nan) if log_color else values
     colorbar = dict(title=dict(text=f"{spec.key} ({spec.unit})", side="right"), thickness=14)
@@ -302,8 +304,11 @@ def curves_figure(
             continue
         if smooth > 1:
             kernel = np.ones(smooth) / smooth
+            # Runs shorter than the window would be convolved the other way round: wait.
             runs = [np.convolve(np.array([np.nan if v is None else v for v in r], float),
-                                kernel, mode="valid").tolist() for r in runs]
+                                kernel, mode="valid").tolist() for r in runs if len(r) >= smooth]
+            if not runs:
+                continue
         band = seed_band(runs)
         color = OKABE_ITO[i % len(OKABE_ITO)]
         fill = _rgba(color, 0.18)

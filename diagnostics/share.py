@@ -38,20 +38,16 @@ def _one(value) -> str:
 
 
 def _many(value) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        items = str(value).split(",")
-    return [s.strip() for s in items if s.strip()]
+    # Repeated parameters, one name each, exactly as Streamlit's bound multiselects read them
+    # (a comma-joined value is one unknown name to them, so it is one here too).
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [str(v).strip() for v in values if str(v).strip()]
 
 
 def _bool(text: str) -> bool | None:
+    # Only what Streamlit's bound checkboxes read: anything else would be ignored silently.
     t = text.strip().lower()
-    if t in ("true", "1", "yes", "on"):
-        return True
-    if t in ("false", "0", "no", "off"):
-        return False
-    return None
+    return True if t == "true" else False if t == "false" else None
 
 
 def parse_view(

@@ -651,6 +651,10 @@ def energy_share(stats: PixelStats, mask: np.ndarray) -> float:
     return 0.0 if total == 0 else float(e[mask].sum() / total)
 
 
+#: Examples read to estimate the class information per band (enough for a share of variance).
+BAND_INFO_EXAMPLES = 4000
+
+
 @dataclass(frozen=True, eq=False)
 class BandInformation:
     """How much class information each row (band) carries, from per-example band energy.
@@ -679,13 +683,18 @@ def band_information(
     indices: np.ndarray | None = None,
     n_classes: int | None = None,
     chunk_rows: int | None = None,
+    max_examples: int = BAND_INFO_EXAMPLES,
 ) -> BandInformation:
-    """Class information per row, label-aware, in one streaming pass.
+    """Class information per row, label-aware.
 
     Row SNR (mean/std) cannot tell a noise band from a band whose signal comes and goes with
     the class (speech: the word moves in time, so every pixel's SNR is low).  The energy of a
     band over the whole example does not move with time shifts; how well the labels explain it
-    says whether masking that band removes information.  Extra memory is O(classes x rows).
+    says whether masking that band removes information.
+
+    At most ``max_examples`` examples, evenly spread over ``indices``, are read (an estimate of
+    a share of variance needs no more), so the cost stays bounded whatever N is; their band
+    energies, (m, H) floats, are then reduced two-pass in float64.
 
     Parameters
     ----------
@@ -696,39 +705,40 @@ def band_information(
     """
     N, H, W = X.shape
     idx = np.arange(N) if indices is None else np.sort(np.asarray(indices, np.int64))
-    y_all = np.asarray(labels, np.int64)
-    C = int(n_classes if n_classes is not None else y_all.max() + 1)
+    if idx.size > max_examples:
+        idx = idx[np.linspace(0, idx.size - 1, max_examples).round().astype(np.int64)]
+    y = np.asarray(labels, np.int64)[idx]
+    C = int(n_classes if n_classes is not None else y.max() + 1)
     rows = chunk_rows or _chunk_rows(H * W * 8)
-    # Sums per class and row of e and e^2, for linear and log10 energy (non-negativity is only
-    # known at the end).
-    n_c = np.zeros(C)
-    s = np.zeros((2, C, H))
-    s2 = np.zeros((2, C, H))
-    lo = np.inf
+    E = np.empty((idx.size, H))
     for start in range(0, idx.size, rows):
-        sel = idx[start : start + rows]
-        chunk = np.asarray(X[sel], dtype=np.float64)
+        chunk = np.asarray(X[idx[start : start + rows]], dtype=np.float64)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: left out below
-            e = np.nanmean(np.where(np.isfinite(chunk), chunk, np.nan), axis=2)  # (m, H)
-        lo = min(lo, float(np.nanmin(e))) if np.isfinite(e).any() else lo
-        e = np.where(np.isfinite(e), e, 0.0)
-        le = np.log10(np.maximum(e, 1e-12))
-        yc = y_all[sel]
-        np.add.at(n_c, yc, 1)
-        for k, v in enumerate((e, le)):
-            np.add.at(s[k], yc, v)
-            np.add.at(s2[k], yc, v * v)
-    use_log = lo >= 0
-    k = 1 if use_log else 0
-    n = n_c.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_c = s[k] / np.maximum(n_c, 1)[:, None]
-        mean = s[k].sum(0) / max(n, 1)
-        total = s2[k].sum(0) - n * mean**2
-        between = (n_c[:, None] * (mean_c - mean) ** 2).sum(0)
-        eta2 = np.where(total > 1e-12 * np.maximum(np.abs(s2[k].sum(0)), 1e-300),
-                        np.clip(between / total, 0.0, 1.0), np.nan)
-    present = int((n_c > 0).sum())
-    chance = (present - 1) / max(n - 1, 1)
+            warnings.simplefilter("ignore", RuntimeWarning)  # rows without finite values: NaN
+            E[start : start + len(chunk)] = np.nanmean(
+                np.where(np.isfinite(chunk), chunk, np.nan), axis=2)
+    finite = np.isfinite(E)
+    use_log = bool(finite.any()) and float(np.nanmin(E)) >= 0
+    if use_log:
+        # Floor 80 dB under the loudest band energy (librosa's top_db): silent clips must not
+        # become -inf or huge negative outliers.
+        top = float(np.nanmax(E))
+        E = np.log10(np.maximum(E, max(top, 1e-300) * 1e-8))
+    eta2 = np.full(H, np.nan)
+    for h in range(H):
+        ok = finite[:, h]
+        e, yh = E[ok, h], y[ok]
+        if e.size < 2:
+            continue
+        d = e - e.mean()  # centred first: large offsets must not cancel the squares
+        total = float((d * d).sum())
+        if total <= 1e-24 * max(1.0, float((e * e).sum())):
+            continue  # the band energy never varies: no information, none to measure
+        n_c = np.bincount(yh, minlength=C).astype(np.float64)
+        s_c = np.bincount(yh, weights=d, minlength=C)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            between = float(np.nansum(np.where(n_c > 0, s_c**2 / np.maximum(n_c, 1), 0.0)))
+        eta2[h] = min(max(between / total, 0.0), 1.0)
+    present = int((np.bincount(y, minlength=C) > 0).sum())
+    chance = (present - 1) / max(idx.size - 1, 1)
     return BandInformation(eta2=eta2, chance=float(chance), log=use_log)

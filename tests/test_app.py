@@ -365,3 +365,31 @@ def test_second_session_sees_a_running_comparison_and_can_cancel_it(home):
     a.run()
     assert not a.exception
     assert any("cancelled" in str(m.value) for m in a.markdown)  # the first session sees it too
+
+
+def test_dataset_with_no_finite_value_is_refused_and_the_previous_one_kept(home):
+    np.save(home / "allnan.npy", np.full((30, 4, 5), np.nan, np.float32))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _submit_open(at, "allnan.npy")
+    assert not at.exception, at.exception
+    assert any("NaN or infinite" in str(e.value) for e in at.error)
+    assert at.selectbox(key="dataset").value == "demo"
+    assert len(_heatmaps(at)) == 4
+
+
+def test_link_configs_are_validated_before_the_widget_reads_them():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"tab": "Compare", "dataset": "digits",
+                            "configs": ["none", "per_pixel@@mask", "db+per_row"]})
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="configs").value == ["none", "db+per_row"]
+    assert any("configs='per_pixel@@mask'" in str(w.value) for w in at.warning)
+
+
+def test_share_link_shows_the_whole_view():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"tab": "Compare", "dataset": "digits", "mask_snr": "0.7"})
+    at.run()
+    link = at.sidebar.code[0].value if at.sidebar.code else at.code[0].value
+    assert "dataset=digits" in link and "tab=Compare" in link and "mask_snr=0.7" in link

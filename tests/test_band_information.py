@@ -104,3 +104,26 @@ def test_compare_tab_defaults_follow_the_class_information(rng, tmp_path, monkey
     at.run()
     assert not at.exception, at.exception
     assert at.multiselect(key="configs").value == ["none", "per_pixel", "db+per_row"]
+
+
+def test_large_offsets_nan_examples_and_silence_do_not_distort(rng):
+    y = np.arange(300) % 3
+    X = rng.normal(1e6, 1.0, (300, 5, 8))
+    X[y == 1, 2] += 0.8  # signed data, huge offset: only row 2 carries the class
+    info = band_information(X, y, n_classes=3)
+    e = X.mean(2)
+    np.testing.assert_allclose(info.eta2, _eta2_oracle(e - 1e6, y), rtol=1e-6, atol=1e-9)
+    P = rng.exponential(1.0, (300, 5, 8))
+    clean = band_information(P, y, n_classes=3).eta2
+    P[:5] = np.nan  # examples without finite values are left out, not counted as silence
+    P[5:8] = 0.0  # silent clips are floored 80 dB down, not at log10(0)
+    dirty = band_information(P, y, n_classes=3).eta2
+    assert np.all(dirty < 0.05) and np.all(np.abs(dirty - clean) < 0.03)
+
+
+def test_reads_a_bounded_sample(spectro, labels):
+    a = band_information(spectro, labels, n_classes=4, max_examples=60)
+    pick = np.linspace(0, len(spectro) - 1, 60).round().astype(int)  # evenly spread
+    b = band_information(spectro[pick], labels[pick], n_classes=4)
+    np.testing.assert_allclose(a.eta2, b.eta2, rtol=1e-12)
+    assert a.chance == pytest.approx(3 / 59)

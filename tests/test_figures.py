@@ -57,12 +57,18 @@ def test_log_colour_is_log10(stats, which):
     assert all(float(t) == pytest.approx(10.0 ** v) for v, t in zip(cb.tickvals, cb.ticktext))
 
 
-def test_log_colour_of_zero_and_negative_values_is_undefined(rng):
-    X = rng.standard_normal((50, 3, 4)).astype(np.float32)
+def test_log_colour_of_zeros_is_undefined_and_signed_maps_stay_linear(rng):
+    X = rng.exponential(1.0, (50, 3, 4)).astype(np.float32)
     X[:, 0, 0] = 0.0
     st = compute_stats(X)
     z = _z(figures.heatmap(st, "mean", log_color=True))
     assert np.isnan(z[st.mean <= 0]).all() and np.isfinite(z[st.mean > 0]).all()
+    # A signed map (the mean of dB or MFCC features) would lose its negative half: linear.
+    signed = compute_stats(rng.standard_normal((50, 3, 4)).astype(np.float32))
+    fig = figures.heatmap(signed, "mean", log_color=True)
+    assert fig.layout.meta["log_color"] is False
+    np.testing.assert_allclose(_z(fig), signed.mean, rtol=1e-6)
+    assert "log" not in fig.data[0].colorbar.title.text
 
 
 def test_masked_rows_are_drawn_as_shapes(stats):

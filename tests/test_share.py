@@ -61,8 +61,13 @@ def test_bad_parameters_give_one_notice_and_the_default(params, key):
         assert getattr(view, key) == getattr(default, key)
 
 
+def test_comma_joined_values_are_one_name_as_the_widgets_read_them():
+    view, notes = parse({"configs": "none,per_pixel"})
+    assert view.configs == () and len(notes) == 1
+
+
 def test_partial_lists_keep_the_good_items():
-    view, notes = parse({"configs": ["none", "bogus", "per_pixel"], "runs": "cmp-1,cmp-x"})
+    view, notes = parse({"configs": ["none", "bogus", "per_pixel"], "runs": ["cmp-1", "cmp-x"]})
     assert view.configs == ("none", "per_pixel")
     assert view.runs == ("cmp-1",)
     assert len(notes) == 2
