@@ -77,7 +77,7 @@ def dataset_ids() -> dict[str, str]:
     ids = {b: b for b in BUILTINS}
     for r in registry.list_datasets():
         shape = "x".join(str(v) for v in (r.get("shape") or []))
-        ids[r["id"]] = f"{r['name']} · {r['n']:,} × {shape} · {r['id']}"
+        ids[r["id"]] = f"{r.get('name')} · {r.get('n') or 0:,} × {shape} · {r['id']}"
     return ids
 
 

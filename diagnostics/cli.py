@@ -241,8 +241,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from models.store import RunStore  # sqlite only: no torch
 
     store = RunStore()
-    if args.runs:
+    if args.runs is not None:
         ids = [r.strip() for r in args.runs.split(",") if r.strip()]
+        if not ids:
+            raise NormScopeError("--runs names no comparison id; give ids separated by commas "
+                                 "(python -m diagnostics runs lists them) or leave it out")
     else:
         ids = [rec.id for rec in store.list_comparisons(ds.id, limit=3)]
     for cid in ids:
@@ -261,7 +264,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             fh.write(page)
     except OSError as exc:
         raise NormScopeError(f"cannot write {args.out}: {exc.strerror}") from None
-    print(f"wrote {args.out} ({len(page) / 1e6:.1f} MB, {len(ids)} comparison(s))")
+    print(f"wrote {args.out} ({len(page.encode()) / 1e6:.1f} MB, {len(ids)} comparison(s))")
     return 0
 
 

@@ -85,9 +85,9 @@ def find(stats: PixelStats, *, mask_snr: float = DEFAULT_MASK_SNR, row_label: st
         sev = "error" if stats.n_constant == stats.constant.size else "warning"
         out.append(Finding(
             "constant_pixels", sev,
-            f"{stats.n_constant:,} pixels ({share:.0%}) never change (std 0) in {row_label}s "
-            f"{ranges(rows)}; per-pixel z-scoring would divide by zero there: they are masked "
-            "and carry no information.",
+            f"{stats.n_constant:,} pixels ({share:.0%}) never change (std 0) or have no finite "
+            f"value, in {row_label}s {ranges(rows)}; per-pixel z-scoring would divide by zero "
+            "there: they are masked and carry no information.",
         ))
     lo = float(np.nanmin(stats.min)) if np.isfinite(stats.min).any() else 0.0
     skew = stats.skewness
@@ -128,6 +128,12 @@ def find(stats: PixelStats, *, mask_snr: float = DEFAULT_MASK_SNR, row_label: st
                          f"vs {mi.kept:.2f} for the kept {row_label}s, chance {mi.chance:.3f}): "
                          "masking them is worth a comparison (config suffix @mask).")
             out.append(Finding("low_snr_rows", "warning", text))
+        elif m.all() and not np.isfinite(stats.row_snr).any():
+            out.append(Finding(
+                "low_snr_rows", "warning",
+                f"No {row_label} has a defined SNR (every pixel is constant): there is nothing "
+                "to mask or compare.",
+            ))
         elif m.all():
             out.append(Finding(
                 "low_snr_rows", "warning",

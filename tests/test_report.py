@@ -66,3 +66,8 @@ def test_report_bad_input(cli, home, args, words):
     assert res.returncode == 2
     assert res.stderr.startswith("error: ") and words in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_report_with_empty_runs_list_is_refused(cli, home):
+    res = cli("report", "demo", "--runs", ",,", "--out", str(home / "r.html"), env=_env(home))
+    assert res.returncode == 2 and "names no comparison id" in res.stderr
