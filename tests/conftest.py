@@ -23,6 +23,14 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty NORMSCOPE_HOME (registry, cache, run store) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("NORMSCOPE_HOME", str(h))
+    return h
+
+
+@pytest.fixture
 def spectro(rng) -> np.ndarray:
     """(240, 12, 17) float32 linear-power-like values: exponential noise times a band profile.
 

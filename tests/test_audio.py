@@ -17,12 +17,8 @@ from diagnostics.errors import NormScopeError
 from diagnostics.summary import dataset_stats, summary
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    """Every test gets its own empty NORMSCOPE_HOME."""
-    h = tmp_path / "home"
-    monkeypatch.setenv("NORMSCOPE_HOME", str(h))
-    return h
+# Every test gets its own empty NORMSCOPE_HOME (the `home` fixture of conftest.py).
+pytestmark = pytest.mark.usefixtures("home")
 
 
 @pytest.fixture

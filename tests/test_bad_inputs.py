@@ -26,11 +26,8 @@ from diagnostics.registry import (open_dataset, register_arrays, register_upload
 from diagnostics.summary import dataset_stats, summary
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("NORMSCOPE_HOME", str(h))
-    return h
+# Every test gets its own empty NORMSCOPE_HOME (the `home` fixture of conftest.py).
+pytestmark = pytest.mark.usefixtures("home")
 
 
 class Evil:

@@ -14,11 +14,6 @@ from models.store import RunStore
 from compare_helpers import tiny_arrays, write_tiny_npz
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
 
 def _check_schema(doc: dict, configs: list[str], seeds: int, epochs: int) -> None:
     assert {"dataset", "model", "epochs", "seeds", "elapsed_s", "configs", "paired"} <= set(doc)

@@ -19,11 +19,8 @@ from diagnostics.registry import (content_id, list_datasets, open_dataset, regis
                                   resolve_under_root)
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("NORMSCOPE_HOME", str(h))
-    return h
+# Every test gets its own empty NORMSCOPE_HOME (the `home` fixture of conftest.py).
+pytestmark = pytest.mark.usefixtures("home")
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:

@@ -19,11 +19,6 @@ from compare_helpers import write_tiny_npz
 QUICK = TrainConfig(epochs=2, batch_size=16)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
 
 @pytest.fixture
 def data(tmp_path):

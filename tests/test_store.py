@@ -16,11 +16,6 @@ from models.store import RunStore
 from conftest import REPO
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
 
 def _comparison(store: RunStore, cid: str, *, pid: int | None = None, dataset: str = "demo",
                 n: int = 2) -> None:
