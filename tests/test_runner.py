@@ -81,13 +81,21 @@ def test_worker_results_equal_an_in_process_run(home, data):
 
 
 def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
+    # Runs long enough (about 5 s each) that the victim cannot finish between being picked
+    # and being killed; we do not wait for both workers to be busy, since under load the
+    # second one may start only after the first has finished several short runs.
     comp = Comparison(data, "none,per_pixel", seeds=2, workers=2,
-                      train=TrainConfig(epochs=150, batch_size=16)).start()
-    assert _wait_for(lambda: len(comp.running_pids()) == 2 and
-                     all(r.epoch >= 1 for r in comp.snapshot().runs if r.status == "running"))
-    victim, pid = sorted(comp.running_pids().items())[0]
+                      train=TrainConfig(epochs=600, batch_size=16)).start()
+
+    def started():
+        epochs = {r.run_id: r.epoch for r in comp.snapshot().runs}
+        return [(rid, pid) for rid, pid in sorted(comp.running_pids().items())
+                if epochs.get(rid, 0) >= 1]
+
+    assert _wait_for(lambda: started(), timeout=120)
+    victim, pid = started()[0]
     os.kill(pid, signal.SIGKILL)
-    assert comp.wait(120)
+    assert comp.wait(180)
     rec = comp.record()
     status = {r.id: r.status for r in rec.runs}
     assert status.pop(victim) == "failed"
