@@ -7,7 +7,9 @@ Prints three figures, each against a baseline measured in the same run:
    finding (``none`` clearly better than ``per_pixel``);
 2. loop overhead: the same runs (model, data, epochs, evaluation) through our runner with one
    worker vs a bare minimal torch loop in this process (target ratio <= 1.15);
-3. two workers vs one on 6 runs (target >= 1.6x).
+3. two workers vs one on 6 runs (target >= 1.6x);
+4. cancel latency: Cancel pressed mid-epoch until every worker has stopped (target <= 2 s),
+   against the time of one training epoch measured in the same comparison.
 
 ``--quick`` runs tiny sizes (1-2 epochs) to check that the script works; its figures are
 dominated by fixed costs and are not the targets.  The run store goes to a temporary
@@ -87,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
     ap.add_argument("--epochs", type=int, help="override the epochs of every part")
-    ap.add_argument("--only", choices=("default", "overhead", "scaling"),
+    ap.add_argument("--only", choices=("default", "overhead", "scaling", "cancel"),
                     help="run one part only")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="normscope-bench-")
@@ -127,20 +129,37 @@ def run(args) -> None:
         t2, _ = ours(cfgs, [0, 1, 2], epochs, 2)
         print(f"6 runs: 1 worker {t1:.1f} s, 2 workers {t2:.1f} s: speed-up {t1 / t2:.2f}x "
               f"(target >= 1.6x)")
+    if args.only in (None, "cancel"):
+        # 4. cancel latency (the tests only check that cancel stops runs, not how fast)
+        cancel_latency(2 if args.quick else 5)
 
 
-def default_comparison(args, seeds, epochs, cores) -> None:
-    from diagnostics.results import compare
+def cancel_latency(trials: int) -> None:
+    import statistics
 
-    t, rec = ours(["none", "per_pixel"], seeds, epochs, None)
-    res = compare(rec.configs, rec.accuracies(), rec.statuses())
-    means = {c.name: c.mean for c in res.configs}
-    p = res.paired[0]
-    reproduced = p.mean_diff is not None and p.mean_diff < 0 and (p.p_value or 1) < 0.05
-    print(f"default comparison (none vs per_pixel, {len(seeds)} seeds, {cores} workers): "
-          f"{t:.1f} s (target <= 60 s{'; quick sizes' if args.quick else ''})")
-    print(f"  test acc: none {means['none']:.3f}, per_pixel {means['per_pixel']:.3f}; "
-          f"{res.verdicts[0]}  finding reproduced: {'yes' if reproduced else 'NO'}")
+    from models.runner import Comparison
+    from models.train import TrainConfig
+
+    def wait_epoch(comp, n):
+        while not any(r.epoch >= n for r in comp.snapshot().runs):
+            time.sleep(0.01)
+        return time.perf_counter()
+
+    lat, epoch_s = [], []
+    for k in range(trials):
+        comp = Comparison("demo", "none,per_pixel", seeds=2,
+                          train=TrainConfig(epochs=10_000)).start()
+        t1 = wait_epoch(comp, 1)
+        epoch_s.append(wait_epoch(comp, 2) - t1)
+        time.sleep(0.15 * k)  # land at different points inside an epoch
+        t0 = time.perf_counter()
+        comp.cancel()
+        comp.wait()
+        lat.append(time.perf_counter() - t0)
+    lat_m, ep_m = statistics.median(lat), statistics.median(epoch_s)
+    print(f"cancel: median {lat_m:.2f} s from Cancel to all workers stopped over {trials} trials "
+          f"(max {max(lat):.2f} s), one epoch {ep_m:.2f} s: ratio {lat_m / ep_m:.2f} "
+          f"(target <= 2 s)")
 
 
 if __name__ == "__main__":

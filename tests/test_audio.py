@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -231,12 +230,10 @@ def test_second_open_is_a_cache_hit(folder):
     first = load_audio(folder, progress=lambda d, t: calls.append(d))
     assert calls, "the first open extracts"
     calls.clear()
-    t0 = time.perf_counter()
     again = load_audio(folder, progress=lambda d, t: calls.append(d))
-    elapsed = time.perf_counter() - t0
+    # No progress callback means no clip was decoded (bench/bench_audio.py times the open).
     assert again.id == first.id and not calls
     np.testing.assert_array_equal(again.X, first.X)
-    assert elapsed < 1.0
 
 
 def test_unchanged_files_are_not_hashed_again(folder, monkeypatch):
