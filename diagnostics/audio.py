@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import clip_cache
 from .errors import NormScopeError
 
 #: File name endings read as audio (all readable by soundfile / libsndfile >= 1.1).
@@ -753,6 +754,7 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     params = params or FeatureParams()
     where = where or str(clips.origin)
     pre: dict[int, str] = {}
+    hashes: list[str] = []
     if key is None:
         hashes = content_hashes(clips, remember=True, root=root)
         pre = {i: h[1:] for i, h in enumerate(hashes) if h.startswith("!")}
@@ -763,12 +765,28 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     if hit is not None:
         return open_dataset(hit)
     todo = [i for i in range(len(clips.paths)) if i not in pre]
-    ext = extract_features([clips.paths[i] for i in todo], params, workers=workers,
+    # Clips whose features some registered dataset already holds are copied, not decoded:
+    # one changed clip in a large folder costs one extraction.
+    found = clip_cache.lookup(params.key(), {i: hashes[i] for i in todo}) if hashes else {}
+    need = [i for i in todo if i not in found]
+    ext = extract_features([clips.paths[i] for i in need], params, workers=workers,
                            progress=progress)
-    kept = [todo[j] for j in np.flatnonzero(ext.ok)]
+    new_ok = [need[j] for j in np.flatnonzero(ext.ok)]
+    kept = sorted(set(new_ok) | set(found))
     reason_of = dict(pre)
-    reason_of.update({todo[j]: r for j, r in
+    reason_of.update({need[j]: r for j, r in
                       zip(np.flatnonzero(~ext.ok), (r for _, r in ext.skipped))})
+    trunc_paths = set(ext.truncated)
+    truncated = [found[i][2] if i in found else os.fspath(clips.paths[i]) in trunc_paths
+                 for i in kept]
+    if found:
+        X = np.empty((len(kept),) + ext.X.shape[1:], np.float32)
+        pos = {i: k for k, i in enumerate(kept)}
+        if new_ok:
+            X[[pos[i] for i in new_ok]] = ext.X
+        clip_cache.gather(found, {i: pos[i] for i in found}, X)
+    else:
+        X = ext.X
     skipped = [[clips.names[i], reason_of[i]] for i in sorted(reason_of)]
     if not kept:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
@@ -780,8 +798,8 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     if skipped:
         notes.append(f"{len(skipped)} of {len(clips.paths)} clips could not be decoded and were "
                      "skipped (see the list of skipped clips)")
-    if ext.truncated:
-        notes.append(f"{len(ext.truncated)} clip(s) are cut short (damaged or truncated files); "
+    if any(truncated):
+        notes.append(f"{sum(truncated)} clip(s) are cut short (damaged or truncated files); "
                      "the part that could be read was kept and padded with zeros")
     notes += _mel_notes(params)
     y, class_names = None, ()
@@ -790,14 +808,17 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
         lost = sorted(set(clips.labels) - {clips.labels[i] for i in kept})
         if lost:
             notes.append(f"class(es) {', '.join(lost[:5])} lost every clip to decoding errors")
-    ident = register_arrays(ext.X, y, class_names, name, {
+    ident = register_arrays(X, y, class_names, name, {
         "source": source, "feature_params": params.key(), "skipped": skipped, "notes": notes,
         "files": [clips.names[i] for i in kept],
         "row_label": "MFCC coefficient" if params.feature == "mfcc" else "frequency band",
         "col_label": "frame", "row_origin": "lower",
         "extract_seconds": round(ext.seconds, 3), "workers": ext.workers,
+        "extracted": len(need), "reused": len(found),
     })
     _remember(key, ident, source)
+    if hashes:
+        clip_cache.remember(params.key(), ident, [hashes[i] for i in kept], truncated)
     return open_dataset(ident)
 
 

@@ -256,6 +256,73 @@ def test_changed_file_gives_a_new_id(folder, rng):
     assert registry.open_dataset(first.id).n == 12  # the old dataset is still there
 
 
+def _fresh_extraction(folder, home, params=None):
+    """The same folder extracted with no cache at all (a reference for reuse)."""
+    import shutil
+
+    shutil.rmtree(home / "cache", ignore_errors=True)
+    shutil.rmtree(home / "datasets", ignore_errors=True)
+    return load_audio(folder, params=params, workers=1)
+
+
+def test_one_changed_clip_is_the_only_one_extracted_again(folder, rng, home):
+    first = load_audio(folder, workers=1)
+    write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
+    write_clip(folder / "bird" / "00.wav", 5000.0, rng=rng)  # a new class with one clip
+    calls = []
+    second = load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
+    assert set(calls) == {2}  # the changed clip and the new one; the other 11 are reused
+    meta = registry.dataset_meta(second.id)
+    assert (meta["extra"]["extracted"], meta["extra"]["reused"]) == (2, 11)
+    assert second.id != first.id and second.n == 13
+    X2 = np.array(second.X)
+    y2, names2 = second.y.copy(), second.class_names
+    ref = _fresh_extraction(folder, home)  # nothing cached: every clip decoded
+    assert ref.id == second.id
+    np.testing.assert_array_equal(np.array(ref.X), X2)  # bit for bit, rows in the same order
+    np.testing.assert_array_equal(ref.y, y2)
+    assert ref.class_names == names2
+
+
+def test_reuse_needs_the_same_parameters_and_a_registered_dataset(folder, rng, home):
+    import shutil
+
+    load_audio(folder, workers=1)
+    calls = []
+    load_audio(folder, params=FeatureParams(hop=256), workers=1,
+               progress=lambda d, t: calls.append(t))
+    assert set(calls) == {12}  # other parameters: nothing to reuse
+    first = load_audio(folder, workers=1)
+    shutil.rmtree(home / "datasets" / first.id)  # its rows are gone with it
+    write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
+    calls.clear()
+    load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
+    assert set(calls) == {12}
+
+
+def test_reused_rows_keep_the_truncated_note(folder, home):
+    target = folder / "cat" / "03.wav"
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])  # cut short: decoded part kept
+    first = load_audio(folder, workers=1)
+    assert any("cut short" in n for n in registry.dataset_meta(first.id)["notes"])
+    (folder / "dog" / "00.wav").unlink()
+    second = load_audio(folder, workers=1)
+    meta = registry.dataset_meta(second.id)
+    assert meta["extra"]["extracted"] == 0 and meta["extra"]["reused"] == 11
+    assert any(n.startswith("1 clip(s) are cut short") for n in meta["notes"])
+
+
+def test_an_unusable_clip_index_only_costs_time(folder, home):
+    first = load_audio(folder, workers=1)
+    (home / "cache" / "clips.db").write_bytes(b"not a database" * 100)
+    (folder / "dog" / "00.wav").unlink()
+    second = load_audio(folder, workers=1)
+    assert second.n == 11 and registry.dataset_meta(second.id)["extra"]["extracted"] == 11
+    keep = [k for k, f in enumerate(registry.dataset_files(first.id)) if "dog/00" not in f]
+    np.testing.assert_array_equal(np.array(second.X), np.array(first.X)[keep])
+
+
 def test_replaced_file_with_same_size_and_mtime_is_noticed(folder, monkeypatch):
     monkeypatch.setattr(audio, "RACY_NS", 0)
     first = load_audio(folder, workers=1)
