@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(s)
     d = sub.add_parser("datasets", help="list the registered datasets (ids for links and stats)")
     d.add_argument("--json", action="store_true", help="print one JSON list")
+    d.add_argument("--delete", nargs="+", metavar="ID",
+                   help="remove these datasets from the data directory (their stored "
+                   "comparisons are kept)")
     from .compare_cli import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
@@ -193,8 +196,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from .registry import home, list_datasets
+    from .registry import _dataset_dir, delete_dataset, home, list_datasets
 
+    if args.delete:
+        for ident in args.delete:
+            _dataset_dir(ident)  # every id checked before anything is removed
+        for ident in dict.fromkeys(i.strip() for i in args.delete):
+            freed = delete_dataset(ident)
+            print(f"deleted {ident} ({freed / 1e6:,.1f} MB)")
+        return 0
     rows = list_datasets()
     if args.json:
         print(json.dumps(rows, allow_nan=False))

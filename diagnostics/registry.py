@@ -361,6 +361,26 @@ def list_datasets() -> list[dict]:
     return out
 
 
+def delete_dataset(ident: str) -> int:
+    """Remove a registered dataset from the data directory; return the bytes freed.
+
+    The folder is first renamed out of the way (atomic), so a concurrent reader sees either
+    the whole dataset or no dataset; a process that already memory-mapped its ``X.npy`` keeps
+    reading it until it closes the map.  Stored comparisons of the dataset are kept (their
+    results stay readable); caches pointing at it become misses.
+    """
+    d = _dataset_dir(ident)
+    trash = d.parent / f".trash-{d.name}-{uuid.uuid4().hex[:8]}"
+    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+    try:
+        os.replace(d, trash)
+    except OSError as exc:
+        raise NormScopeError(f"cannot delete dataset {d.name} in {home()} ({exc.strerror}); "
+                             "check the folder's permissions") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    return size
+
+
 # --- sources: ids, folders, manifests, array files -------------------------------------------
 
 def source_kind(spec: str) -> str:

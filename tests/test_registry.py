@@ -240,3 +240,34 @@ def test_cli_datasets_lists_registered_ones(cli, home, spectro, tmp_path, rng):
     r = cli("stats", info["id"], env=env)  # a teammate opens it by id
     assert r.returncode == 0 and f"(id {info['id']})" in r.stdout
     assert "skipped clips (1):\n  dog/bad.wav: not readable as audio" in r.stdout
+
+
+def test_cli_datasets_delete_removes_only_the_named_ones(cli, home, spectro):
+    env = {"NORMSCOPE_HOME": str(home)}
+    a = register_arrays(spectro, None, (), "a")
+    b = register_arrays(spectro[:10], None, (), "b")
+    X = open_dataset(a).X  # an open memmap keeps working after the delete
+    r = cli("datasets", "--delete", a, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"deleted {a} (") and "MB)" in r.stdout
+    assert [row["id"] for row in list_datasets()] == [b]
+    assert not any(p.name.startswith(".trash") for p in (home / "datasets").iterdir())
+    np.testing.assert_array_equal(X, spectro)
+    with pytest.raises(NormScopeError, match=f"no dataset with id {a}"):
+        open_dataset(a)
+    # Registering the same content again gives the same id back.
+    assert register_arrays(spectro, None, (), "a") == a
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("0123456789ab", "no dataset with id 0123456789ab"),
+    ("../etc", "is not a dataset id"),
+])
+def test_cli_datasets_delete_refuses_unknown_ids_and_removes_nothing(cli, home, spectro, bad,
+                                                                     match):
+    env = {"NORMSCOPE_HOME": str(home)}
+    a = register_arrays(spectro, None, (), "a")
+    r = cli("datasets", "--delete", a, bad, env=env)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: ") and match in r.stderr and "Traceback" not in r.stderr
+    assert [row["id"] for row in list_datasets()] == [a]
