@@ -113,7 +113,7 @@ def current_view() -> share.View:
 
 def share_ui(box) -> None:
     """Fill the sidebar's share box; called last, when every bound widget has its value."""
-    with box.expander("Share this view"):
+    with box.popover("Share this view", icon=":material/link:", width="stretch"):
         base = st.context.url or "http://localhost:8501/"
         st.code(share.view_url(base, current_view()), language=None, wrap_lines=True)
         st.caption("Copy with the button at the code's corner. The link carries the dataset "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 TABS = ("Statistics", "Compare")
 ON = ("train", "all")
@@ -166,5 +166,7 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
 def view_url(base: str, view: View, **kwargs) -> str:
     """The full share link of a view."""
     query = urlencode(view_params(view, **kwargs), doseq=True, safe="@")  # "+" must be %2B: a bare + reads as a space
-    base = base.split("?")[0]
+    base = base.split("?")[0].split("#")[0]
+    if urlsplit(base).path == "":
+        base += "/"  # http://host:8501 -> http://host:8501/ (the page a browser would show)
     return f"{base}?{query}" if query else base

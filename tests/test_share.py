@@ -35,6 +35,11 @@ def test_round_trip():
 
 def test_defaults_are_left_out_of_the_url():
     assert share.view_url("http://h/", share.View()) == "http://h/"
+    # Streamlit's st.context.url has no trailing slash at the root; sub-paths are kept.
+    assert share.view_url("http://h:8501", share.View(mask_snr=0.5)) == \
+        "http://h:8501/?mask_snr=0.5"
+    assert share.view_url("https://h/normscope#x", share.View(mask_snr=0.5)) == \
+        "https://h/normscope?mask_snr=0.5"
     assert "mask_snr=0.5" in share.view_url("http://h/?old=1", share.View(mask_snr=0.5))
 
 

@@ -47,7 +47,18 @@ def test_slider_updates_url_and_link_restores_view(server, page, browser):
     # Switch to the Compare tab; the URL records it too.
     page.get_by_role("tab", name="Compare").click()
     page.wait_for_function("location.search.includes('tab=Compare')", timeout=15_000)
-    link = page.url
+    page.get_by_role("button", name="Start comparison").wait_for(timeout=30_000)  # tab's rerun
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    # The link a user copies from "Share this view" carries the address bar's view (and spells
+    # out the Compare tab's default configs, so a later change of defaults keeps the view).
+    page.get_by_role("button", name="Share this view").click()
+    code = page.locator('[data-testid="stCode"]').first
+    code.wait_for(timeout=15_000)
+    link = code.inner_text().strip()
+    assert link.startswith(server + "/?")
+    shared, address = parse_qs(urlsplit(link).query), parse_qs(urlsplit(page.url).query)
+    assert {k: shared.get(k) for k in address} == address
+    assert shared["configs"][:2] == ["none", "per_pixel"]
     # A teammate opens the link in a fresh context.
     ctx = browser.new_context(viewport={"width": 1500, "height": 1900})
     other = ctx.new_page()
