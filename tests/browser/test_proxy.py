@@ -1,0 +1,143 @@
+"""The README's reverse-proxy set-up, for real: nginx with basic auth in front of the app.
+
+Runs ``docs/nginx-normscope.conf`` (the file the README points to) in a private nginx, then
+drives chromium through it.  Skips, with the reason, where nginx is not installed
+(``apt-get install -y nginx-light``; ``.ci/run`` does).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, wait_idle
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+USER, PASSWORD = "alice", "correct horse"
+
+pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
+                                reason="nginx not installed: apt-get install -y nginx-light")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def proxy(server, tmp_path_factory):
+    d = tmp_path_factory.mktemp("nginx")
+    port = _free_port()
+    sha = base64.b64encode(hashlib.sha1(PASSWORD.encode()).digest()).decode()
+    (d / "htpasswd").write_text(f"{USER}:{{SHA}}{sha}\n")
+    upstream = server.removeprefix("http://")
+    site = (ROOT / "docs" / "nginx-normscope.conf").read_text()
+    site = (site.replace("listen LISTEN;", f"listen 127.0.0.1:{port};")
+            .replace("http://UPSTREAM;", f"http://{upstream};")
+            .replace("auth_basic_user_file HTPASSWD;", f"auth_basic_user_file {d / 'htpasswd'};"))
+    (d / "normscope.conf").write_text(site)
+    # A private nginx: its own pid, logs and temp folders, in the foreground.
+    (d / "nginx.conf").write_text(f"""
+user root;
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/normscope.conf;
+}}
+""")
+    proc = subprocess.Popen([NGINX, "-c", str(d / "nginx.conf"), "-p", str(d)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 20
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=1)
+        except urllib.error.HTTPError:
+            break  # 401: nginx is answering
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                err = proc.stderr.read().decode(errors="replace")
+                log = (d / "error.log").read_text() if (d / "error.log").exists() else ""
+                pytest.fail(f"nginx did not start: {err[-1500:]} {log[-1500:]}")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _get(url: str, auth: tuple[str, str] | None = None, **headers) -> urllib.response:
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
+
+
+@pytest.mark.parametrize("auth", [None, (USER, "wrong"), ("mallory", PASSWORD)])
+def test_without_the_password_nothing_gets_through(proxy, auth):
+    for path in ("/", "/_stcore/health", "/_stcore/stream"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            _get(proxy + path, auth)
+        assert err.value.code == 401
+
+
+def test_scripts_are_compressed_through_the_proxy(proxy):
+    page = _get(proxy + "/", (USER, PASSWORD)).read().decode()
+    script = re.search(r'src="\.?/?(static/js/index\.[^"]+\.js)"', page).group(1)
+    plain = _get(f"{proxy}/{script}", (USER, PASSWORD))
+    packed = _get(f"{proxy}/{script}", (USER, PASSWORD), **{"Accept-Encoding": "gzip"})
+    assert packed.headers.get("Content-Encoding") == "gzip"
+    assert len(packed.read()) < len(plain.read()) / 2
+
+
+def test_the_app_works_through_the_proxy(proxy, browser):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1900},
+                              http_credentials={"username": USER, "password": PASSWORD})
+    page = ctx.new_page()
+    try:
+        page.goto(proxy + "/")
+        wait_idle(page)  # the WebSocket came up through nginx: the script ran, charts drawn
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 6")
+        assert page.locator('[data-testid="stException"]').count() == 0
+        # A widget change goes up the socket and the rerun comes back down.
+        slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+        slider.focus()
+        before = float(slider.input_value())
+        slider.press("ArrowRight")
+        after = float(slider.input_value())
+        assert after > before
+        page.wait_for_function(f"location.search.includes('mask_snr={after:g}')", timeout=15_000)
+        page.wait_for_function(  # the row-SNR chart redrawn with the new threshold
+            "Array.from(document.querySelectorAll('.annotation-text'))"
+            f".some(e => e.textContent.includes('mask < {after:g}'))", timeout=15_000)
+        # The share link names the proxy's address, which is what a teammate can reach.
+        page.get_by_role("button", name="Share this view").click()
+        code = page.locator('[data-testid="stCode"]').first
+        code.wait_for(timeout=15_000)
+        assert code.inner_text().strip().startswith(proxy + "/?")
+    finally:
+        ctx.close()
