@@ -22,7 +22,7 @@ from diagnostics.audio import FEATURES, FeatureParams
 from diagnostics.datasets import BUILTINS, Dataset, load_dataset
 from diagnostics.errors import NormScopeError
 from diagnostics.findings import DEFAULT_MASK_SNR, find, ranges
-from diagnostics.stats import PixelStats, energy_share, row_mask
+from diagnostics.stats import PixelStats, energy_share, format_share, row_mask
 from diagnostics.summary import dataset_stats
 
 SEVERITY_BOX = {"error": st.error, "warning": st.warning, "info": st.info}
@@ -299,7 +299,7 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     if mask.any():
         st.markdown(
             f"**{int(mask.sum())} of {H} {label}s masked** ({label}s {ranges(np.flatnonzero(mask))}), "
-            f"holding **{share_:.1%}** of the signal energy (sum of per-pixel mean)."
+            f"holding **{format_share(share_)}** of the signal energy (sum of per-pixel mean)."
         )
     else:
         st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")

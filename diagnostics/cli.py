@@ -138,9 +138,11 @@ def _print_summary(info: dict) -> None:
     print(f"  per-pixel z-scoring inflates noise up to {amp:,.0f}x" if amp else "")
     print(f"  constant pixels {info['constant_pixels']:,}, non-finite values {info['nonfinite_values']:,}")
     from .findings import ranges
+    from .stats import format_share
+
     low = info["low_snr_rows"]
     print(f"  low-SNR rows (SNR < {info['mask_snr']:g}): {len(low)} [{ranges(np.array(low, int))}], "
-          f"{info['masked_energy_share']:.1%} of the signal energy")
+          f"{format_share(info['masked_energy_share'])} of the signal energy")
     for note in info["notes"]:
         print(f"  note: {note}")
     print("findings:")

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from . import figures
 from .datasets import Dataset
 from .findings import find, ranges
-from .stats import PixelStats, energy_share, row_mask
+from .stats import PixelStats, energy_share, format_share, row_mask
 
 CSS = """
 body { font-family: Arial, Helvetica, sans-serif; margin: 2em auto; max-width: 1250px;
@@ -74,7 +74,7 @@ def statistics_sections(
         ["constant pixels", f"{stats.n_constant:,}"],
         ["non-finite values", f"{stats.n_nonfinite:,}"],
         ["masked rows", f"{int(mask.sum())} ({ranges(np.flatnonzero(mask))}), row SNR < "
-                        f"{mask_snr:g}, {energy_share(stats, mask):.1%} of the signal energy"],
+                        f"{mask_snr:g}, {format_share(energy_share(stats, mask))} of the signal energy"],
     ]
     label = "band" if ds.row_label == "frequency band" else ds.row_label
     finds = "".join(

@@ -651,6 +651,19 @@ def energy_share(stats: PixelStats, mask: np.ndarray) -> float:
     return 0.0 if total == 0 else float(e[mask].sum() / total)
 
 
+def format_share(share: float) -> str:
+    """A share as a percentage that never rounds a real share to "0.0%" (or up to "100.0%")."""
+    if share <= 0:
+        return "0%"
+    if share < 0.0001:
+        return "<0.01%"
+    if share < 0.01:
+        return f"{share:.2%}"
+    if share < 1 and share > 0.999:
+        return ">99.9%"
+    return f"{share:.1%}"
+
+
 #: Examples read to estimate the class information per band (enough for a share of variance).
 BAND_INFO_EXAMPLES = 4000
 

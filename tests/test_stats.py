@@ -17,6 +17,7 @@ from diagnostics.stats import (
     StatsAccumulator,
     compute_stats,
     energy_share,
+    format_share,
     is_constant,
     row_mask,
 )
@@ -383,6 +384,14 @@ def test_energy_share(spectro):
     assert energy_share(st, np.arange(12) >= 9) < 0.001
     zeros = compute_stats(np.zeros((4, 2, 3), np.float32))
     assert energy_share(zeros, np.array([True, False])) == 0.0
+
+
+@pytest.mark.parametrize("share, text", [
+    (0.0, "0%"), (3e-6, "<0.01%"), (0.00034, "0.03%"), (0.0096, "0.96%"), (0.026, "2.6%"),
+    (0.5, "50.0%"), (0.9996, ">99.9%"), (1.0, "100.0%"),
+])
+def test_format_share_never_rounds_a_real_share_to_zero(share, text):
+    assert format_share(share) == text
 
 
 def test_skewness_and_sample(rng):
