@@ -51,6 +51,12 @@ def caption(dataset_name: str, n: int, n_total: int, split: str, mask: np.ndarra
     return text
 
 
+def _two_lines(caption_text: str) -> str:
+    """The caption broken before its last part, for figures in a narrow column."""
+    head, sep, tail = caption_text.rpartition(" · ")
+    return f"{head}<br>{tail}" if sep else caption_text
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous True runs of a boolean vector as inclusive (start, end) pairs."""
     idx = np.flatnonzero(mask)
@@ -162,14 +168,15 @@ def row_snr_profile(
         ))
     title = "Row SNR" + (f" — {dataset_name}" if dataset_name else "")
     layout = dict(
-        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        title=dict(text=title, subtitle=dict(text=_two_lines(caption_text)), x=0.01,
+                   font=dict(size=15)),
         xaxis=dict(title=dict(text="row SNR: median |mean| / std" + (" (log)" if log_x else "")),
                    type="log" if log_x else "linear", showgrid=True, gridcolor="#e5e5e5"),
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        legend=dict(orientation="h", y=-0.22, yanchor="top", font=dict(size=11)), height=420,
-        margin=dict(l=60, r=20, t=95 if stats.band_info is not None else 70, b=110),
+        legend=dict(orientation="h", y=-0.3, yanchor="top", font=dict(size=11)), height=430,
+        margin=dict(l=60, r=20, t=110 if stats.band_info is not None else 85, b=110),
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"), shapes=[], annotations=[],
     )
     info = stats.band_info
@@ -211,11 +218,12 @@ def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: 
         fill="tozeroy", hovertemplate="value ≈ %{x:.3g}<br>count %{y}<extra></extra>"))
     title = "Value distribution (sample)" + (f" — {dataset_name}" if dataset_name else "")
     fig.update_layout(
-        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        title=dict(text=title, subtitle=dict(text=_two_lines(caption_text)), x=0.01,
+                   font=dict(size=15)),
         xaxis=dict(title=dict(text="value (log scale)" if use_log else "value"),
                    type="log" if use_log else "linear"),
         yaxis=dict(title=dict(text="values in the sample")), height=360,
-        margin=dict(l=60, r=20, t=70, b=50), plot_bgcolor="white",
+        margin=dict(l=60, r=20, t=85, b=50), plot_bgcolor="white",
     )
     return fig
 
