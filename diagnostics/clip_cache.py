@@ -116,6 +116,18 @@ def remember(params: dict, ident: str, hashes: list[str], truncated: list[bool])
         pass  # a cache we cannot write only costs time next open
 
 
+def forget(ident: str) -> None:
+    """Drop the rows that point at dataset ``ident`` (it was deleted)."""
+    con = _connect()
+    if con is None:
+        return
+    try:
+        with closing(con), con:
+            con.execute("DELETE FROM clips WHERE dataset = ?", (ident,))
+    except sqlite3.Error:
+        pass  # stale rows are misses anyway (lookup checks the dataset)
+
+
 def gather(found: dict[int, tuple[str, int, bool]], dest: dict[int, int], out: np.ndarray) -> None:
     """Copy the stored features of clip ``i`` into ``out[dest[i]]`` for every ``i`` in ``dest``.
 

@@ -378,7 +378,21 @@ def delete_dataset(ident: str) -> int:
         raise NormScopeError(f"cannot delete dataset {d.name} in {home()} ({exc.strerror}); "
                              "check the folder's permissions") from None
     shutil.rmtree(trash, ignore_errors=True)
+    _forget_caches(d.name)
     return size
+
+
+def _forget_caches(ident: str) -> None:
+    """Remove cache entries naming a deleted dataset (they would only be misses)."""
+    from . import clip_cache
+
+    clip_cache.forget(ident)
+    for f in (home() / "cache" / "audio").glob("*.json"):
+        try:
+            if json.loads(f.read_text()).get("id") == ident:
+                f.unlink(missing_ok=True)
+        except (OSError, ValueError, AttributeError):
+            continue
 
 
 # --- sources: ids, folders, manifests, array files -------------------------------------------

@@ -359,3 +359,20 @@ def test_formats_wav_flac_ogg_mp3(tmp_path, rng):
     ds = load_audio(tmp_path / "f", workers=1)
     assert ds.n == 4 and not registry.dataset_meta(ds.id)["skipped"]
     assert signal(440.0).dtype == np.float32
+
+
+def test_deleting_a_dataset_drops_its_cache_entries(folder, home):
+    import sqlite3
+
+    first = load_audio(folder, workers=1)
+    cache_files = list((home / "cache" / "audio").glob("*.json"))
+    assert any(json.loads(f.read_text())["id"] == first.id for f in cache_files)
+    registry.delete_dataset(first.id)
+    assert not any(json.loads(f.read_text())["id"] == first.id
+                   for f in (home / "cache" / "audio").glob("*.json"))
+    with sqlite3.connect(home / "cache" / "clips.db") as con:
+        assert con.execute("SELECT COUNT(*) FROM clips WHERE dataset = ?",
+                           (first.id,)).fetchone() == (0,)
+    calls = []
+    again = load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
+    assert set(calls) == {12} and again.id == first.id  # rebuilt, the same content id
