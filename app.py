@@ -221,10 +221,19 @@ def pending_open() -> None:
     On success the new dataset is registered (its content id can go into a link) and selected;
     on failure the previous dataset stays and the error is shown in the sidebar.
     """
+    if st.session_state.get("cancel_open"):
+        st.sidebar.info("Opening cancelled: nothing was registered, and the previous dataset "
+                        "stays open.")
     req = st.session_state.pop("pending_open", None)
     if not req:
         return
-    bar = st.progress(0.0, text="Opening…")
+    holder = st.empty()
+    with holder.container():
+        bar = st.progress(0.0, text="Opening…")
+        # Any click starts a new script run, which stops this one at its next progress update
+        # (the worker pool is shut down with its queued clips cancelled); the request was
+        # popped above, so the new run does not start it again.
+        st.button("Cancel", key="cancel_open", help="Stop extracting; nothing is registered.")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Extracting features: {done:,} of {total:,} clips")
@@ -250,7 +259,7 @@ def pending_open() -> None:
     else:
         st.session_state["dataset"] = ident
     finally:
-        bar.empty()
+        holder.empty()
 
 
 def mask_ui(stats: PixelStats, ds: Dataset) -> tuple[np.ndarray, float]:

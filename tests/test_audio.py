@@ -376,3 +376,29 @@ def test_deleting_a_dataset_drops_its_cache_entries(folder, home):
     calls = []
     again = load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
     assert set(calls) == {12} and again.id == first.id  # rebuilt, the same content id
+
+
+class _Stop(Exception):
+    """What Streamlit raises in the script thread when a click starts a new run."""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_raised_by_progress_ends_extraction_and_registers_nothing(tmp_path, rng, home,
+                                                                        workers):
+    folder = make_folder(tmp_path / "clips", rng, per_class=20)
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done > 0:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        load_audio(folder, workers=workers, progress=progress)
+    assert 0 < seen[-1] < 40  # stopped part-way, at the first update after the start
+    assert registry.list_datasets() == []
+    assert not list((home / "cache" / "audio").glob("*.json"))
+    # Nothing half-done is left behind: the next open extracts every clip and succeeds.
+    seen.clear()
+    ds = load_audio(folder, workers=workers, progress=lambda d, t: seen.append(t))
+    assert ds.n == 40 and set(seen) == {40}

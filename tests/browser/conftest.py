@@ -40,9 +40,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server_home(tmp_path_factory):
+    """The server's NORMSCOPE_HOME, which is also its data root."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def server(server_home):
     """Start `streamlit run app.py` headless; yield its base URL; stop it by PID."""
-    home = tmp_path_factory.mktemp("home")
+    home = server_home
     port = _free_port()
     env = {**os.environ, "NORMSCOPE_HOME": str(home), "NORMSCOPE_DATA_ROOT": str(home)}
     log = open(home / "server.log", "wb")

@@ -129,3 +129,39 @@ def test_comparison_shows_live_progress_and_cancels(server, page):
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text(re.compile(r"^cancelled")).first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_opening_an_audio_folder_can_be_cancelled(server, server_home, page):
+    import numpy as np
+    import soundfile as sf
+
+    # Enough work to click Cancel in the middle: 600 two-second clips at a small hop.
+    folder = server_home / "many-clips"
+    t = np.arange(2 * 22050) / 22050
+    for i in range(600):
+        out = folder / f"class{i % 3}" / f"{i:04d}.wav"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(out, (0.2 * np.sin(2 * np.pi * 300 * (1 + i % 3) * t)).astype(np.float32),
+                 22050, subtype="PCM_16")
+    before = sorted(p.name for p in (server_home / "datasets").glob("*")) \
+        if (server_home / "datasets").exists() else []
+    page.goto(server)
+    wait_idle(page)
+    page.get_by_text("Open data on the server").click()
+    page.get_by_role("textbox", name="Path under the data root").fill(str(folder))
+    page.get_by_text("Audio feature settings", exact=True).click()
+    hop = page.get_by_role("spinbutton", name="Hop")
+    hop.fill("32")
+    hop.press("Tab")
+    page.locator("[data-testid=\"stBaseButton-secondaryFormSubmit\"]", has_text="Open").click()
+    page.get_by_text(re.compile(r"Extracting features: [1-9][\d,]* of 600 clips")).wait_for(
+        timeout=60_000)
+    shot(page, "extracting")
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Opening cancelled").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    after = sorted(p.name for p in (server_home / "datasets").glob("*")) \
+        if (server_home / "datasets").exists() else []
+    assert after == before  # nothing registered, not even half
+    assert "12 of 60 bands masked" in masked_line(page)  # the demo is still open
