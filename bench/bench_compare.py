@@ -141,7 +141,11 @@ def cancel_latency(trials: int) -> None:
     from models.train import TrainConfig
 
     def wait_epoch(comp, n):
+        deadline = time.monotonic() + 120
         while not any(r.epoch >= n for r in comp.snapshot().runs):
+            if comp.finished or time.monotonic() > deadline:
+                raise SystemExit(f"cancel benchmark: no run reached epoch {n} "
+                                 f"({comp.snapshot().status})")
             time.sleep(0.01)
         return time.perf_counter()
 
@@ -160,6 +164,20 @@ def cancel_latency(trials: int) -> None:
     print(f"cancel: median {lat_m:.2f} s from Cancel to all workers stopped over {trials} trials "
           f"(max {max(lat):.2f} s), one epoch {ep_m:.2f} s: ratio {lat_m / ep_m:.2f} "
           f"(target <= 2 s)")
+
+
+def default_comparison(args, seeds, epochs, cores) -> None:
+    from diagnostics.results import compare
+
+    t, rec = ours(["none", "per_pixel"], seeds, epochs, None)
+    res = compare(rec.configs, rec.accuracies(), rec.statuses())
+    means = {c.name: c.mean for c in res.configs}
+    p = res.paired[0]
+    reproduced = p.mean_diff is not None and p.mean_diff < 0 and (p.p_value or 1) < 0.05
+    print(f"default comparison (none vs per_pixel, {len(seeds)} seeds, {cores} workers): "
+          f"{t:.1f} s (target <= 60 s{'; quick sizes' if args.quick else ''})")
+    print(f"  test acc: none {means['none']:.3f}, per_pixel {means['per_pixel']:.3f}; "
+          f"{res.verdicts[0]}  finding reproduced: {'yes' if reproduced else 'NO'}")
 
 
 if __name__ == "__main__":
