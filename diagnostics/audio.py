@@ -602,9 +602,15 @@ def read_manifest(csv_path: str | os.PathLike) -> ClipList:
 
 # --- cache -------------------------------------------------------------------------------------
 
+#: Bump when the features of unchanged files and parameters change (a librosa upgrade that
+#: changes the numbers, a new padding rule): every source and clip cache entry becomes a miss.
+CACHE_VERSION = 1
+
+
 def source_key(source: dict, params: FeatureParams) -> str:
     """Cache key of a source description (clip hashes, or an archive's hash) and parameters."""
-    blob = json.dumps({"v": 1, "source": source, "params": params.key()}, sort_keys=True)
+    blob = json.dumps({"v": CACHE_VERSION, "source": source, "params": params.key()},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -767,10 +773,16 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     todo = [i for i in range(len(clips.paths)) if i not in pre]
     # Clips whose features some registered dataset already holds are copied, not decoded:
     # one changed clip in a large folder costs one extraction.
-    found = clip_cache.lookup(params.key(), {i: hashes[i] for i in todo}) if hashes else {}
+    ckey = {"v": CACHE_VERSION, "params": params.key()}
+    found, arrays = (clip_cache.lookup(ckey, {i: hashes[i] for i in todo}, params.shape)
+                     if hashes else ({}, {}))
     need = [i for i in todo if i not in found]
-    ext = extract_features([clips.paths[i] for i in need], params, workers=workers,
-                           progress=progress)
+    if need:
+        ext = extract_features([clips.paths[i] for i in need], params, workers=workers,
+                               progress=progress)
+    else:  # everything reused: no pool, no "0 of 0 clips" progress
+        ext = Extraction(X=np.empty((0, *params.shape), np.float32), ok=np.zeros(0, bool),
+                         skipped=(), truncated=(), seconds=0.0, workers=0)
     new_ok = [need[j] for j in np.flatnonzero(ext.ok)]
     kept = sorted(set(new_ok) | set(found))
     reason_of = dict(pre)
@@ -784,7 +796,15 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
         pos = {i: k for k, i in enumerate(kept)}
         if new_ok:
             X[[pos[i] for i in new_ok]] = ext.X
-        clip_cache.gather(found, {i: pos[i] for i in found}, X)
+        try:
+            clip_cache.gather(found, arrays, {i: pos[i] for i in found}, X)
+        except (OSError, ValueError):
+            # The stored rows could not be read (a disk error under the memmap): forget
+            # them and decode every clip instead; slower, never wrong.
+            for ds in arrays:
+                clip_cache.forget(ds)
+            return load_clips(clips, params, name=name, source=source, workers=workers,
+                              progress=progress, root=root, where=where)
     else:
         X = ext.X
     skipped = [[clips.names[i], reason_of[i]] for i in sorted(reason_of)]
@@ -818,7 +838,7 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     })
     _remember(key, ident, source)
     if hashes:
-        clip_cache.remember(params.key(), ident, [hashes[i] for i in kept], truncated)
+        clip_cache.remember(ckey, ident, [hashes[i] for i in kept], truncated)
     return open_dataset(ident)
 
 

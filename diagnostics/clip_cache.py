@@ -41,44 +41,66 @@ def params_key(params_key_dict: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _connect() -> sqlite3.Connection | None:
+def _connect(*, retry: bool = True) -> sqlite3.Connection | None:
     from .registry import _subdir
 
     con = None
     try:
-        con = sqlite3.connect(_subdir("cache") / "clips.db", timeout=10)
+        path = _subdir("cache") / "clips.db"
+    except NormScopeError:
+        return None
+    try:
+        con = sqlite3.connect(path, timeout=10)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(_SCHEMA)
         return con
-    except (sqlite3.Error, NormScopeError, OSError):
+    except sqlite3.DatabaseError:
+        if con is not None:
+            con.close()
+        if not retry:
+            return None
+        # Not a database (damaged, or overwritten): it is only a cache, so start a new one.
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+            except OSError:
+                return None
+        return _connect(retry=False)
+    except (sqlite3.Error, OSError):
         if con is not None:
             con.close()
         return None
 
 
-def lookup(params: dict, hashes: dict[int, str]) -> dict[int, tuple[str, int, bool]]:
+def lookup(params: dict, hashes: dict[int, str], shape: tuple[int, int]
+           ) -> tuple[dict[int, tuple[str, int, bool]], dict[str, np.ndarray]]:
     """Stored rows for the clips whose hash is known.
 
     Parameters
     ----------
     params : dict
-        ``FeatureParams.key()``.
+        What identifies the features (``FeatureParams.key()`` plus a cache version).
     hashes : dict
         ``{clip index: content hash}``.
+    shape : (H, W)
+        The shape of one example; a stored dataset of another shape is not used.
 
     Returns
     -------
-    dict
-        ``{clip index: (dataset id, row, truncated)}`` for the clips found in a dataset that
-        is still registered and still has that row.
+    found : dict
+        ``{clip index: (dataset id, row, truncated)}`` for the clips held by a dataset that
+        opens cleanly, has that row and the right shape.
+    arrays : dict
+        ``{dataset id: X}``, the memmaps opened to check them; :func:`gather` reads these,
+        so a dataset deleted in between is still read whole.
     """
-    from .registry import dataset_meta, is_registered
+    from .registry import open_dataset
 
     if not hashes:
-        return {}
+        return {}, {}
     con = _connect()
     if con is None:
-        return {}
+        return {}, {}
     pk = params_key(params)
     found: dict[str, tuple[str, int, bool]] = {}
     wanted = sorted(set(hashes.values()))
@@ -91,15 +113,21 @@ def lookup(params: dict, hashes: dict[int, str]) -> dict[int, tuple[str, int, bo
                 for h, ds, row, trunc in con.execute(q, [pk, *part]):
                     found[h] = (ds, int(row), bool(trunc))
     except sqlite3.Error:
-        return {}
-    sizes: dict[str, int] = {}
+        return {}, {}
+    arrays: dict[str, np.ndarray] = {}
     for ds in {v[0] for v in found.values()}:
         try:
-            sizes[ds] = int(dataset_meta(ds)["n"]) if is_registered(ds) else 0
-        except (NormScopeError, KeyError, TypeError, ValueError):
-            sizes[ds] = 0
-    return {i: found[h] for i, h in hashes.items()
-            if h in found and 0 <= found[h][1] < sizes.get(found[h][0], 0)}
+            X = open_dataset(ds).X  # checks meta, file size, dtype and dimensions
+        except NormScopeError:
+            continue  # deleted or damaged: those clips are extracted again
+        if tuple(X.shape[1:]) == tuple(shape):
+            arrays[ds] = X
+    out = {}
+    for i, h in hashes.items():
+        hit = found.get(h)
+        if hit is not None and hit[0] in arrays and 0 <= hit[1] < arrays[hit[0]].shape[0]:
+            out[i] = hit
+    return out, arrays
 
 
 def remember(params: dict, ident: str, hashes: list[str], truncated: list[bool]) -> None:
@@ -128,20 +156,20 @@ def forget(ident: str) -> None:
         pass  # stale rows are misses anyway (lookup checks the dataset)
 
 
-def gather(found: dict[int, tuple[str, int, bool]], dest: dict[int, int], out: np.ndarray) -> None:
+def gather(found: dict[int, tuple[str, int, bool]], arrays: dict[str, np.ndarray],
+           dest: dict[int, int], out: np.ndarray) -> None:
     """Copy the stored features of clip ``i`` into ``out[dest[i]]`` for every ``i`` in ``dest``.
 
-    Reads each dataset's memmap once, rows in ascending order (sequential disk access).
+    ``arrays`` are the memmaps :func:`lookup` opened.  Reads each dataset once, rows in
+    ascending order (sequential disk access).
     """
-    from .registry import open_dataset
-
     by_ds: dict[str, list[tuple[int, int]]] = {}
     for i, k in dest.items():
         ds, row, _ = found[i]
         by_ds.setdefault(ds, []).append((row, k))
     for ds, pairs in by_ds.items():
         pairs.sort()
-        X = open_dataset(ds).X
+        X = arrays[ds]
         rows = np.fromiter((r for r, _ in pairs), np.int64, len(pairs))
         to = np.fromiter((k for _, k in pairs), np.int64, len(pairs))
         for s in range(0, len(rows), 4096):  # bounded temporaries for big collections

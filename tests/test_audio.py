@@ -307,7 +307,9 @@ def test_reused_rows_keep_the_truncated_note(folder, home):
     first = load_audio(folder, workers=1)
     assert any("cut short" in n for n in registry.dataset_meta(first.id)["notes"])
     (folder / "dog" / "00.wav").unlink()
-    second = load_audio(folder, workers=1)
+    calls = []
+    second = load_audio(folder, workers=1, progress=lambda d, t: calls.append((d, t)))
+    assert calls == []  # every clip reused: no extraction and no progress to show
     meta = registry.dataset_meta(second.id)
     assert meta["extra"]["extracted"] == 0 and meta["extra"]["reused"] == 11
     assert any(n.startswith("1 clip(s) are cut short") for n in meta["notes"])
@@ -319,6 +321,10 @@ def test_an_unusable_clip_index_only_costs_time(folder, home):
     (folder / "dog" / "00.wav").unlink()
     second = load_audio(folder, workers=1)
     assert second.n == 11 and registry.dataset_meta(second.id)["extra"]["extracted"] == 11
+    import sqlite3  # ... and the damaged index was replaced by a working one
+
+    with sqlite3.connect(home / "cache" / "clips.db") as con:
+        assert con.execute("SELECT COUNT(*) FROM clips").fetchone() == (11,)
     keep = [k for k, f in enumerate(registry.dataset_files(first.id)) if "dog/00" not in f]
     np.testing.assert_array_equal(np.array(second.X), np.array(first.X)[keep])
 
@@ -402,3 +408,37 @@ def test_a_stop_raised_by_progress_ends_extraction_and_registers_nothing(tmp_pat
     seen.clear()
     ds = load_audio(folder, workers=workers, progress=lambda d, t: seen.append(t))
     assert ds.n == 40 and set(seen) == {40}
+
+
+def test_a_damaged_stored_dataset_is_not_reused(folder, rng, home):
+    first = load_audio(folder, workers=1)
+    x_file = home / "datasets" / first.id / "X.npy"
+    x_file.write_bytes(x_file.read_bytes()[: x_file.stat().st_size // 2])  # cut in half
+    write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
+    calls = []
+    second = load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
+    assert set(calls) == {12}  # nothing read from the damaged file; every clip decoded
+    assert registry.dataset_meta(second.id)["extra"]["reused"] == 0
+    ref = _fresh_extraction(folder, home)
+    assert ref.id == second.id
+
+
+def test_a_read_error_while_copying_stored_rows_falls_back_to_decoding(folder, rng, home,
+                                                                      monkeypatch):
+    from diagnostics import clip_cache
+
+    load_audio(folder, workers=1)
+    real, failures = clip_cache.gather, []
+
+    def failing_once(*args):
+        if not failures:
+            failures.append(1)
+            raise OSError(5, "Input/output error")  # as a bad disk under the memmap would
+        return real(*args)
+
+    monkeypatch.setattr(clip_cache, "gather", failing_once)
+    write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
+    second = load_audio(folder, workers=1)
+    assert failures and registry.dataset_meta(second.id)["extra"]["extracted"] == 12
+    ref = _fresh_extraction(folder, home)
+    assert ref.id == second.id
