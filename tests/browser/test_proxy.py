@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -29,9 +30,14 @@ pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
                                 reason="nginx not installed: apt-get install -y nginx-light")
 
 
+#: The proxy's address: not 127.0.0.1 or localhost, which Streamlit always trusts, so the
+#: WebSocket origin check is really exercised (as for a team's hostname and port).
+PROXY_HOST = "127.0.0.2"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((PROXY_HOST, 0))
         return s.getsockname()[1]
 
 
@@ -43,13 +49,15 @@ def proxy(server, tmp_path_factory):
     (d / "htpasswd").write_text(f"{USER}:{{SHA}}{sha}\n")
     upstream = server.removeprefix("http://")
     site = (ROOT / "docs" / "nginx-normscope.conf").read_text()
-    site = (site.replace("listen LISTEN;", f"listen 127.0.0.1:{port};")
+    site = (site.replace("listen LISTEN;", f"listen {PROXY_HOST}:{port};")
             .replace("http://UPSTREAM;", f"http://{upstream};")
             .replace("auth_basic_user_file HTPASSWD;", f"auth_basic_user_file {d / 'htpasswd'};"))
     (d / "normscope.conf").write_text(site)
     # A private nginx: its own pid, logs and temp folders, in the foreground.
+    # As root, nginx's workers would switch to "nobody", who cannot write our temp folders.
+    user = "user root;" if os.geteuid() == 0 else ""
     (d / "nginx.conf").write_text(f"""
-user root;
+{user}
 daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
@@ -65,21 +73,26 @@ http {{
     include {d}/normscope.conf;
 }}
 """)
+    err_file = open(d / "stderr.log", "wb")
     proc = subprocess.Popen([NGINX, "-c", str(d / "nginx.conf"), "-p", str(d)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+                            stdout=subprocess.DEVNULL, stderr=err_file)
+    url = f"http://{PROXY_HOST}:{port}"
     deadline = time.time() + 20
-    while True:
+    status = None
+    while status != 401:  # the password prompt: our nginx is the one answering
         try:
-            urllib.request.urlopen(url + "/", timeout=1)
-        except urllib.error.HTTPError:
-            break  # 401: nginx is answering
+            status = urllib.request.urlopen(url + "/", timeout=1).status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
         except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                err = proc.stderr.read().decode(errors="replace")
-                log = (d / "error.log").read_text() if (d / "error.log").exists() else ""
-                pytest.fail(f"nginx did not start: {err[-1500:]} {log[-1500:]}")
+            status = None
+        if status != 401 and (proc.poll() is not None or time.time() > deadline):
+            proc.kill()
+            err_file.close()
+            log = (d / "error.log").read_text() if (d / "error.log").exists() else ""
+            pytest.fail(f"nginx did not start (last status {status}): "
+                        f"{(d / 'stderr.log').read_text()[-1500:]} {log[-1500:]}")
+        if status != 401:
             time.sleep(0.1)
     yield url
     proc.terminate()
@@ -87,9 +100,10 @@ http {{
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    err_file.close()
 
 
-def _get(url: str, auth: tuple[str, str] | None = None, **headers) -> urllib.response:
+def _get(url: str, auth: tuple[str, str] | None = None, **headers):
     if auth:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
