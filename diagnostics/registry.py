@@ -371,9 +371,12 @@ def delete_dataset(ident: str) -> int:
     """
     d = _dataset_dir(ident)
     trash = d.parent / f".trash-{d.name}-{uuid.uuid4().hex[:8]}"
-    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
     try:
+        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
         os.replace(d, trash)
+    except FileNotFoundError:
+        raise NormScopeError(f"dataset {d.name} was deleted by someone else just now; list "
+                             "the registered ones with python -m diagnostics datasets") from None
     except OSError as exc:
         raise NormScopeError(f"cannot delete dataset {d.name} in {home()} ({exc.strerror}); "
                              "check the folder's permissions") from None

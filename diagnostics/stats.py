@@ -653,6 +653,8 @@ def energy_share(stats: PixelStats, mask: np.ndarray) -> float:
 
 def format_share(share: float) -> str:
     """A share as a percentage that never rounds a real share to "0.0%" (or up to "100.0%")."""
+    if not np.isfinite(share):
+        return "n/a"
     if share <= 0:
         return "0%"
     if share < 0.0001:

@@ -92,8 +92,9 @@ def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
         return [(rid, pid) for rid, pid in sorted(comp.running_pids().items())
                 if epochs.get(rid, 0) >= 1]
 
-    assert _wait_for(lambda: started(), timeout=120)
-    victim, pid = started()[0]
+    found = []
+    assert _wait_for(lambda: found.extend(started()) or found, timeout=120)
+    victim, pid = found[0]
     os.kill(pid, signal.SIGKILL)
     assert comp.wait(180)
     rec = comp.record()

@@ -388,7 +388,7 @@ def test_energy_share(spectro):
 
 @pytest.mark.parametrize("share, text", [
     (0.0, "0%"), (3e-6, "<0.01%"), (0.00034, "0.03%"), (0.0096, "0.96%"), (0.026, "2.6%"),
-    (0.5, "50.0%"), (0.9996, ">99.9%"), (1.0, "100.0%"),
+    (0.5, "50.0%"), (0.9996, ">99.9%"), (1.0, "100.0%"), (float("nan"), "n/a"),
 ])
 def test_format_share_never_rounds_a_real_share_to_zero(share, text):
     assert format_share(share) == text
