@@ -139,8 +139,40 @@ def verdict(d: PairedDiff) -> str:
         word = "better" if d.mean_diff > 0 else "worse"
         return f"{d.b} is {word} than {d.a} by {pts:.1f} points, {_p_text(d.p_value)} over {seeds}."
     sign = "+" if d.mean_diff >= 0 else "-"
-    return (f"{d.b} and {d.a} do not differ clearly ({sign}{pts:.1f} points, "
-            f"{_p_text(d.p_value)} over {seeds}).")
+    ci = (f"95% CI {d.ci95[0] * 100:+.1f} to {d.ci95[1] * 100:+.1f}, "
+          if d.ci95 is not None else "")
+    text = (f"{d.b} and {d.a} do not differ clearly ({sign}{pts:.1f} points, {ci}"
+            f"{_p_text(d.p_value)} over {seeds})")
+    need = seeds_needed(d.mean_diff, d.std_diff) if pts >= 1 and d.std_diff else None
+    if need is not None and need > d.n:
+        text += (f"; to tell a {pts:.1f}-point difference from this seed-to-seed spread, run "
+                 f"about {need} seeds")
+    elif pts >= 1 and need is None:
+        text += f"; a difference this small against this spread would need over {MAX_SEEDS} seeds"
+    return text + "."
+
+
+#: The most seeds :func:`seeds_needed` will suggest.
+MAX_SEEDS = 100
+
+
+def seeds_needed(mean_diff: float, std_diff: float, *, power: float = 0.8) -> int | None:
+    """Seeds a paired t-test needs to detect ``mean_diff`` with ``power`` at ALPHA (two-sided).
+
+    Exact power from the noncentral t distribution, for a true difference equal to the
+    observed one and a seed-to-seed std equal to the observed one (a planning figure, not a
+    promise).  None if more than :data:`MAX_SEEDS` would be needed.
+    """
+    if not std_diff or not math.isfinite(std_diff) or not mean_diff:
+        return None
+    effect = abs(mean_diff) / std_diff
+    for n in range(2, MAX_SEEDS + 1):
+        df = n - 1
+        tcrit = float(sps.t.ppf(1 - ALPHA / 2, df))
+        nc = effect * math.sqrt(n)
+        if float(sps.nct.sf(tcrit, df, nc) + sps.nct.cdf(-tcrit, df, nc)) >= power:
+            return n
+    return None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,11 @@ def test_identical_differences_have_no_p_value_and_say_so():
                                            r"p<0\.001 over 5 seeds\."),
     ([0.05, 0.06, 0.04], r"per_pixel is better than none by 5\.0 points, p=0\.0\d+ over 3 seeds\."),
     ([0.01, -0.02, 0.005], r"per_pixel and none do not differ clearly \(-0\.2 points, "
-                           r"p=0\.\d\d over 3 seeds\)\."),
+                           r"95% CI -4\.2 to \+3\.8, p=0\.\d\d over 3 seeds\)\."),
+    ([-0.02, -0.12, 0.01], r"per_pixel and none do not differ clearly \(-4\.3 points, "
+                           r"95% CI -21\.\d to \+12\.\d, p=0\.\d\d over 3 seeds\); to tell a "
+                           r"4\.3-point difference from this seed-to-seed spread, run about "
+                           r"\d+ seeds\."),
 ])
 def test_verdict_sentences(diffs, want):
     import re
@@ -97,3 +101,22 @@ def test_accuracy_intervals_stay_within_0_and_1():
     res = compare(["a"], {"a": {0: 1.0, 1: 0.98, 2: 1.0}})
     lo, hi = res.configs[0].ci95
     assert hi == 1.0 and 0.9 < lo < 0.98
+
+
+def test_seeds_needed_matches_a_simulation(rng):
+    from diagnostics.results import seeds_needed
+
+    n = seeds_needed(0.05, 0.06)
+    assert n is not None and 10 <= n <= 16
+    # A simulated paired t-test with that many seeds detects the effect about 80% of the time,
+    # and with one seed fewer, less often.
+    from scipy import stats as sps
+
+    def hit_rate(k):
+        d = rng.normal(0.05, 0.06, size=(4000, k))
+        return float(np.mean(sps.ttest_1samp(d, 0, axis=1).pvalue < 0.05))
+
+    assert 0.77 <= hit_rate(n) <= 0.86
+    assert hit_rate(n - 1) < 0.8 + 0.01
+    assert seeds_needed(0.001, 0.2) is None  # would need far more than 100
+    assert seeds_needed(0.0, 0.1) is None and seeds_needed(0.05, 0.0) is None
