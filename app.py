@@ -536,6 +536,8 @@ def results_ui(names: list[str], acc: dict, statuses: dict | None, key: str) -> 
 
     res = compare(names, acc, statuses)
     if any(c.n for c in res.configs):
+        if res.summary:
+            st.markdown(f"**{res.summary}**")
         for v in res.verdicts:
             (st.success if " better " in v else st.warning if " worse " in v else st.info)(v)
         st.dataframe(table_rows(res), hide_index=True, key=f"table_{key}")

@@ -115,6 +115,7 @@ def comparison_json(rec, *, elapsed_s: float | None = None) -> dict:
         "paired": [{"a": p.a, "b": p.b, "mean_diff": p.mean_diff, "p_value": p.p_value,
                     "n": p.n} for p in res.paired],
         "verdicts": list(res.verdicts),
+        "summary": res.summary,
     }
 
 
@@ -147,6 +148,8 @@ def print_table(doc: dict, file=None) -> None:
               f"{_fmt(c['test_acc_std']):>7}  {ci_s:>15}  {vs}", file=file)
     for v in doc["verdicts"]:
         print(f"verdict: {v}", file=file)
+    if doc.get("summary"):
+        print(f"summary: {doc['summary']}", file=file)
     bad = [(c["name"], r) for c in doc["configs"] for r in c["runs"] if r["status"] != "done"]
     for name, r in bad:
         print(f"note: {name} seed {r['seed']} ended {r['status']}", file=file)

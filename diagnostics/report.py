@@ -30,6 +30,7 @@ th { background: #f5f5f5; }
 .finding.info { border-color: #0072B2; background: #eef5fb; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 8px; }
 .verdict { font-size: 1.1em; font-weight: bold; }
+.summary { font-size: 1.2em; font-weight: bold; border-left: 4px solid #009E73; padding-left: 8px; }
 """
 
 
@@ -144,7 +145,8 @@ def comparison_section(rec, *, caption_text: str = "") -> Section:
             f"{', '.join(map(str, rec.seeds))}; status {html.escape(rec.status)}; id "
             f"<code>{html.escape(rec.id)}</code>. Same split, initial weights and batch order "
             "for every config of a seed; only the normalization changes.</p>")
-    verdicts = "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in res.verdicts)
+    verdicts = (f"<p class='summary'>{html.escape(res.summary)}</p>" if res.summary else "") + \
+        "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in res.verdicts)
     table = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
     batch = record_curves(rec, "batch_acc")
     longest = max((len(c) for runs in batch.values() for c in runs), default=0)

@@ -182,10 +182,12 @@ class Results:
     configs: tuple[ConfigSummary, ...]
     paired: tuple[PairedDiff, ...]
     verdicts: tuple[str, ...]
+    summary: str = ""  # which config to use, and how sure that is (see :func:`best_summary`)
 
     def as_dict(self) -> dict:
         return {"configs": [c.as_dict() for c in self.configs],
-                "paired": [p.as_dict() for p in self.paired], "verdicts": list(self.verdicts)}
+                "paired": [p.as_dict() for p in self.paired], "verdicts": list(self.verdicts),
+                "summary": self.summary}
 
 
 def compare(names: Sequence[str], acc: Mapping[str, Mapping[int, float | None]],
@@ -203,7 +205,45 @@ def compare(names: Sequence[str], acc: Mapping[str, Mapping[int, float | None]],
     sums = tuple(summarize(n, list(acc.get(n, {}).values()),
                            list(statuses.get(n, {}).values()), bounds=(0.0, 1.0)) for n in names)
     pairs = tuple(paired(names[0], acc.get(names[0], {}), n, acc.get(n, {})) for n in names[1:])
-    return Results(sums, pairs, tuple(verdict(p) for p in pairs))
+    return Results(sums, pairs, tuple(verdict(p) for p in pairs), best_summary(sums, acc))
+
+
+def best_summary(sums: Sequence[ConfigSummary],
+                 acc: Mapping[str, Mapping[int, float | None]]) -> str:
+    """One sentence: the config with the highest mean test accuracy, and whether that lead is
+    clear against the reference (the first config) and against the runner-up (paired tests).
+    Empty with fewer than two configs or nothing finished."""
+    done = [c for c in sums if c.n and c.mean is not None]
+    if len(sums) < 2 or not done:
+        return ""
+    ref = sums[0]
+    ranked = sorted(done, key=lambda c: -c.mean)
+    best = ranked[0]
+    seeds = f"{best.n} seed{'s' if best.n != 1 else ''}"
+    head = f"{best.name} scored highest, {best.mean * 100:.1f}% over {seeds}"
+    runner = ranked[1] if len(ranked) > 1 else None
+    close = ""
+    if runner is not None:
+        d = paired(runner.name, acc.get(runner.name, {}), best.name, acc.get(best.name, {}))
+        if d.p_value is None or d.p_value >= ALPHA:
+            close = (f"; {runner.name} ({runner.mean * 100:.1f}%) is not clearly behind it, so "
+                     "either will do")
+    if best is ref:
+        return f"{head}: no normalization tried here beat the reference{close}."
+    d = paired(ref.name, acc.get(ref.name, {}), best.name, acc.get(best.name, {}))
+    if d.mean_diff is not None and d.p_value is not None and d.p_value < ALPHA:
+        if runner is ref:
+            close = ""
+        return (f"{head}, {d.mean_diff * 100:.1f} points above {ref.name} "
+                f"({_p_text(d.p_value)}){close}.")
+    if d.mean_diff is None or d.n < 2:
+        test = "not yet tested on 2 or more common seeds"
+    elif d.p_value is None:
+        test = f"{d.mean_diff * 100:+.1f} points on every seed, so no p-value"
+    else:
+        test = f"{d.mean_diff * 100:+.1f} points, {_p_text(d.p_value)}"
+    return (f"{head}, but not clearly above {ref.name} ({test}); run more seeds before "
+            "switching.")
 
 
 @dataclass(frozen=True)

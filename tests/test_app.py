@@ -288,6 +288,8 @@ def test_compare_tab_runs_a_tiny_comparison_and_reopens_it(home):
     table = at.dataframe[-1].value
     assert list(table["config"]) == ["none", "per_pixel"]
     assert (table["seeds done"] == 2).all()
+    assert any(str(m.value).startswith("**") and " scored highest, " in str(m.value)
+               for m in at.markdown)  # the one-line answer above the verdicts
     # A link with the comparison id reopens it from the store in a new session.
     other = AppTest.from_file(APP, default_timeout=TIMEOUT)
     other.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid})

@@ -51,6 +51,7 @@ def test_compare_json_schema_and_same_numbers_twice(home, tmp_path, cli):
     assert second.returncode == 0, second.stderr
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
     _check_schema(a, ["none", "per_pixel@mask"], seeds=2, epochs=2)
+    assert " scored highest, " in a["summary"] and f"summary: {a['summary']}" in first.stdout
     for ca, cb in zip(a["configs"], b["configs"]):
         assert [r["test_acc"] for r in ca["runs"]] == [r["test_acc"] for r in cb["runs"]]
         assert [r["history"] for r in ca["runs"]] == [r["history"] for r in cb["runs"]]

@@ -120,3 +120,29 @@ def test_seeds_needed_matches_a_simulation(rng):
     assert hit_rate(n - 1) < 0.8 + 0.01
     assert seeds_needed(0.001, 0.2) is None  # would need far more than 100
     assert seeds_needed(0.0, 0.1) is None and seeds_needed(0.05, 0.0) is None
+
+
+@pytest.mark.parametrize("acc, want", [
+    ({"none": [.86, .85, .88], "per_pixel": [.60, .55, .64], "db+per_row": [.89, .89, .90]},
+     "db+per_row scored highest, 89.3% over 3 seeds, 3.0 points above none (p=0.0351)."),
+    ({"none": [.86, .85, .88], "per_pixel": [.60, .55, .64], "db+per_row": [.89, .83, .90]},
+     "db+per_row scored highest, 87.3% over 3 seeds, but not clearly above none (+1.0 points, "
+     "p=0.58); run more seeds before switching."),
+    ({"none": [.86, .85, .88], "per_pixel": [.60, .55, .64]},
+     "none scored highest, 86.3% over 3 seeds: no normalization tried here beat the reference."),
+    ({"none": [.86, .85, .88], "global": [.85, .87, .86]},
+     "none scored highest, 86.3% over 3 seeds: no normalization tried here beat the reference; "
+     "global (86.0%) is not clearly behind it, so either will do."),
+    ({"none": [.86, .85, .88], "a": [.95, .96, .955], "b": [.955, .95, .96]},
+     "a scored highest, 95.5% over 3 seeds, 9.2 points above none (p=0.012); b (95.5%) is not "
+     "clearly behind it, so either will do."),
+    ({"none": [.86], "db": [.90]},
+     "db scored highest, 90.0% over 1 seed, but not clearly above none (not yet tested on 2 or "
+     "more common seeds); run more seeds before switching."),
+    ({"none": [None], "db": [None]}, ""),
+    ({"none": [.9, .8]}, ""),
+])
+def test_best_summary_says_what_to_use_and_how_sure(acc, want):
+    acc = {k: dict(enumerate(v)) for k, v in acc.items()}
+    res = compare(list(acc), acc)
+    assert res.summary == want and res.as_dict()["summary"] == want
