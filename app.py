@@ -531,7 +531,8 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
         st.error(st.session_state["cmp_error"])
 
 
-def results_ui(names: list[str], acc: dict, statuses: dict | None, key: str) -> None:
+def results_ui(names: list[str], acc: dict, statuses: dict | None, key: str,
+               caption_text: str = "", name: str = "") -> None:
     from diagnostics.results import compare, table_rows
 
     res = compare(names, acc, statuses)
@@ -541,17 +542,19 @@ def results_ui(names: list[str], acc: dict, statuses: dict | None, key: str) -> 
         for v in res.verdicts:
             (st.success if " better " in v else st.warning if " worse " in v else st.info)(v)
         st.dataframe(table_rows(res), hide_index=True, key=f"table_{key}")
-        chart(figures.results_figure(res), f"normscope-{key}-test-accuracy", f"res_{key}")
+        chart(figures.results_figure(res, caption_text=caption_text, dataset_name=name),
+              f"normscope-{key}-test-accuracy", f"res_{key}")
 
 
-def curves_ui(curves_of, caption_text: str, key: str) -> None:
+def curves_ui(curves_of, caption_text: str, key: str, name: str = "") -> None:
     if not any(len(r or ()) for runs in curves_of("batch_acc").values() for r in runs):
         st.caption("Curves appear after the first minibatches (workers start in a few seconds).")
         return
     c = st.columns(2)
     with c[0]:
         chart(figures.curves_figure(curves_of("val_acc"), metric="validation accuracy",
-                                    caption_text=caption_text), f"normscope-{key}-val", f"val_{key}")
+                                    caption_text=caption_text, dataset_name=name),
+              f"normscope-{key}-val", f"val_{key}")
     with c[1]:
         batch = curves_of("batch_acc")
         longest = max((len(r) for runs in batch.values() for r in runs if r), default=0)
@@ -559,11 +562,11 @@ def curves_ui(curves_of, caption_text: str, key: str) -> None:
         chart(figures.curves_figure(batch, metric="training accuracy", x_label="minibatch",
                                     smooth=smooth, title="Training accuracy per minibatch"
                                     + (f" (moving mean of {smooth})" if smooth > 1 else ""),
-                                    caption_text=caption_text),
+                                    caption_text=caption_text, dataset_name=name),
               f"normscope-{key}-batches", f"batch_{key}")
 
 
-def live_ui(cid: str, caption_text: str) -> None:
+def live_ui(cid: str, caption_text: str, name: str) -> None:
     """Progress, live curves and Cancel of a running comparison; redrawn every second."""
 
     @st.fragment(run_every=1.0)
@@ -578,13 +581,14 @@ def live_ui(cid: str, caption_text: str) -> None:
                          + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
         st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
                   help="Stops every run within a second or two; finished runs are kept.")
-        curves_ui(p.curves, caption_text, cid)
-        results_ui(list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(), None, cid)
+        curves_ui(p.curves, caption_text, cid, name)
+        results_ui(list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(), None, cid,
+                   caption_text, name)
 
     monitor()
 
 
-def stored_ui(cid: str, caption_text: str) -> None:
+def stored_ui(cid: str, caption_text: str, name: str) -> None:
     from diagnostics.compare_cli import comparison_json
     from models.store import RunStore
 
@@ -601,8 +605,8 @@ def stored_ui(cid: str, caption_text: str) -> None:
         status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
     st.markdown(f"{status} · {rec.model}, {rec.hyper.get('epochs')} epochs, seeds "
                 f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
-    curves_ui(curves_of, caption_text, cid)
-    results_ui(list(rec.configs), rec.accuracies(), rec.statuses(), cid)
+    curves_ui(curves_of, caption_text, cid, name)
+    results_ui(list(rec.configs), rec.accuracies(), rec.statuses(), cid, caption_text, name)
     import json as _json
     st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
                        data=lambda: _json.dumps(comparison_json(rec), indent=1),
@@ -633,9 +637,9 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
         st.subheader(f"Comparison {cid}")
         comp = comparisons().get(cid)
         if comp is not None and cid in live and not comp.snapshot().finished:
-            live_ui(cid, cap)
+            live_ui(cid, cap, ds.name)
         else:
-            stored_ui(cid, cap)
+            stored_ui(cid, cap, ds.name)
 
 
 def main() -> None:

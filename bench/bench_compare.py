@@ -178,6 +178,7 @@ def default_comparison(args, seeds, epochs, cores) -> None:
           f"{t:.1f} s (target <= 60 s{'; quick sizes' if args.quick else ''})")
     print(f"  test acc: none {means['none']:.3f}, per_pixel {means['per_pixel']:.3f}; "
           f"{res.verdicts[0]}  finding reproduced: {'yes' if reproduced else 'NO'}")
+    print(f"  summary: {res.summary}")
 
 
 if __name__ == "__main__":

@@ -292,6 +292,7 @@ def curves_figure(
     title: str = "",
     caption_text: str = "",
     smooth: int = 1,
+    dataset_name: str = "",
 ) -> go.Figure:
     """Mean across seeds of each configuration's curve, with a min-max band.
 
@@ -334,7 +335,9 @@ def curves_figure(
                           + "<extra>mean of seeds</extra>",
         ))
     fig.update_layout(
-        title=dict(text=title or metric.capitalize(), subtitle=dict(text=caption_text), x=0.01,
+        title=dict(text=(title or metric.capitalize()) + (f" — {dataset_name}" if dataset_name
+                                                           else ""),
+                   subtitle=dict(text=caption_text), x=0.01,
                    font=dict(size=15)),
         xaxis=dict(title=dict(text=x_label), gridcolor="#e5e5e5"),
         yaxis=dict(title=dict(text=metric + (" (%)" if percent else "")), gridcolor="#e5e5e5"),
@@ -344,7 +347,8 @@ def curves_figure(
     return fig
 
 
-def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "") -> go.Figure:
+def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "",
+                   dataset_name: str = "") -> go.Figure:
     """Mean test accuracy of each configuration with its 95% interval and the seeds' values."""
     fig = go.Figure()
     names = [c.name for c in res.configs]
@@ -361,13 +365,14 @@ def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "")
             marker=dict(color=color, size=12), showlegend=False,
             hovertemplate=f"{c.name}: %{{x:.1f}}% over {c.n} seeds<extra>mean, 95% CI</extra>",
         ))
+    title += f" — {dataset_name}" if dataset_name else ""
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
         xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over seeds"),
                    gridcolor="#e5e5e5"),
         yaxis=dict(categoryorder="array", categoryarray=names[::-1]),
         height=120 + 45 * len(names), plot_bgcolor="white",
-        margin=dict(l=140, r=20, t=70, b=50), font=dict(family="Arial, sans-serif"),
+        margin=dict(l=140, r=20, t=80, b=50), font=dict(family="Arial, sans-serif"),
     )
     return fig
 

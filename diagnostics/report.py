@@ -153,11 +153,12 @@ def comparison_section(rec, *, caption_text: str = "") -> Section:
     smooth = max(1, longest // 60)
     figs = (
         figures.curves_figure(record_curves(rec, "val_acc"), metric="validation accuracy",
-                              caption_text=caption_text),
+                              caption_text=caption_text, dataset_name=rec.dataset_name),
         figures.curves_figure(batch, metric="training accuracy", x_label="minibatch",
                               smooth=smooth, caption_text=caption_text,
                               title="Training accuracy per minibatch"
-                              + (f" (moving mean of {smooth})" if smooth > 1 else "")),
-        figures.results_figure(res, caption_text=caption_text),
+                              + (f" (moving mean of {smooth})" if smooth > 1 else ""),
+                              dataset_name=rec.dataset_name),
+        figures.results_figure(res, caption_text=caption_text, dataset_name=rec.dataset_name),
     )
     return Section(f"Comparison {rec.id}", head + verdicts + table, figs)

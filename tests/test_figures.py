@@ -144,3 +144,34 @@ def test_class_means_share_one_scale(stats):
         assert (tr.zmin, tr.zmax) == (fig.data[0].zmin, fig.data[0].zmax)
     assert [a.text for a in fig.layout.annotations] == list(names)
     assert sum(bool(tr.showscale) for tr in fig.data) == 1
+
+
+def test_curves_figure_draws_the_mean_and_min_max_band_of_each_config():
+    curves = {"none": [[0.5, 0.6, 0.7], [0.3, 0.4]], "per_pixel": [[0.2, 0.2, 0.4]],
+              "empty": [[]]}
+    fig = figures.curves_figure(curves, caption_text="cap", dataset_name="demo")
+    assert fig.layout.title.text == "Validation accuracy — demo"
+    assert fig.layout.title.subtitle.text == "cap"
+    band, mean = fig.data[0], fig.data[1]
+    assert mean.name == "none (2 seeds)"
+    np.testing.assert_allclose(mean.y, [40.0, 50.0, 70.0])  # ragged: point 3 has one seed
+    np.testing.assert_allclose(band.y, [50, 60, 70, 70, 40, 30])  # max forwards, min back
+    assert [t.name for t in fig.data if t.showlegend is not False] == \
+        ["none (2 seeds)", "per_pixel (1 seeds)"]  # nothing for a config with no points
+    smooth = figures.curves_figure({"a": [[0.0, 1.0, 0.0, 1.0]]}, smooth=2)
+    np.testing.assert_allclose(smooth.data[1].y, [50.0, 50.0, 50.0])
+
+
+def test_results_figure_marks_each_mean_with_its_interval():
+    from diagnostics.results import compare
+
+    acc = {"none": {0: 0.8, 1: 0.9}, "per_pixel": {0: 0.6, 1: 0.7}, "db": {0: None, 1: None}}
+    res = compare(list(acc), acc)
+    fig = figures.results_figure(res, caption_text="cap", dataset_name="demo")
+    assert fig.layout.title.text == "Test accuracy — demo"
+    means = {t.y[0]: t.x[0] for t in fig.data if t.mode == "markers"}
+    assert means == pytest.approx({"none": 85.0, "per_pixel": 65.0})  # nothing for "db"
+    none = next(t for t in fig.data if t.y[0] == "none" and t.mode == "markers")
+    lo, hi = res.configs[0].ci95
+    assert none.error_x.array[0] == pytest.approx(100 * hi - 85.0)
+    assert none.error_x.arrayminus[0] == pytest.approx(85.0 - 100 * lo)
