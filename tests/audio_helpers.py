@@ -68,3 +68,16 @@ def wav_bytes(freq: float = 440.0, *, rng=None, seconds: float = 1.0, sr: int = 
     buf = io.BytesIO()
     sf.write(buf, signal(freq, rng=rng, seconds=seconds, sr=sr), sr, format="WAV")
     return buf.getvalue()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """What a user's ``np.save`` writes (never pickled)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()

@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_helpers import SR, make_folder, wav_bytes, write_clip, zip_bytes
+from audio_helpers import SR, make_folder, npy_bytes, npz_bytes, wav_bytes, write_clip, zip_bytes
 
 from diagnostics import registry
 from diagnostics.audio import FeatureParams, load_audio
@@ -53,16 +53,6 @@ def evil_object_npy(marker) -> bytes:
     return buf.getvalue()
 
 
-def npy_bytes(arr) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
-def npz_bytes(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 # --- folders and clips --------------------------------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 import pytest
-from audio_helpers import make_folder, wav_bytes, zip_bytes
+from audio_helpers import make_folder, npy_bytes, npz_bytes, wav_bytes, zip_bytes
 
 from diagnostics import registry
 from diagnostics.audio import FeatureParams
@@ -23,16 +22,6 @@ from diagnostics.registry import (content_id, list_datasets, open_dataset, regis
 pytestmark = pytest.mark.usefixtures("home")
 
 
-def npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
-def npz_bytes(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 # --- register / open / list -------------------------------------------------------------------

@@ -72,12 +72,17 @@ def server(server_home):
             raise RuntimeError(f"streamlit did not start: {(home / 'server.log').read_text()[-2000:]}")
         time.sleep(0.3)
     yield url
+    stop(proc)
+    log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process, killing it if it does not exit within 10 s."""
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
 
 
 @pytest.fixture(scope="session")

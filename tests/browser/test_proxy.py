@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, wait_idle
+from .conftest import ROOT, stop, wait_idle
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 USER, PASSWORD = "alice", "correct horse"
@@ -95,11 +95,7 @@ http {{
         if status != 401:
             time.sleep(0.1)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
     err_file.close()
 
 
