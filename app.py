@@ -21,7 +21,7 @@ from diagnostics import figures, registry, report, share
 from diagnostics.audio import FEATURES, FeatureParams
 from diagnostics.datasets import BUILTINS, Dataset, load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.findings import DEFAULT_MASK_SNR, find, ranges
+from diagnostics.findings import DEFAULT_MASK_SNR, find, ranges, suggested_configs
 from diagnostics.stats import PixelStats, energy_share, format_share, row_mask
 from diagnostics.summary import dataset_stats
 
@@ -55,10 +55,10 @@ def figure_image(dataset_id: str, on: str, which: str, fmt: str, mask_key: tuple
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def value_histogram(dataset_id: str, on: str, caption_text: str, _stats: PixelStats, name: str):
-    # Binning a million sampled values costs more than every other chart: once per dataset.
-    # Shared, so nothing may modify the returned figure.
-    return figures.value_histogram(_stats, caption_text=caption_text, dataset_name=name)
+def histogram_bins(dataset_id: str, on: str, _stats: PixelStats) -> figures.Histogram:
+    # Binning a million sampled values costs more than every other chart: once per dataset
+    # and split; the figure around it (caption, mask) is cheap and drawn on each rerun.
+    return figures.histogram_bins(_stats)
 
 
 def kaleido_browser() -> str | None:
@@ -342,12 +342,14 @@ def image_buttons(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, thres
         return
     # The mask and the threshold (caption, threshold line) both change the picture.
     key = (tuple(np.flatnonzero(mask).tolist()), threshold)
+    # Colour options change only the heatmaps: the side figures are not re-rendered for them.
+    colour = (log_color, scale) if which in figures.MAPS else (False, "")
     cols = st.columns(2)
     for col, fmt in zip(cols, ("png", "svg")):
         col.download_button(
             f"{fmt.upper()}", key=f"dl_{which}_{fmt}", file_name=f"{name}.{fmt}",
             mime="image/png" if fmt == "png" else "image/svg+xml", on_click="ignore",
-            data=lambda fmt=fmt: figure_image(ds.id, on, which, fmt, key, log_color, scale, fig),
+            data=lambda fmt=fmt: figure_image(ds.id, on, which, fmt, key, *colour, fig),
             help=f"Download this figure as {fmt.upper()} (rendered on the server).",
         )
 
@@ -362,7 +364,8 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
             for w in ("mean", "std", "snr", "amplification")}
     side = {
         "row_snr": figures.row_snr_profile(stats, threshold=threshold, **common),
-        "values": value_histogram(ds.id, on, cap, stats, ds.name),
+        "values": figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
+                                          bins=histogram_bins(ds.id, on, stats)),
     }
     layout = [("mean", "std", "row_snr"), ("snr", "amplification", "values")]
     for row in layout:
@@ -430,32 +433,11 @@ def config_choices() -> list[str]:
 
 @st.cache_resource
 def comparisons():
-    """The process-wide registry of running comparisons (threads + worker pool).
-
-    Created once per server: runs left 'running' by a server that died become 'interrupted'.
-    """
+    """The process-wide registry of running comparisons (threads + worker pool), created once
+    per server (stale runs were marked by :func:`mark_interrupted` at the first script run)."""
     from models.runner import Registry
-    from models.store import RunStore
 
-    RunStore().mark_interrupted()
     return Registry()
-
-
-def default_configs(stats: PixelStats, threshold: float) -> list[str]:
-    """none vs per_pixel (the question), plus what the statistics suggest as cures: masking the
-    low-SNR rows when they carry little class information, and dB compression when the values
-    are non-negative and heavy-tailed (linear power)."""
-    from diagnostics.findings import SKEW_LIMIT, mask_information
-
-    configs = ["none", "per_pixel"]
-    mask = row_mask(stats.row_snr, threshold=threshold)
-    if threshold > 0 and mask.any() and not mask.all():
-        mi = mask_information(stats, mask)
-        if mi is None or not mi.informative:
-            configs.append("per_pixel@mask")
-    if np.nanmin(stats.min) >= 0 and stats.skewness > SKEW_LIMIT:
-        configs.append("db+per_row")
-    return configs
 
 
 def config_ok(name: str) -> bool:
@@ -511,7 +493,7 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
     from models.nets import MODELS
     from models.train import TrainConfig
 
-    defaults = default_configs(stats, threshold)
+    defaults = suggested_configs(stats, threshold)
     c = st.columns([4, 1, 1, 1])
     c[0].multiselect(
         "Configs to compare (the first is the reference)", config_choices(), default=defaults,
@@ -642,8 +624,18 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
             stored_ui(cid, cap, ds.name)
 
 
+@st.cache_resource(show_spinner=False)
+def mark_interrupted(home: str) -> int:
+    """Once per server and data directory, before anything reads the run store: runs left
+    'running' by a server that died become 'interrupted' (torch is not imported for this)."""
+    from models.store import RunStore
+
+    return RunStore().mark_interrupted()
+
+
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
+    mark_interrupted(str(registry.home()))
     url_notices()
     pending_open()
     ds, on = dataset_ui()
@@ -674,7 +666,10 @@ def main() -> None:
             statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_view)
     with tabs[1]:
         if tabs[1].open:
-            compare_page(ds, stats, threshold, report_view)
+            # Comparisons fit on the training split: its statistics pick the default configs
+            # and describe the runs, whatever "Statistics over" shows.
+            train = stats if on == "train" else get_stats(ds.id, "train", ds)
+            compare_page(ds, train, threshold, report_view)
     share_ui(share_box)
 
 

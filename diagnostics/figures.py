@@ -201,8 +201,17 @@ def row_snr_profile(
     return go.Figure(data=traces, layout=layout)
 
 
-def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: str = "") -> go.Figure:
-    """Distribution of the values (from the statistics' sample), log-spaced when positive."""
+@dataclass(frozen=True)
+class Histogram:
+    """Bins of the statistics' value sample: centres, counts, and whether they are log-spaced."""
+
+    centres: np.ndarray
+    counts: np.ndarray
+    log: bool
+
+
+def histogram_bins(stats: PixelStats) -> Histogram:
+    """60 bins of the value sample, log-spaced when the values are positive and span decades."""
     s = stats.sample.astype(np.float64)
     pos = s[s > 0]
     use_log = s.size > 0 and pos.size > 0.9 * s.size and pos.max() / max(pos.min(), 1e-300) > 100
@@ -213,19 +222,30 @@ def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: 
     else:
         counts, edges = np.histogram(s, 60) if s.size else (np.zeros(1), np.array([0.0, 1.0]))
     centres = np.sqrt(edges[:-1] * edges[1:]) if use_log else (edges[:-1] + edges[1:]) / 2
-    fig = go.Figure(go.Scatter(
-        x=centres, y=counts, mode="lines", line=dict(color=OKABE_ITO[0], shape="hvh"),
-        fill="tozeroy", hovertemplate="value ≈ %{x:.3g}<br>count %{y}<extra></extra>"))
+    return Histogram(centres, counts, bool(use_log))
+
+
+def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: str = "",
+                    bins: Histogram | None = None) -> go.Figure:
+    """Distribution of the values (from the statistics' sample), log-spaced when positive.
+
+    ``bins`` from :func:`histogram_bins` (e.g. cached per dataset) skips the binning.
+    """
+    b = bins if bins is not None else histogram_bins(stats)
+    centres, counts, use_log = b.centres, b.counts, b.log
     title = "Value distribution (sample)" + (f" — {dataset_name}" if dataset_name else "")
-    fig.update_layout(
-        title=dict(text=title, subtitle=dict(text=_two_lines(caption_text)), x=0.01,
-                   font=dict(size=15)),
-        xaxis=dict(title=dict(text="value (log scale)" if use_log else "value"),
-                   type="log" if use_log else "linear"),
-        yaxis=dict(title=dict(text="values in the sample")), height=360,
-        margin=dict(l=60, r=20, t=85, b=50), plot_bgcolor="white",
-    )
-    return fig
+    # One trace and one layout dict, validated once (this figure is rebuilt on every rerun).
+    return go.Figure(data=[go.Scatter(
+        x=centres, y=counts, mode="lines", line=dict(color=OKABE_ITO[0], shape="hvh"),
+        fill="tozeroy", hovertemplate="value ≈ %{x:.3g}<br>count %{y}<extra></extra>")],
+        layout=dict(
+            title=dict(text=title, subtitle=dict(text=_two_lines(caption_text)), x=0.01,
+                       font=dict(size=15)),
+            xaxis=dict(title=dict(text="value (log scale)" if use_log else "value"),
+                       type="log" if use_log else "linear"),
+            yaxis=dict(title=dict(text="values in the sample")), height=360,
+            margin=dict(l=60, r=20, t=85, b=50), plot_bgcolor="white",
+        ))
 
 
 def class_means(

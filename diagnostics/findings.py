@@ -145,3 +145,22 @@ def find(stats: PixelStats, *, mask_snr: float = DEFAULT_MASK_SNR, row_label: st
                            "No problems found: per-pixel scaling should be safe on this data."))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
+
+
+def suggested_configs(stats: PixelStats, threshold: float) -> list[str]:
+    """Configs worth comparing, from the training split's statistics.
+
+    ``none`` vs ``per_pixel`` (the question), plus the cures the statistics point to: masking
+    the low-SNR rows when they carry little class information, and dB compression when the
+    values are non-negative and heavy-tailed (linear power).
+    """
+    configs = ["none", "per_pixel"]
+    mask = row_mask(stats.row_snr, threshold=threshold)
+    if threshold > 0 and mask.any() and not mask.all():
+        mi = mask_information(stats, mask)
+        if mi is None or not mi.informative:
+            configs.append("per_pixel@mask")
+    lo = float(np.nanmin(stats.min)) if np.isfinite(stats.min).any() else 0.0
+    if lo >= 0 and stats.skewness > SKEW_LIMIT:
+        configs.append("db+per_row")
+    return configs

@@ -395,3 +395,59 @@ def test_share_link_shows_the_whole_view():
     at.run()
     link = at.sidebar.code[0].value if at.sidebar.code else at.code[0].value
     assert "dataset=digits" in link and "tab=Compare" in link and "mask_snr=0.7" in link
+
+
+def test_runs_of_a_dead_server_show_as_interrupted_on_the_first_view():
+    import subprocess
+    import sys
+
+    from models.store import RunStore
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    RunStore().create_comparison(
+        {"id": "c0ffee000001", "dataset_id": "demo", "dataset_name": "demo", "data_spec": "demo",
+         "model": "cnn", "configs": ["none", "per_pixel"], "seeds": [0],
+         "hyper": {"epochs": 1}, "pid": dead.pid},
+        [{"id": f"r{i}", "position": i, "config": c, "seed": 0}
+         for i, c in enumerate(["none", "per_pixel"])])
+    RunStore().start_run("r0")  # left "running" by a server that died
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["tab"] = "Compare"
+    at.query_params["runs"] = "c0ffee000001"
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(m.value) for m in at.markdown)
+    assert "**interrupted**" in shown and "running" not in shown
+
+
+def test_compare_defaults_and_captions_use_the_training_split():
+    import json
+
+    from models.store import RunStore
+
+    s = RunStore()
+    s.create_comparison(
+        {"id": "c0ffee000002", "dataset_id": "demo", "dataset_name": "demo", "data_spec": "demo",
+         "model": "cnn", "configs": ["none", "per_pixel"], "seeds": [0],
+         "hyper": {"epochs": 1}},
+        [{"id": f"q{i}", "position": i, "config": c, "seed": 0}
+         for i, c in enumerate(["none", "per_pixel"])])
+    for i in range(2):
+        s.start_run(f"q{i}")
+        s.add_epoch(f"q{i}", {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5,
+                              "batch_acc": [0.4, 0.6], "batch_loss": [1.1, 0.9]})
+        s.finish_run(f"q{i}", "done", test_acc=0.5 + 0.1 * i)
+    s.set_comparison_status("c0ffee000002", "done", final=True)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["tab"] = "Compare"
+    at.query_params["on"] = "all"  # the Statistics tab summarises all 1,200 examples ...
+    at.query_params["runs"] = "c0ffee000002"
+    at.run()
+    assert not at.exception, at.exception
+    # ... but comparisons fit on the 840 training examples, and say so.
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    captions = [sp["layout"]["title"]["subtitle"]["text"] for sp in specs]
+    assert captions and all("train 840 " in c for c in captions), captions
+    assert at.multiselect(key="configs").value == ["none", "per_pixel", "per_pixel@mask",
+                                                   "db+per_row"]

@@ -99,3 +99,21 @@ def test_worst_first_and_dicts(rng, clean):
                                        ([1, 3, 4, 5, 9, 10], "1, 3-5, 9-10")])
 def test_ranges(idx, text):
     assert ranges(np.array(idx, int)) == text
+
+
+def test_suggested_configs_follow_the_statistics(rng, clean):
+    from diagnostics.datasets import load_dataset
+    from diagnostics.findings import suggested_configs
+    from diagnostics.summary import dataset_stats
+
+    # Nothing to cure: the question only.
+    assert suggested_configs(compute_stats(clean), 0.2) == ["none", "per_pixel"]
+    # Linear power (non-negative, heavy tail): dB compression is worth a try.
+    power = rng.lognormal(0.0, 1.5, SHAPE).astype(np.float32)
+    assert suggested_configs(compute_stats(power), 0.0) == ["none", "per_pixel", "db+per_row"]
+    # The demo: low-SNR rows that carry no class information, so masking them is worth a try.
+    demo = load_dataset("demo")
+    train = dataset_stats(demo, on="train")
+    assert suggested_configs(train, 0.2) == ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
+    assert "per_pixel@mask" not in suggested_configs(train, 0.0)  # no mask, nothing to drop
+    assert "per_pixel@mask" not in suggested_configs(train, 5.0)  # every row masked
