@@ -513,39 +513,60 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
         st.error(st.session_state["cmp_error"])
 
 
-def results_ui(names: list[str], acc: dict, statuses: dict | None, key: str,
-               caption_text: str = "", name: str = "") -> None:
-    from diagnostics.results import compare, table_rows
-
-    res = compare(names, acc, statuses)
+def draw_comparison(view: report.ComparisonView, key: str) -> None:
+    """Curves side by side, then the one-line answer, verdicts, table and intervals."""
+    if view.val is None:
+        st.caption("Curves appear after the first minibatches (workers start in a few seconds).")
+    else:
+        c = st.columns(2)
+        with c[0]:
+            chart(view.val, f"normscope-{key}-val", f"val_{key}")
+        with c[1]:
+            chart(view.batch, f"normscope-{key}-batches", f"batch_{key}")
+    res = view.res
     if any(c.n for c in res.configs):
+        from diagnostics.results import table_rows
+
         if res.summary:
             st.markdown(f"**{res.summary}**")
         for v in res.verdicts:
             (st.success if " better " in v else st.warning if " worse " in v else st.info)(v)
         st.dataframe(table_rows(res), hide_index=True, key=f"table_{key}")
-        chart(figures.results_figure(res, caption_text=caption_text, dataset_name=name),
-              f"normscope-{key}-test-accuracy", f"res_{key}")
+        chart(view.tested, f"normscope-{key}-test-accuracy", f"res_{key}")
 
 
-def curves_ui(curves_of, caption_text: str, key: str, name: str = "") -> None:
-    if not any(len(r or ()) for runs in curves_of("batch_acc").values() for r in runs):
-        st.caption("Curves appear after the first minibatches (workers start in a few seconds).")
-        return
-    c = st.columns(2)
-    with c[0]:
-        chart(figures.curves_figure(curves_of("val_acc"), metric="validation accuracy",
-                                    caption_text=caption_text, dataset_name=name),
-              f"normscope-{key}-val", f"val_{key}")
-    with c[1]:
-        batch = curves_of("batch_acc")
-        longest = max((len(r) for runs in batch.values() for r in runs if r), default=0)
-        smooth = max(1, longest // 60)
-        chart(figures.curves_figure(batch, metric="training accuracy", x_label="minibatch",
-                                    smooth=smooth, title="Training accuracy per minibatch"
-                                    + (f" (moving mean of {smooth})" if smooth > 1 else ""),
-                                    caption_text=caption_text, dataset_name=name),
-              f"normscope-{key}-batches", f"batch_{key}")
+#: Comparison statuses that never change again: their records and figures can be cached.
+FINAL = ("done", "cancelled", "failed", "interrupted")
+
+
+class _NotFinal(Exception):
+    """Raised inside a cached function so that nothing is cached (the record may change)."""
+
+    def __init__(self, rec):
+        self.rec = rec
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _final_view(home: str, cid: str, caption_text: str, name: str):
+    # Loading every minibatch point and building three figures costs ~50-250 ms a rerun; a
+    # finished comparison never changes, so once per server.  Shared: nothing modifies it.
+    from models.store import RunStore
+
+    rec = RunStore().load_comparison(cid)
+    if rec is None or rec.status not in FINAL:
+        raise _NotFinal(rec)
+    return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
+
+
+def stored_comparison(cid: str, caption_text: str, name: str):
+    """``(record, view)`` of a stored comparison (view None if it is not in the store)."""
+    try:
+        return _final_view(str(registry.home()), cid, caption_text, name)
+    except _NotFinal as exc:
+        rec = exc.rec
+        if rec is None:
+            return None, None
+        return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
 
 
 def live_ui(cid: str, caption_text: str, name: str) -> None:
@@ -563,35 +584,30 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
                          + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
         st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
                   help="Stops every run within a second or two; finished runs are kept.")
-        curves_ui(p.curves, caption_text, cid, name)
-        results_ui(list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(), None, cid,
-                   caption_text, name)
+        draw_comparison(report.comparison_view(
+            p.curves, list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(),
+            caption_text=caption_text, dataset_name=name), cid)
 
     monitor()
 
 
 def stored_ui(cid: str, caption_text: str, name: str) -> None:
-    from diagnostics.compare_cli import comparison_json
-    from models.store import RunStore
+    import json
 
-    rec = RunStore().load_comparison(cid)
+    from diagnostics.compare_cli import comparison_json
+
+    rec, view = stored_comparison(cid, caption_text, name)
     if rec is None:
         st.warning(f"Comparison {cid} is not in the run store.")
         return
-
-    def curves_of(key: str) -> dict:
-        return report.record_curves(rec, key)
-
     status = f"**{rec.status}**"
     if rec.counts:
         status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
     st.markdown(f"{status} · {rec.model}, {rec.hyper.get('epochs')} epochs, seeds "
                 f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
-    curves_ui(curves_of, caption_text, cid, name)
-    results_ui(list(rec.configs), rec.accuracies(), rec.statuses(), cid, caption_text, name)
-    import json as _json
+    draw_comparison(view, cid)
     st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
-                       data=lambda: _json.dumps(comparison_json(rec), indent=1),
+                       data=lambda: json.dumps(comparison_json(rec), indent=1),
                        file_name=f"normscope-compare-{cid}.json", mime="application/json")
 
 

@@ -131,15 +131,61 @@ def record_curves(rec, key: str) -> dict:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class ComparisonView:
+    """What a comparison shows: results (summary, verdicts, table) and its three figures.
+
+    ``val`` and ``batch`` are None until the first minibatch is in (a run just starting).
+    """
+
+    res: object  # diagnostics.results.Results
+    val: go.Figure | None
+    batch: go.Figure | None
+    tested: go.Figure
+
+
+def comparison_view(curves_of, names, acc, statuses=None, *, caption_text: str = "",
+                    dataset_name: str = "") -> ComparisonView:
+    """Build the figures and results of a comparison, live or stored (app and report alike).
+
+    ``curves_of(key)`` gives ``{config: [curve per seed]}`` for ``val_acc`` and ``batch_acc``.
+    """
+    from .results import compare
+
+    res = compare(names, acc, statuses)
+    tested = figures.results_figure(res, caption_text=caption_text, dataset_name=dataset_name)
+    batch = curves_of("batch_acc")
+    if not any(len(r or ()) for runs in batch.values() for r in runs):
+        return ComparisonView(res, None, None, tested)
+    longest = max((len(r) for runs in batch.values() for r in runs if r), default=0)
+    smooth = max(1, longest // 60)
+    val_fig = figures.curves_figure(curves_of("val_acc"), metric="validation accuracy",
+                                    caption_text=caption_text, dataset_name=dataset_name)
+    batch_fig = figures.curves_figure(
+        batch, metric="training accuracy", x_label="minibatch", smooth=smooth,
+        title="Training accuracy per minibatch" + (f" (moving mean of {smooth})" if smooth > 1
+                                                   else ""),
+        caption_text=caption_text, dataset_name=dataset_name)
+    return ComparisonView(res, val_fig, batch_fig, tested)
+
+
+def stored_view(rec, *, caption_text: str = "", dataset_name: str = "") -> ComparisonView:
+    """:func:`comparison_view` of a stored :class:`models.store.ComparisonRecord`."""
+    return comparison_view(lambda key: record_curves(rec, key), list(rec.configs),
+                           rec.accuracies(), rec.statuses(), caption_text=caption_text,
+                           dataset_name=dataset_name)
+
+
 def comparison_section(rec, *, caption_text: str = "") -> Section:
     """Curves, results table, interval plot and verdicts of one stored comparison.
 
     ``rec`` is a :class:`models.store.ComparisonRecord` (duck-typed: this module stays
     free of torch and of the store).
     """
-    from .results import compare, table_rows
+    from .results import table_rows
 
-    res = compare(list(rec.configs), rec.accuracies(), rec.statuses())
+    view = stored_view(rec, caption_text=caption_text, dataset_name=rec.dataset_name)
+    res = view.res
     rows = table_rows(res)
     head = (f"<p>{html.escape(rec.model)}, {rec.hyper.get('epochs', '?')} epochs, seeds "
             f"{', '.join(map(str, rec.seeds))}; status {html.escape(rec.status)}; id "
@@ -148,17 +194,5 @@ def comparison_section(rec, *, caption_text: str = "") -> Section:
     verdicts = (f"<p class='summary'>{html.escape(res.summary)}</p>" if res.summary else "") + \
         "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in res.verdicts)
     table = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
-    batch = record_curves(rec, "batch_acc")
-    longest = max((len(c) for runs in batch.values() for c in runs), default=0)
-    smooth = max(1, longest // 60)
-    figs = (
-        figures.curves_figure(record_curves(rec, "val_acc"), metric="validation accuracy",
-                              caption_text=caption_text, dataset_name=rec.dataset_name),
-        figures.curves_figure(batch, metric="training accuracy", x_label="minibatch",
-                              smooth=smooth, caption_text=caption_text,
-                              title="Training accuracy per minibatch"
-                              + (f" (moving mean of {smooth})" if smooth > 1 else ""),
-                              dataset_name=rec.dataset_name),
-        figures.results_figure(res, caption_text=caption_text, dataset_name=rec.dataset_name),
-    )
+    figs = tuple(f for f in (view.val, view.batch, view.tested) if f is not None)
     return Section(f"Comparison {rec.id}", head + verdicts + table, figs)
