@@ -72,8 +72,26 @@ def dataset_ids() -> dict[str, str]:
     """Datasets a link may name: id -> display name (built-ins and registered ones).
 
     The registry lives in NORMSCOPE_HOME, shared by every session of this server, so a
-    teammate's link finds what another session opened or uploaded.
+    teammate's link finds what another session opened or uploaded.  Listing reads every
+    dataset's meta, so it is cached until the datasets folder changes (registering or deleting
+    renames a folder in it, which updates its mtime).
     """
+    folder = registry.home() / "datasets"
+    try:
+        # mtime ticks are coarse (milliseconds): the entry count catches a change in one tick.
+        stamp = (folder.stat().st_mtime_ns, len(os.listdir(folder)))
+    except OSError:
+        stamp = (0, 0)
+    ids = dict(_dataset_ids(str(folder), stamp))
+    wanted = st.session_state.get("dataset")
+    if wanted and wanted not in ids and registry.is_registered(wanted):
+        _dataset_ids.clear()  # registered after the listing was cached: list again
+        ids = dict(_dataset_ids(str(folder), stamp))
+    return ids
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _dataset_ids(folder: str, stamp: tuple[int, int]) -> dict[str, str]:
     ids = {b: b for b in BUILTINS}
     for r in registry.list_datasets():
         shape = "x".join(str(v) for v in (r.get("shape") or []))
