@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,6 +26,23 @@ def _comparison(store: RunStore, cid: str, *, pid: int | None = None, dataset: s
          "pid": os.getpid() if pid is None else pid},
         [{"id": f"{cid}-{i}", "position": i, "config": ["none", "per_pixel"][i % 2], "seed": 0}
          for i in range(n)])
+
+
+def _crash(p: subprocess.Popen) -> None:
+    """SIGKILL: no cleanup, no atexit, as a power cut or the OOM killer would end it."""
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+
+
+@contextmanager
+def _reaped(p: subprocess.Popen):
+    """Never leave the child behind, whatever the test asserts."""
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
 
 
 def _dead_pid() -> int:
@@ -116,13 +134,9 @@ def test_killed_writer_leaves_no_half_transaction(home):
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                          env={**os.environ})
-    try:
+    with _reaped(p):
         assert p.stdout.readline().strip() == "written"
-        p.send_signal(signal.SIGKILL)
-        p.wait(10)
-    finally:
-        if p.poll() is None:
-            p.kill()
+        _crash(p)
     assert s.integrity_check() == "ok"
     rec = s.load_comparison("c1")
     assert [r.status for r in rec.runs] == ["done", "queued"] and rec.runs[0].test_acc == 0.9
@@ -142,7 +156,7 @@ def test_server_killed_mid_comparison_leaves_interrupted_runs(home, tmp_path):
                           "--epochs", "5000", "--batch-size", "16", "--workers", "1"],
                          cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     s = RunStore()
-    try:
+    with _reaped(p):
         deadline = time.time() + 60
         while time.time() < deadline:
             runs = s.list_runs(curves=True) if s.path.exists() else []
@@ -151,11 +165,7 @@ def test_server_killed_mid_comparison_leaves_interrupted_runs(home, tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the comparison never stored an epoch")
-        p.send_signal(signal.SIGKILL)
-        p.wait(10)
-    finally:
-        if p.poll() is None:
-            p.kill()
+        _crash(p)
     assert s.integrity_check() == "ok"
     (comp,) = s.list_comparisons()
     assert comp.status == "running"
