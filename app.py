@@ -17,13 +17,26 @@ import shutil
 import numpy as np
 import streamlit as st
 
-from diagnostics import figures, registry, report, share
-from diagnostics.audio import FEATURES, FeatureParams
-from diagnostics.datasets import BUILTINS, Dataset, load_dataset
+from diagnostics import config
+
+from diagnostics.plots import figures
+
+from diagnostics.plots import report
+
+from webapp import share
+
+from diagnostics.data import store
+
+from diagnostics.data import uploads
+from diagnostics.data.audio.features import FEATURES, FeatureParams
+from diagnostics.data.builtin import BUILTINS
+from diagnostics.data.dataset import Dataset
+from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.findings import DEFAULT_MASK_SNR, find, ranges, suggested_configs
-from diagnostics.stats import PixelStats, energy_share, format_share, row_mask
-from diagnostics.summary import dataset_stats
+from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.stats.findings import find, ranges, suggested_configs
+from diagnostics.stats.moments import PixelStats, energy_share, format_share, row_mask
+from diagnostics.stats.summary import dataset_stats
 
 SEVERITY_BOX = {"error": st.error, "warning": st.warning, "info": st.info}
 PLOT_CONFIG = {"displaylogo": False}
@@ -76,7 +89,7 @@ def dataset_ids() -> dict[str, str]:
     dataset's meta, so it is cached until the datasets folder changes (registering or deleting
     renames a folder in it, which updates its mtime).
     """
-    folder = registry.home() / "datasets"
+    folder = config.home() / "datasets"
     try:
         # mtime ticks are coarse (milliseconds): the entry count catches a change in one tick.
         stamp = (folder.stat().st_mtime_ns, len(os.listdir(folder)))
@@ -84,7 +97,7 @@ def dataset_ids() -> dict[str, str]:
         stamp = (0, 0)
     ids = dict(_dataset_ids(str(folder), stamp))
     wanted = st.session_state.get("dataset")
-    if wanted and wanted not in ids and registry.is_registered(wanted):
+    if wanted and wanted not in ids and store.is_registered(wanted):
         _dataset_ids.clear()  # registered after the listing was cached: list again
         ids = dict(_dataset_ids(str(folder), stamp))
     return ids
@@ -93,7 +106,7 @@ def dataset_ids() -> dict[str, str]:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _dataset_ids(folder: str, stamp: tuple[int, int]) -> dict[str, str]:
     ids = {b: b for b in BUILTINS}
-    for r in registry.list_datasets():
+    for r in store.list_datasets():
         shape = "x".join(str(v) for v in (r.get("shape") or []))
         ids[r["id"]] = f"{r.get('name')} · {r.get('n') or 0:,} × {shape} · {r['id']}"
     return ids
@@ -199,7 +212,7 @@ def open_ui() -> None:
             st.text_input("Path under the data root", key="server_path",
                           help=f"A .npy/.npz file, a folder with one sub-folder of audio clips "
                                f"per class, or a .csv manifest (path,label). Data root: "
-                               f"{registry.data_root()}")
+                               f"{config.data_root()}")
             st.text_input("Labels (.npy, optional, for a .npy file)", key="server_labels")
             with st.expander("Audio feature settings"):
                 feature_params_ui("path")
@@ -262,14 +275,14 @@ def pending_open() -> None:
                 raise NormScopeError("type the path of a file or folder under the data root first")
             ds = load_dataset(req["path"], labels=req["labels"] or None,
                               params=feature_params("path"), progress=progress,
-                              root=registry.data_root())
-            ident = ds.id if registry.is_registered(ds.id) else registry.register_dataset(
+                              root=config.data_root())
+            ident = ds.id if store.is_registered(ds.id) else store.register_dataset(
                 ds, source=f"server file {ds.name}")
         elif req["name"].lower().endswith(".zip"):
-            ident = registry.register_upload_zip(req["name"], req["data"],
+            ident = uploads.register_upload_zip(req["name"], req["data"],
                                                  feature_params("upload"), progress=progress)
         else:
-            ident = registry.register_upload_npy_npz(req["name"], req["data"], req["labels"])
+            ident = uploads.register_upload_npy_npz(req["name"], req["data"], req["labels"])
         ds = get_dataset(ident)
         get_stats(ds.id, st.session_state.get("on", "train"), ds)  # e.g. every value NaN: refuse now
     except NormScopeError as exc:
@@ -332,7 +345,7 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
         st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")
     for note in ds.notes:
         st.warning(note)
-    skipped = registry.dataset_meta(ds.id).get("skipped", []) if registry.is_registered(ds.id) else []
+    skipped = store.dataset_meta(ds.id).get("skipped", []) if store.is_registered(ds.id) else []
     if skipped:
         with st.expander(f"{len(skipped)} clip(s) could not be read and were skipped"):
             st.dataframe([{"file": f, "reason": r} for f, r in skipped], hide_index=True)
@@ -579,7 +592,7 @@ def _final_view(home: str, cid: str, caption_text: str, name: str):
 def stored_comparison(cid: str, caption_text: str, name: str):
     """``(record, view)`` of a stored comparison (view None if it is not in the store)."""
     try:
-        return _final_view(str(registry.home()), cid, caption_text, name)
+        return _final_view(str(config.home()), cid, caption_text, name)
     except _NotFinal as exc:
         rec = exc.rec
         if rec is None:
@@ -612,7 +625,7 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
 def stored_ui(cid: str, caption_text: str, name: str) -> None:
     import json
 
-    from diagnostics.compare_cli import comparison_json
+    from diagnostics.cli.compare import comparison_json
 
     rec, view = stored_comparison(cid, caption_text, name)
     if rec is None:
@@ -669,7 +682,7 @@ def mark_interrupted(home: str) -> int:
 
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
-    mark_interrupted(str(registry.home()))
+    mark_interrupted(str(config.home()))
     url_notices()
     pending_open()
     ds, on = dataset_ui()

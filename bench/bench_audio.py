@@ -26,7 +26,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diagnostics.audio import FeatureParams, extract_features, load_audio  # noqa: E402
+from diagnostics.data.audio.features import FeatureParams, extract_features  # noqa: E402
+from diagnostics.data.audio.loader import load_audio  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 SR = 22050

@@ -36,7 +36,8 @@ def bare_loop(configs, seeds, epochs, batch_size=32, lr=1e-3) -> float:
     import numpy as np
     import torch
 
-    from diagnostics.datasets import load_dataset, split_indices
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.data.dataset import split_indices
     from diagnostics.normalize import Normalizer
     from models.nets import build_model
 

@@ -172,8 +172,8 @@ def worker(approach: str, path: str, repeat: int) -> dict:
     sys.path.insert(0, str(ROOT))
     extra: dict = {}
     if approach.startswith("ours"):
-        from diagnostics.datasets import load_array_file
-        from diagnostics.stats import compute_stats
+        from diagnostics.data.arrays import load_array_file
+        from diagnostics.stats.moments import compute_stats
 
         engine = "numpy" if approach == "ours-numpy" else "auto"
         t = time.perf_counter()  # load the compiled kernel (from numba's disk cache)
@@ -241,7 +241,7 @@ def run_worker(approach: str, path: Path, repeat: int, env: dict | None = None) 
 def accuracy(path: Path) -> dict:
     """Relative errors of mean and std against a float64 two-pass reference (chunked)."""
     sys.path.insert(0, str(ROOT))
-    from diagnostics.stats import compute_stats
+    from diagnostics.stats.moments import compute_stats
 
     X = np.load(path, mmap_mode="r")
     n = len(X)

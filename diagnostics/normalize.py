@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import NormScopeError
-from .findings import DEFAULT_MASK_SNR
-from .stats import CHUNK_BYTES, PixelStats, StatsAccumulator, is_constant, row_mask
+from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.stats.moments import CHUNK_BYTES, PixelStats, StatsAccumulator, is_constant, row_mask
 
 COMPRESSIONS = ("log1p", "db")
 SCALERS = ("none", "global", "per_pixel", "per_row", "minmax", "robust")

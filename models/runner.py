@@ -34,9 +34,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from diagnostics.datasets import Dataset, Split, load_dataset, split_indices
+from diagnostics.data.dataset import Dataset, Split, split_indices
+from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.findings import DEFAULT_MASK_SNR
+from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.normalize import Normalizer, parse_configs
 
 from .nets import MODELS
@@ -60,7 +61,7 @@ class Job:
 
     run_id: str
     comparison_id: str
-    data: str  # dataset spec for diagnostics.datasets.load_dataset
+    data: str  # dataset spec for diagnostics.data.ingest.load_dataset
     labels: str | None  # labels spec (a .npy path) or None
     dataset_id: str  # the id the comparison saw; a worker refuses a changed dataset
     config: str  # normalization name, e.g. "db+per_row@mask"
@@ -123,8 +124,8 @@ def check_trainable(ds: Dataset, split: Split, *, batch_size: int) -> None:
 def worker_spec(ds: Dataset, data: str, labels: str | None) -> tuple[str, str | None]:
     """How a worker opens ``ds`` again: its id when built in or registered (audio folders
     and uploads are), otherwise the absolute path of the array file (and labels file)."""
-    from diagnostics.datasets import BUILTINS
-    from diagnostics.registry import is_registered
+    from diagnostics.data.builtin import BUILTINS
+    from diagnostics.data.store import is_registered
 
     if ds.id in BUILTINS or is_registered(ds.id):
         return ds.id, None
@@ -362,7 +363,7 @@ class Comparison:
     Parameters
     ----------
     data : str
-        Dataset spec for :func:`diagnostics.datasets.load_dataset` (``demo``, a path, ...).
+        Dataset spec for :func:`diagnostics.data.ingest.load_dataset` (``demo``, a path, ...).
     configs : str or sequence of str
         Normalization names, the reference first (``"none,per_pixel"``).
     labels : str, optional

@@ -234,7 +234,7 @@ def test_report_view_hides_controls(app):
 
 
 def test_slider_moves_do_not_recompute_statistics(monkeypatch):
-    import diagnostics.summary as summary
+    import diagnostics.stats.summary as summary
 
     calls = []
     real = summary.dataset_stats

@@ -10,10 +10,15 @@ import pytest
 import soundfile as sf
 from audio_helpers import SR, librosa_reference, make_folder, signal, write_clip
 
-from diagnostics import audio, registry
-from diagnostics.audio import FeatureParams, clip_features, extract_features, load_audio
+from diagnostics.data import ingest
+
+from diagnostics.data.audio import loader
+
+from diagnostics.data import store
+from diagnostics.data.audio.features import FeatureParams, clip_features, extract_features
+from diagnostics.data.audio.loader import load_audio
 from diagnostics.errors import NormScopeError
-from diagnostics.summary import dataset_stats, summary
+from diagnostics.stats.summary import dataset_stats, summary
 
 
 # Every test gets its own empty NORMSCOPE_HOME (the `home` fixture of conftest.py).
@@ -166,14 +171,14 @@ def test_folder_dataset_rows_labels_and_meta(folder, rng):
     write_clip(folder / ".hidden" / "h.wav", 100.0)
     write_clip(folder / "cat" / ".h.wav", 100.0)
     ds = load_audio(folder, workers=1)
-    files = registry.dataset_files(ds.id)
+    files = store.dataset_files(ds.id)
     assert files[:2] == ["cat/00.wav", "cat/01.wav"] and "cat/deeper/x.flac" in files
     assert ds.n == 13 and ds.class_names == ("cat", "dog")
     assert list(ds.y) == [0] * 7 + [1] * 6
     assert isinstance(ds.X, np.memmap) and not ds.X.flags.writeable
     np.testing.assert_allclose(ds.X[0], librosa_reference(folder / "cat" / "00.wav"),
                                rtol=1e-5, atol=1e-9)
-    meta = registry.dataset_meta(ds.id)
+    meta = store.dataset_meta(ds.id)
     assert meta["feature_params"] == FeatureParams().key()
     assert meta["source"] == f"folder {folder}"
     assert any("1 file(s) that are not audio" in n for n in ds.notes)
@@ -198,10 +203,10 @@ def test_manifest_keeps_order_and_sorts_integer_labels_numerically(tmp_path, rng
         f"{(d / 'audio' / '1.wav').as_posix()},2\n../audio/2.wav,10\n../audio/gone.wav,2\n")
     ds = load_audio(d / "meta" / "list.csv", workers=1)
     assert ds.class_names == ("2", "10") and list(ds.y) == [1, 0, 0, 1]
-    assert registry.dataset_files(ds.id)[0] == "../audio/3.wav"
+    assert store.dataset_files(ds.id)[0] == "../audio/3.wav"
     np.testing.assert_allclose(ds.X[0], librosa_reference(d / "audio" / "3.wav"),
                                rtol=1e-5, atol=1e-9)
-    assert registry.dataset_meta(ds.id)["skipped"] == [["../audio/gone.wav", "does not exist"]]
+    assert store.dataset_meta(ds.id)["skipped"] == [["../audio/gone.wav", "does not exist"]]
     assert ds.name == "list"
 
 
@@ -237,10 +242,10 @@ def test_second_open_is_a_cache_hit(folder):
 
 
 def test_unchanged_files_are_not_hashed_again(folder, monkeypatch):
-    monkeypatch.setattr(audio, "RACY_NS", 0)  # the files were written a moment ago
+    monkeypatch.setattr(loader, "RACY_NS", 0)  # the files were written a moment ago
     hashed = []
-    real = audio._sha256_file
-    monkeypatch.setattr(audio, "_sha256_file", lambda p: hashed.append(p) or real(p))
+    real = loader._sha256_file
+    monkeypatch.setattr(loader, "_sha256_file", lambda p: hashed.append(p) or real(p))
     first = load_audio(folder, workers=1)
     assert len(hashed) == 12
     hashed.clear()
@@ -253,7 +258,7 @@ def test_changed_file_gives_a_new_id(folder, rng):
     write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
     second = load_audio(folder, workers=1)
     assert second.id != first.id
-    assert registry.open_dataset(first.id).n == 12  # the old dataset is still there
+    assert store.open_dataset(first.id).n == 12  # the old dataset is still there
 
 
 def _fresh_extraction(folder, home, params=None):
@@ -272,7 +277,7 @@ def test_one_changed_clip_is_the_only_one_extracted_again(folder, rng, home):
     calls = []
     second = load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
     assert set(calls) == {2}  # the changed clip and the new one; the other 11 are reused
-    meta = registry.dataset_meta(second.id)
+    meta = store.dataset_meta(second.id)
     assert (meta["extra"]["extracted"], meta["extra"]["reused"]) == (2, 11)
     assert second.id != first.id and second.n == 13
     X2 = np.array(second.X)
@@ -305,12 +310,12 @@ def test_reused_rows_keep_the_truncated_note(folder, home):
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])  # cut short: decoded part kept
     first = load_audio(folder, workers=1)
-    assert any("cut short" in n for n in registry.dataset_meta(first.id)["notes"])
+    assert any("cut short" in n for n in store.dataset_meta(first.id)["notes"])
     (folder / "dog" / "00.wav").unlink()
     calls = []
     second = load_audio(folder, workers=1, progress=lambda d, t: calls.append((d, t)))
     assert calls == []  # every clip reused: no extraction and no progress to show
-    meta = registry.dataset_meta(second.id)
+    meta = store.dataset_meta(second.id)
     assert meta["extra"]["extracted"] == 0 and meta["extra"]["reused"] == 11
     assert any(n.startswith("1 clip(s) are cut short") for n in meta["notes"])
 
@@ -320,17 +325,17 @@ def test_an_unusable_clip_index_only_costs_time(folder, home):
     (home / "cache" / "clips.db").write_bytes(b"not a database" * 100)
     (folder / "dog" / "00.wav").unlink()
     second = load_audio(folder, workers=1)
-    assert second.n == 11 and registry.dataset_meta(second.id)["extra"]["extracted"] == 11
+    assert second.n == 11 and store.dataset_meta(second.id)["extra"]["extracted"] == 11
     import sqlite3  # ... and the damaged index was replaced by a working one
 
     with sqlite3.connect(home / "cache" / "clips.db") as con:
         assert con.execute("SELECT COUNT(*) FROM clips").fetchone() == (11,)
-    keep = [k for k, f in enumerate(registry.dataset_files(first.id)) if "dog/00" not in f]
+    keep = [k for k, f in enumerate(store.dataset_files(first.id)) if "dog/00" not in f]
     np.testing.assert_array_equal(np.array(second.X), np.array(first.X)[keep])
 
 
 def test_replaced_file_with_same_size_and_mtime_is_noticed(folder, monkeypatch):
-    monkeypatch.setattr(audio, "RACY_NS", 0)
+    monkeypatch.setattr(loader, "RACY_NS", 0)
     first = load_audio(folder, workers=1)
     target = folder / "dog" / "01.wav"
     st = target.stat()
@@ -363,7 +368,7 @@ def test_formats_wav_flac_ogg_mp3(tmp_path, rng):
     for ext in ("wav", "flac", "ogg", "mp3"):
         write_clip(tmp_path / "f" / ext / f"a.{ext}", 440.0, rng=rng)
     ds = load_audio(tmp_path / "f", workers=1)
-    assert ds.n == 4 and not registry.dataset_meta(ds.id)["skipped"]
+    assert ds.n == 4 and not store.dataset_meta(ds.id)["skipped"]
     assert signal(440.0).dtype == np.float32
 
 
@@ -373,7 +378,7 @@ def test_deleting_a_dataset_drops_its_cache_entries(folder, home):
     first = load_audio(folder, workers=1)
     cache_files = list((home / "cache" / "audio").glob("*.json"))
     assert any(json.loads(f.read_text())["id"] == first.id for f in cache_files)
-    registry.delete_dataset(first.id)
+    ingest.delete_dataset(first.id)
     assert not any(json.loads(f.read_text())["id"] == first.id
                    for f in (home / "cache" / "audio").glob("*.json"))
     with sqlite3.connect(home / "cache" / "clips.db") as con:
@@ -402,7 +407,7 @@ def test_a_stop_raised_by_progress_ends_extraction_and_registers_nothing(tmp_pat
     with pytest.raises(_Stop):
         load_audio(folder, workers=workers, progress=progress)
     assert 0 < seen[-1] < 40  # stopped part-way, at the first update after the start
-    assert registry.list_datasets() == []
+    assert store.list_datasets() == []
     assert not list((home / "cache" / "audio").glob("*.json"))
     # Nothing half-done is left behind: the next open extracts every clip and succeeds.
     seen.clear()
@@ -418,14 +423,14 @@ def test_a_damaged_stored_dataset_is_not_reused(folder, rng, home):
     calls = []
     second = load_audio(folder, workers=1, progress=lambda d, t: calls.append(t))
     assert set(calls) == {12}  # nothing read from the damaged file; every clip decoded
-    assert registry.dataset_meta(second.id)["extra"]["reused"] == 0
+    assert store.dataset_meta(second.id)["extra"]["reused"] == 0
     ref = _fresh_extraction(folder, home)
     assert ref.id == second.id
 
 
 def test_a_read_error_while_copying_stored_rows_falls_back_to_decoding(folder, rng, home,
                                                                       monkeypatch):
-    from diagnostics import clip_cache
+    from diagnostics.data.audio import clip_cache
 
     load_audio(folder, workers=1)
     real, failures = clip_cache.gather, []
@@ -439,6 +444,6 @@ def test_a_read_error_while_copying_stored_rows_falls_back_to_decoding(folder, r
     monkeypatch.setattr(clip_cache, "gather", failing_once)
     write_clip(folder / "dog" / "02.wav", 3000.0, rng=rng)
     second = load_audio(folder, workers=1)
-    assert failures and registry.dataset_meta(second.id)["extra"]["extracted"] == 12
+    assert failures and store.dataset_meta(second.id)["extra"]["extracted"] == 12
     ref = _fresh_extraction(folder, home)
     assert ref.id == second.id

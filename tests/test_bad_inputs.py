@@ -17,13 +17,14 @@ import pytest
 import soundfile as sf
 from audio_helpers import SR, make_folder, npy_bytes, npz_bytes, wav_bytes, write_clip, zip_bytes
 
-from diagnostics import registry
-from diagnostics.audio import FeatureParams, load_audio
-from diagnostics.datasets import load_dataset
+from diagnostics.data import store
+from diagnostics.data.audio.features import FeatureParams
+from diagnostics.data.audio.loader import load_audio
+from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.registry import (open_dataset, register_arrays, register_upload_npy_npz,
-                                  register_upload_zip)
-from diagnostics.summary import dataset_stats, summary
+from diagnostics.data.store import open_dataset, register_arrays
+from diagnostics.data.uploads import register_upload_npy_npz, register_upload_zip
+from diagnostics.stats.summary import dataset_stats, summary
 
 
 # Every test gets its own empty NORMSCOPE_HOME (the `home` fixture of conftest.py).
@@ -92,7 +93,7 @@ def test_undecodable_clip_is_skipped_and_listed(tmp_path, rng, name, content, re
     (folder / "dog" / name).write_bytes(content)
     ds = load_audio(folder, workers=1)
     assert ds.n == 4
-    [(file, why)] = registry.dataset_meta(ds.id)["skipped"]
+    [(file, why)] = store.dataset_meta(ds.id)["skipped"]
     assert file == f"dog/{name}" and why.startswith(reason)
     assert any("1 of 5 clips could not be decoded" in n for n in ds.notes)
 
@@ -102,7 +103,7 @@ def test_truncated_wav_keeps_the_readable_part_with_a_note(tmp_path, rng):
     full = wav_bytes(rng=rng)
     (folder / "cat" / "cut.wav").write_bytes(full[: len(full) // 2])
     ds = load_audio(folder, workers=1)
-    assert ds.n == 5 and registry.dataset_meta(ds.id)["skipped"] == []
+    assert ds.n == 5 and store.dataset_meta(ds.id)["skipped"] == []
     assert any("1 clip(s) are cut short" in n for n in ds.notes)
 
 
@@ -112,7 +113,7 @@ def test_clip_with_nan_samples_is_skipped(tmp_path, rng):
     x[100] = np.nan
     sf.write(folder / "dog" / "nan.wav", x, SR, subtype="FLOAT")
     ds = load_audio(folder, workers=1)
-    assert registry.dataset_meta(ds.id)["skipped"] == [["dog/nan.wav",
+    assert store.dataset_meta(ds.id)["skipped"] == [["dog/nan.wav",
                                                         "holds NaN or infinite samples"]]
     assert np.all(np.isfinite(ds.X))
 
@@ -121,11 +122,11 @@ def test_clip_with_no_samples_is_skipped(tmp_path, rng):
     folder = make_folder(tmp_path / "d", rng, per_class=2)
     sf.write(folder / "dog" / "zero.wav", np.zeros(0, np.float32), SR)
     ds = load_audio(folder, workers=1)
-    assert registry.dataset_meta(ds.id)["skipped"] == [["dog/zero.wav", "holds no samples"]]
+    assert store.dataset_meta(ds.id)["skipped"] == [["dog/zero.wav", "holds no samples"]]
 
 
 def test_clip_that_vanished_after_listing_is_skipped(tmp_path, rng):
-    from diagnostics.audio import extract_features
+    from diagnostics.data.audio.features import extract_features
 
     paths = [write_clip(tmp_path / f"{i}.wav", 440.0, rng=rng) for i in range(3)]
     paths[1].unlink()
@@ -204,7 +205,7 @@ def test_zip_with_traversal_or_absolute_entries_is_refused(tmp_path, rng, entry,
     with pytest.raises(NormScopeError, match="points outside the archive"):
         register_upload_zip("evil.zip", data, FeatureParams())
     assert not (tmp_path / "x.wav").exists() and not (home / "x.wav").exists()
-    assert registry.list_datasets() == []
+    assert store.list_datasets() == []
 
 
 def test_zip_bomb_is_refused_by_declared_size(rng):

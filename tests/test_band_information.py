@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diagnostics.datasets import Dataset
-from diagnostics.findings import find, mask_information
-from diagnostics.stats import band_information, row_mask
-from diagnostics.summary import dataset_stats
+from diagnostics.data.dataset import Dataset
+from diagnostics.stats.findings import find, mask_information
+from diagnostics.stats.moments import band_information, row_mask
+from diagnostics.stats.summary import dataset_stats
 
 
 def _eta2_oracle(e, y):
@@ -64,7 +64,7 @@ def test_low_snr_rows_that_carry_the_class_are_not_called_noise(rng):
 
 
 def test_noise_rows_of_the_demo_carry_no_class_information():
-    from diagnostics.datasets import demo_dataset
+    from diagnostics.data.builtin import demo_dataset
 
     stats = dataset_stats(demo_dataset())
     mask = row_mask(stats.row_snr, threshold=0.2)
@@ -88,10 +88,10 @@ def test_compare_tab_defaults_follow_the_class_information(rng, tmp_path, monkey
 
     monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
-    from diagnostics import registry
+    from diagnostics.data import store
 
     ds = _speechlike(rng)
-    ident = registry.register_arrays(ds.X, ds.y, ds.class_names, "speechlike", {"source": "test"})
+    ident = store.register_arrays(ds.X, ds.y, ds.class_names, "speechlike", {"source": "test"})
     app = str(Path(__file__).resolve().parents[1] / "app.py")
     at = AppTest.from_file(app, default_timeout=120)
     at.query_params.update({"tab": "Compare"})

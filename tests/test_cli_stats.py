@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from diagnostics.datasets import load_array_file
-from diagnostics.summary import dataset_stats
+from diagnostics.data.arrays import load_array_file
+from diagnostics.stats.summary import dataset_stats
 
 from conftest import run_cli
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from diagnostics.cli import main
+from diagnostics.cli.main import main
 from models.store import RunStore
 
 from compare_helpers import tiny_arrays, write_tiny_npz

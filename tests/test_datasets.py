@@ -9,16 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diagnostics.datasets import (
-    Dataset,
-    encode_labels,
-    load_array_file,
-    load_dataset,
-    split_indices,
-)
+from diagnostics.data.dataset import Dataset, encode_labels, split_indices
+from diagnostics.data.arrays import load_array_file
+from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.findings import find
-from diagnostics.summary import dataset_stats
+from diagnostics.stats.findings import find
+from diagnostics.stats.summary import dataset_stats
 
 
 class Evil:

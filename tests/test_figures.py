@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from diagnostics import figures
-from diagnostics.stats import compute_stats, row_mask
+from diagnostics.plots import figures
+from diagnostics.stats.moments import compute_stats, row_mask
 
 
 @pytest.fixture

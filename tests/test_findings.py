@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diagnostics.findings import AMPLIFICATION_LIMIT, find, ranges
-from diagnostics.stats import compute_stats
+from diagnostics.stats.findings import AMPLIFICATION_LIMIT, find, ranges
+from diagnostics.stats.moments import compute_stats
 
 SHAPE = (300, 6, 8)
 
@@ -102,9 +102,9 @@ def test_ranges(idx, text):
 
 
 def test_suggested_configs_follow_the_statistics(rng, clean):
-    from diagnostics.datasets import load_dataset
-    from diagnostics.findings import suggested_configs
-    from diagnostics.summary import dataset_stats
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.stats.findings import suggested_configs
+    from diagnostics.stats.summary import dataset_stats
 
     # Nothing to cure: the question only.
     assert suggested_configs(compute_stats(clean), 0.2) == ["none", "per_pixel"]

@@ -12,7 +12,7 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from diagnostics.errors import NormScopeError
 from diagnostics.normalize import (COMPRESSIONS, SCALERS, Config, Normalizer, compress,
                                    parse_config, parse_configs)
-from diagnostics.stats import compute_stats
+from diagnostics.stats.moments import compute_stats
 
 ALL = [f"{c + '+' if c else ''}{s}{'@mask' if m else ''}"
        for c, s, m in itertools.product((None,) + COMPRESSIONS, SCALERS, (False, True))]
@@ -141,7 +141,8 @@ def test_mask_drops_exactly_the_low_snr_rows_of_the_training_split(spectro, spli
 
 
 def test_mask_on_the_demo_drops_the_noise_only_rows():
-    from diagnostics.datasets import load_dataset, split_indices
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.data.dataset import split_indices
 
     ds = load_dataset("demo")
     nz = Normalizer("per_pixel@mask").fit(ds.X, indices=split_indices(ds.n, ds.y).train)
@@ -211,7 +212,8 @@ def test_transform_checks_fit_and_shape(spectro):
 @pytest.mark.parametrize("compression", ["db+", "log1p+"])
 def test_mask_reads_the_uncompressed_row_snr(compression):
     """The mask drops the rows the Statistics page calls low-SNR, whatever the compression."""
-    from diagnostics.datasets import demo_dataset, split_indices
+    from diagnostics.data.builtin import demo_dataset
+    from diagnostics.data.dataset import split_indices
 
     ds = demo_dataset()
     train = split_indices(ds.n, ds.y).train

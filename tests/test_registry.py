@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from audio_helpers import make_folder, npy_bytes, npz_bytes, wav_bytes, zip_bytes
 
-from diagnostics import registry
-from diagnostics.audio import FeatureParams
-from diagnostics.datasets import load_dataset
+from diagnostics import config
+
+from diagnostics.data import store
+from diagnostics.data.audio.features import FeatureParams
+from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.registry import (content_id, list_datasets, open_dataset, register_arrays,
-                                  register_upload_npy_npz, register_upload_zip,
-                                  resolve_under_root)
+from diagnostics.data.store import content_id, list_datasets, open_dataset, register_arrays
+from diagnostics.data.uploads import register_upload_npy_npz, register_upload_zip
+from diagnostics.config import resolve_under_root
 
 
 # Every test gets its own empty NORMSCOPE_HOME (the `home` fixture of conftest.py).
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("home")
 def test_round_trip_is_a_read_only_float32_memmap(spectro, labels, home):
     X = spectro.astype(np.float64)
     ident = register_arrays(X, labels, ("a", "b", "c", "d"), "mine", {"source": "test"})
-    assert registry.is_dataset_id(ident)
+    assert store.is_dataset_id(ident)
     ds = open_dataset(ident)
     assert isinstance(ds.X, np.memmap) and ds.X.mode == "r" and ds.X.dtype == np.float32
     np.testing.assert_array_equal(ds.X, spectro)
@@ -75,7 +77,7 @@ def test_large_memmap_is_copied_in_chunks(tmp_path, spectro, monkeypatch):
     np.save(src, spectro.astype(np.float64))
     X = np.load(src, mmap_mode="r")
     with monkeypatch.context() as m:
-        m.setattr(registry, "CHUNK_BYTES", 1000)  # many chunks of a few rows
+        m.setattr(store, "CHUNK_BYTES", 1000)  # many chunks of a few rows
         ident = register_arrays(X, None, (), "big")
     np.testing.assert_array_equal(open_dataset(ident).X, spectro)
     assert ident == content_id(spectro, None, ())
@@ -113,7 +115,7 @@ def test_upload_npy_with_labels_and_npz(spectro, labels):
     a = register_upload_npy_npz("C:\\Users\\me\\feat.npy", npy_bytes(spectro), npy_bytes(labels))
     ds = open_dataset(a)
     assert ds.name == "feat.npy" and ds.n == 240 and len(ds.class_names) == 4
-    assert registry.dataset_meta(a)["source"] == "upload feat.npy"
+    assert store.dataset_meta(a)["source"] == "upload feat.npy"
     b = register_upload_npy_npz("both.npz", npz_bytes(X=spectro, y=labels))
     assert b == a  # same arrays, same id
     c = register_upload_npy_npz("nolabels.npy", npy_bytes(spectro))
@@ -134,10 +136,10 @@ def test_upload_zip_of_class_folders(tmp_path, rng):
                                 lambda d, t: calls.append((d, t)))
     ds = open_dataset(ident)
     assert ds.name == "mydata" and ds.n == 6 and ds.class_names == ("cat", "dog")
-    meta = registry.dataset_meta(ident)
+    meta = store.dataset_meta(ident)
     assert meta["feature_params"]["feature"] == "logmel" and meta["skipped"] == []
     assert calls[-1] == (6, 6)
-    assert not list((registry.home() / "tmp").iterdir())  # the unpacked copy is gone
+    assert not list((config.home() / "tmp").iterdir())  # the unpacked copy is gone
     calls.clear()
     assert register_upload_zip("again.zip", data, FeatureParams(feature="logmel"),
                                lambda d, t: calls.append(d)) == ident
@@ -187,7 +189,7 @@ def test_load_dataset_confined_to_root(tmp_path, rng):
     (root / "list.csv").write_text("clips/dog/00.wav,dog\n../outside/cat/00.wav,cat\n")
     ds = load_dataset("list.csv", root=root, workers=1)
     assert ds.n == 1
-    assert registry.dataset_meta(ds.id)["skipped"] == [["../outside/cat/00.wav",
+    assert store.dataset_meta(ds.id)["skipped"] == [["../outside/cat/00.wav",
                                                         "lies outside the data root"]]
 
 

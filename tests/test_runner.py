@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from diagnostics.datasets import load_dataset, split_indices
+from diagnostics.data.ingest import load_dataset
+from diagnostics.data.dataset import split_indices
 from diagnostics.errors import NormScopeError
 from models.runner import Comparison, Job, Registry, run_job
 from models.store import RunStore

@@ -4,8 +4,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from diagnostics import share
-from diagnostics.figures import COLORSCALES
+from webapp import share
+from diagnostics.plots.figures import COLORSCALES
 
 DATASETS = {"demo", "digits", "a1b2c3d4e5f6"}
 RUNS = {"cmp-1", "cmp-2"}

@@ -12,15 +12,7 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 
 from diagnostics.errors import NormScopeError
-from diagnostics.stats import (
-    PixelStats,
-    StatsAccumulator,
-    compute_stats,
-    energy_share,
-    format_share,
-    is_constant,
-    row_mask,
-)
+from diagnostics.stats.moments import PixelStats, StatsAccumulator, compute_stats, energy_share, format_share, is_constant, row_mask
 
 from conftest import REPO
 
@@ -140,7 +132,7 @@ def test_numba_equals_numpy(spectro, labels, n):
 @pytest.mark.parametrize("with_nan", [False, True])
 def test_numba_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
     """Many small blocks on several threads (the path big files take) give the same numbers."""
-    import diagnostics.stats as S
+    import diagnostics.stats.moments as S
 
     monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
     monkeypatch.setattr(S, "MAX_THREADS", 3)
@@ -414,8 +406,8 @@ def _run_py(code: str) -> str:
 def test_demo_statistics_never_import_numba():
     code = (
         "import sys, json\n"
-        "from diagnostics.datasets import load_dataset\n"
-        "from diagnostics.summary import dataset_stats\n"
+        "from diagnostics.data.ingest import load_dataset\n"
+        "from diagnostics.stats.summary import dataset_stats\n"
         "ds = load_dataset('demo')\n"
         "for on in ('train', 'all'):\n"
         "    dataset_stats(ds, on=on)\n"
@@ -428,7 +420,7 @@ def test_demo_statistics_never_import_numba():
 def test_numba_kernel_is_cached_across_processes():
     code = (
         "import numpy as np\n"
-        "from diagnostics import stats as S\n"
+        "from diagnostics.stats import moments as S\n"
         "X = np.random.default_rng(0).random((9, 3, 4), dtype=np.float32)\n"
         "S.compute_stats(X, engine='numba')\n"
         "fast, _ = S._get_kernels()\n"

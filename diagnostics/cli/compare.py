@@ -16,8 +16,8 @@ import math
 import sys
 import time
 
-from .errors import NormScopeError
-from .findings import DEFAULT_MASK_SNR
+from diagnostics.errors import NormScopeError
+from diagnostics.config import DEFAULT_MASK_SNR
 
 
 def _int(lo: int):
@@ -47,7 +47,7 @@ def _float(lo: float, *, strict: bool = False):
 
 def add_parsers(sub) -> None:
     """Add ``compare`` and ``runs`` to the command line's sub-parsers."""
-    from .normalize import valid_parts
+    from diagnostics.normalize import valid_parts
 
     c = sub.add_parser("compare", help="train a model with each normalization and seed; "
                        "compare test accuracy with intervals and paired tests")
@@ -92,7 +92,7 @@ def comparison_json(rec, *, elapsed_s: float | None = None) -> dict:
     history: {epoch, train_loss, train_acc, val_acc}}]}], paired: [{a, b, mean_diff,
     p_value}], verdicts}``.
     """
-    from .results import compare as compare_results  # scipy: only when results are shown
+    from diagnostics.results import compare as compare_results  # scipy: only when results are shown
 
     res = compare_results(rec.configs, rec.accuracies(), rec.statuses())
     if elapsed_s is None:

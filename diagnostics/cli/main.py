@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from .errors import NormScopeError
-from .findings import DEFAULT_MASK_SNR
+from diagnostics.errors import NormScopeError
+from diagnostics.config import DEFAULT_MASK_SNR
 
 
 def _nonneg_float(text: str) -> float:
@@ -59,7 +59,7 @@ def _feature_params(args: argparse.Namespace):
     given = {k: getattr(args, k) for k in FEATURE_OPTIONS if getattr(args, k, None) is not None}
     if not given:
         return None
-    from .audio import FeatureParams
+    from diagnostics.data.audio.features import FeatureParams
 
     return FeatureParams(**{k: v if k == "feature" else _number(k, v) for k, v in given.items()})
 
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--delete", nargs="+", metavar="ID",
                    help="remove these datasets from the data directory (their stored "
                    "comparisons are kept)")
-    from .compare_cli import add_parsers as _add_compare_parsers
+    from diagnostics.cli.compare import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
@@ -137,8 +137,8 @@ def _print_summary(info: dict) -> None:
     amp = info["amplification_max"]
     print(f"  per-pixel z-scoring inflates noise up to {amp:,.0f}x" if amp else "")
     print(f"  constant pixels {info['constant_pixels']:,}, non-finite values {info['nonfinite_values']:,}")
-    from .findings import ranges
-    from .stats import format_share
+    from diagnostics.stats.findings import ranges
+    from diagnostics.stats.moments import format_share
 
     low = info["low_snr_rows"]
     print(f"  low-SNR rows (SNR < {info['mask_snr']:g}): {len(low)} [{ranges(np.array(low, int))}], "
@@ -152,8 +152,8 @@ def _print_summary(info: dict) -> None:
 
 def _load(args: argparse.Namespace):
     """Open DATA of ``stats``/``report`` with the feature options, printing progress."""
-    from .datasets import load_dataset
-    from .registry import source_kind
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.data.ingest import source_kind
 
     params = _feature_params(args)
     kind = source_kind(args.data)
@@ -170,8 +170,8 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from .registry import dataset_meta, is_registered
-    from .summary import dataset_stats, summary
+    from diagnostics.data.store import dataset_meta, is_registered
+    from diagnostics.stats.summary import dataset_stats, summary
 
     ds = _load(args)
     meta = dataset_meta(ds.id) if is_registered(ds.id) else {}
@@ -198,11 +198,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from .registry import _dataset_dir, delete_dataset, home, list_datasets
+    from diagnostics.data.store import dataset_dir, list_datasets
+    from diagnostics.data.ingest import delete_dataset
+    from diagnostics.config import home
 
     if args.delete:
         for ident in args.delete:
-            _dataset_dir(ident)  # every id checked before anything is removed
+            dataset_dir(ident)  # every id checked before anything is removed
         for ident in dict.fromkeys(i.strip() for i in args.delete):
             freed = delete_dataset(ident)
             print(f"deleted {ident} ({freed / 1e6:,.1f} MB)")
@@ -228,13 +230,13 @@ COMMANDS["datasets"] = cmd_datasets
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare_cli import cmd_compare as run
+    from diagnostics.cli.compare import cmd_compare as run
 
     return run(args)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .compare_cli import cmd_runs as run
+    from diagnostics.cli.compare import cmd_runs as run
 
     return run(args)
 
@@ -243,8 +245,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML report: statistics, findings and stored comparisons of the dataset."""
     import time
 
-    from . import report
-    from .summary import dataset_stats
+    from diagnostics.plots import report
+    from diagnostics.stats.summary import dataset_stats
 
     ds = _load(args)
     stats = dataset_stats(ds, on=args.on)

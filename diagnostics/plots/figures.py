@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .stats import PixelStats
+from diagnostics.stats.moments import PixelStats
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -323,7 +323,7 @@ def curves_figure(
     smooth : int
         Moving-average window (e.g. for per-minibatch accuracy); 1 = none.
     """
-    from .results import seed_band
+    from diagnostics.results import seed_band
 
     fig = go.Figure()
     k = 100.0 if percent else 1.0

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import plotly.graph_objects as go
 
-from . import figures
-from .datasets import Dataset
-from .findings import find, ranges
-from .stats import PixelStats, energy_share, format_share, row_mask
+from diagnostics.plots import figures
+from diagnostics.data.dataset import Dataset
+from diagnostics.stats.findings import find, ranges
+from diagnostics.stats.moments import PixelStats, energy_share, format_share, row_mask
 
 CSS = """
 body { font-family: Arial, Helvetica, sans-serif; margin: 2em auto; max-width: 1250px;
@@ -150,7 +150,7 @@ def comparison_view(curves_of, names, acc, statuses=None, *, caption_text: str =
 
     ``curves_of(key)`` gives ``{config: [curve per seed]}`` for ``val_acc`` and ``batch_acc``.
     """
-    from .results import compare
+    from diagnostics.results import compare
 
     res = compare(names, acc, statuses)
     tested = figures.results_figure(res, caption_text=caption_text, dataset_name=dataset_name)
@@ -182,7 +182,7 @@ def comparison_section(rec, *, caption_text: str = "") -> Section:
     ``rec`` is a :class:`models.store.ComparisonRecord` (duck-typed: this module stays
     free of torch and of the store).
     """
-    from .results import table_rows
+    from diagnostics.results import table_rows
 
     view = stored_view(rec, caption_text=caption_text, dataset_name=rec.dataset_name)
     res = view.res

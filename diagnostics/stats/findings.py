@@ -6,15 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import PixelStats, row_mask
+from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.stats.moments import PixelStats, row_mask
 
 #: Per-pixel z-scoring that inflates a pixel more than this, relative to one global scale,
 #: is reported as amplified noise.
 AMPLIFICATION_LIMIT = 10.0
 #: Sample skewness above this (with non-negative values) reads as a heavy right tail.
 SKEW_LIMIT = 2.0
-#: Default row-SNR threshold for the low-SNR-row finding and the mask.
-DEFAULT_MASK_SNR = 0.2
 
 
 @dataclass(frozen=True)

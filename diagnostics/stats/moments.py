@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NormScopeError
+from diagnostics.errors import NormScopeError
 
 #: Values kept (per pass) to estimate the value distribution's shape (skewness, quantiles).
 SAMPLE_VALUES = 1_000_000
@@ -72,7 +72,7 @@ class PixelStats:
         distribution (skewness, quantiles, histogram).
     band_info : BandInformation or None
         Class information per row (see :func:`band_information`); filled by
-        :func:`diagnostics.summary.dataset_stats` when labels exist.
+        :func:`diagnostics.stats.summary.dataset_stats` when labels exist.
     """
 
     n: int

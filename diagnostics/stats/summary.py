@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 
-from .datasets import Dataset, split_indices
-from .errors import NormScopeError
-from .findings import DEFAULT_MASK_SNR, find, mask_information
-from .stats import PixelStats, band_information, compute_stats, energy_share, row_mask
+from diagnostics.data.dataset import Dataset, split_indices
+from diagnostics.errors import NormScopeError
+from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.stats.findings import find, mask_information
+from diagnostics.stats.moments import PixelStats, band_information, compute_stats, energy_share, row_mask
 
 
 def dataset_stats(ds: Dataset, *, on: str = "train", seed: int = 0) -> PixelStats:

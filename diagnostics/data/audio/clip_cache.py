@@ -1,6 +1,6 @@
 """Per-clip feature reuse: which registered dataset row already holds a clip's features.
 
-The source cache in :mod:`diagnostics.audio` answers "have I seen exactly this folder with
+The source cache in :mod:`diagnostics.data.audio.loader` answers "have I seen exactly this folder with
 these parameters?".  When one clip of ten thousand changes (or a class folder is added) that
 answer is no, and without this index every clip would be decoded again.  Here each clip's
 content hash and the feature parameters map to a row of a registered dataset, so only new or
@@ -21,7 +21,9 @@ from contextlib import closing
 
 import numpy as np
 
-from .errors import NormScopeError
+from ...config import subdir
+from ...errors import NormScopeError
+from ..store import open_dataset
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clips (
@@ -42,11 +44,9 @@ def params_key(params_key_dict: dict) -> str:
 
 
 def _connect(*, retry: bool = True) -> sqlite3.Connection | None:
-    from .registry import _subdir
-
     con = None
     try:
-        path = _subdir("cache") / "clips.db"
+        path = subdir("cache") / "clips.db"
     except NormScopeError:
         return None
     try:
@@ -94,8 +94,6 @@ def lookup(params: dict, hashes: dict[int, str], shape: tuple[int, int]
         ``{dataset id: X}``, the memmaps opened to check them; :func:`gather` reads these,
         so a dataset deleted in between is still read whole.
     """
-    from .registry import open_dataset
-
     if not hashes:
         return {}, {}
     con = _connect()

@@ -1,0 +1,1 @@
+"""Audio clips to features (librosa), clip sources, and the caches that make a second open cheap."""

@@ -1,0 +1,1 @@
+"""Pure figure builders (plotly ``go.Figure``) and the HTML report."""

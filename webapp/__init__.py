@@ -1,0 +1,1 @@
+"""Streamlit views of NormScope: app.py wires them; nothing below imports this package."""
