@@ -64,3 +64,18 @@ def run_cli(*args: str, python_flags: tuple[str, ...] = (), env: dict | None = N
 def cli():
     """The :func:`run_cli` helper as a fixture."""
     return run_cli
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its layer (unit, integration, browser) from its folder, and keep the
+    tests that start a Streamlit server or a training pool on one xdist worker each: two such
+    groups at once already fill two cores, and a browser server per worker would double the load.
+    """
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        layer = parts[0] if len(parts) > 1 else "unit"
+        item.add_marker(getattr(pytest.mark, layer))
+        if layer == "browser":
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif item.get_closest_marker("pool"):
+            item.add_marker(pytest.mark.xdist_group("pool"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +20,7 @@ def masked_line(page) -> str:
     return page.get_by_text(re.compile(r"(bands masked|No bands masked)")).first.inner_text()
 
 
+@pytest.mark.slow
 def test_demo_loads_with_four_heatmaps(server, page):
     page.goto(server)
     wait_idle(page)
@@ -30,6 +33,7 @@ def test_demo_loads_with_four_heatmaps(server, page):
     shot(page, "dashboard")
 
 
+@pytest.mark.slow
 def test_slider_updates_url_and_link_restores_view(server, page, browser):
     page.goto(server)
     wait_idle(page)
@@ -83,6 +87,7 @@ def test_bad_dataset_parameter_shows_notice(server, page):
     assert "12 of 60 bands masked" in masked_line(page)
 
 
+@pytest.mark.slow
 def test_png_download(server, page):
     page.goto(server)
     wait_idle(page)
@@ -95,6 +100,7 @@ def test_png_download(server, page):
     assert info.value.suggested_filename == "normscope-demo-mean.png"
 
 
+@pytest.mark.slow
 def test_html_report_opens_offline(server, page, browser, tmp_path):
     page.goto(server)
     wait_idle(page)
@@ -116,6 +122,7 @@ def test_html_report_opens_offline(server, page, browser, tmp_path):
     ctx.close()
 
 
+@pytest.mark.slow
 def test_comparison_shows_live_progress_and_cancels(server, page):
     page.goto(server + "/?tab=Compare")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
@@ -131,6 +138,7 @@ def test_comparison_shows_live_progress_and_cancels(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+@pytest.mark.slow
 def test_opening_an_audio_folder_can_be_cancelled(server, server_home, page):
     import numpy as np
     import soundfile as sf

@@ -123,6 +123,7 @@ def test_scripts_are_compressed_through_the_proxy(proxy):
     assert len(packed.read()) < len(plain.read()) / 2
 
 
+@pytest.mark.slow
 def test_the_app_works_through_the_proxy(proxy, browser):
     ctx = browser.new_context(viewport={"width": 1500, "height": 1900},
                               http_credentials={"username": USER, "password": PASSWORD})

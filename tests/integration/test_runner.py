@@ -26,6 +26,9 @@ def data(tmp_path):
     return str(write_tiny_npz(tmp_path / "tiny.npz"))
 
 
+pytestmark = pytest.mark.pool  # starts training worker pools: one xdist worker
+
+
 def _wait_for(pred, timeout=60.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -57,6 +60,7 @@ def test_comparison_stores_paired_runs_with_shared_initial_weights(home, data):
     assert all(list(live[r.id].val_acc) == r.history["val_acc"] for r in rec.runs)
 
 
+@pytest.mark.slow
 def test_worker_results_equal_an_in_process_run(home, data):
     """Same seed and config give the same numbers, in a worker or here (with the same
     single torch thread: reductions over two threads may round differently)."""
@@ -81,6 +85,7 @@ def test_worker_results_equal_an_in_process_run(home, data):
     assert [e["train_loss"] for e in epochs] == stored.history["train_loss"]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
     # Runs long enough (about 5 s each) that the victim cannot finish between being picked
     # and being killed; we do not wait for both workers to be busy, since under load the
@@ -107,6 +112,7 @@ def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
     assert rec.status == "done"
 
 
+@pytest.mark.slow
 def test_cancel_stops_within_two_seconds_and_nothing_stays_running(home, data):
     comp = Comparison(data, "none,per_pixel", seeds=3, workers=2,
                       train=TrainConfig(epochs=100_000, batch_size=16)).start()
@@ -132,6 +138,7 @@ def test_bad_input_stores_nothing(home, tmp_path):
     assert RunStore().list_comparisons() == []
 
 
+@pytest.mark.slow
 def test_registry_runs_one_comparison_at_a_time_and_keeps_runs_apart(home, data):
     reg = Registry()
     a = reg.start(data, "none,per_pixel", seeds=1, train=TrainConfig(epochs=40, batch_size=16),
@@ -152,6 +159,7 @@ def test_registry_runs_one_comparison_at_a_time_and_keeps_runs_apart(home, data)
     assert reg.active() == []
 
 
+@pytest.mark.slow
 def test_a_loaded_dataset_object_is_reopened_by_workers(home):
     ds = load_dataset("digits")
     comp = Comparison(ds, "none", seeds=1, train=TrainConfig(epochs=1), workers=1).start()

@@ -15,6 +15,9 @@ from compare_helpers import tiny_arrays, write_tiny_npz
 
 
 
+pytestmark = pytest.mark.pool  # starts training worker pools: one xdist worker
+
+
 def _check_schema(doc: dict, configs: list[str], seeds: int, epochs: int) -> None:
     assert {"dataset", "model", "epochs", "seeds", "elapsed_s", "configs", "paired"} <= set(doc)
     assert doc["epochs"] == epochs and doc["seeds"] == seeds and doc["model"] == "cnn"
@@ -38,6 +41,7 @@ def _check_schema(doc: dict, configs: list[str], seeds: int, epochs: int) -> Non
         assert isinstance(p["mean_diff"], float) and (p["p_value"] is None or 0 <= p["p_value"] <= 1)
 
 
+@pytest.mark.slow
 def test_compare_json_schema_and_same_numbers_twice(home, tmp_path, cli):
     data = write_tiny_npz(tmp_path / "tiny.npz")
     args = ["compare", str(data), "--configs", "none,per_pixel@mask", "--seeds", "2",

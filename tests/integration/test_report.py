@@ -33,6 +33,7 @@ def test_report_of_the_demo_is_self_contained(cli, home):
     assert "Comparison " not in html  # none stored yet
 
 
+@pytest.mark.slow
 def test_report_includes_a_stored_comparison(cli, home):
     js = home / "c.json"
     res = cli("compare", "digits", "--configs", "none,per_pixel", "--model", "linear",

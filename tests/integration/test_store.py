@@ -18,6 +18,9 @@ from conftest import REPO
 
 
 
+pytestmark = pytest.mark.pool  # starts training worker pools: one xdist worker
+
+
 def _comparison(store: RunStore, cid: str, *, pid: int | None = None, dataset: str = "demo",
                 n: int = 2) -> None:
     store.create_comparison(
@@ -145,6 +148,7 @@ def test_killed_writer_leaves_no_half_transaction(home):
     assert s.load_comparison("c1").runs[1].status == "failed"
 
 
+@pytest.mark.slow
 def test_server_killed_mid_comparison_leaves_interrupted_runs(home, tmp_path):
     """Kill the process that runs a comparison (as a dying server would): the runs it had
     finished or started stay readable and become ``interrupted`` at the next start."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from band_helpers import speechlike as _speechlike
 from diagnostics.data.dataset import Dataset
 from diagnostics.stats.findings import find, mask_information
 from diagnostics.stats.moments import band_information, row_mask
@@ -37,21 +38,6 @@ def test_signed_data_use_linear_energy_and_indices_select(rng):
     assert np.nanargmax(info.eta2) == 2
 
 
-def _speechlike(rng, n=300):
-    """Rows 0-7 carry a class-specific burst at a random time (low pixel SNR, informative);
-    rows 8-11 steady noise (high SNR, no class information)."""
-    H, W = 12, 40
-    y = np.arange(n) % 3
-    X = np.empty((n, H, W))
-    X[:, 8:] = 1.0 + 0.3 * rng.random((n, 4, W))
-    X[:, :8] = 1e-3 * rng.exponential(1.0, (n, 8, W))
-    for i in range(n):
-        t = rng.integers(0, W - 6)
-        band = slice(0, 4) if y[i] == 0 else slice(2, 6) if y[i] == 1 else slice(4, 8)
-        X[i, band, t : t + 6] += 50.0 * rng.exponential(1.0, (4, 6))
-    return Dataset(X=X.astype(np.float32), y=y, class_names=("a", "b", "c"), name="s", id="s")
-
-
 def test_low_snr_rows_that_carry_the_class_are_not_called_noise(rng):
     ds = _speechlike(rng)
     stats = dataset_stats(ds)
@@ -80,30 +66,6 @@ def test_no_labels_no_band_information(spectro):
     assert stats.band_info is None
     assert mask_information(stats, row_mask(stats.row_snr, threshold=0.9)) is None
 
-
-def test_compare_tab_defaults_follow_the_class_information(rng, tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
-    from diagnostics.data import store
-
-    ds = _speechlike(rng)
-    ident = store.register_arrays(ds.X, ds.y, ds.class_names, "speechlike", {"source": "test"})
-    app = str(Path(__file__).resolve().parents[1] / "app.py")
-    at = AppTest.from_file(app, default_timeout=120)
-    at.query_params.update({"tab": "Compare"})
-    at.run()
-    assert at.multiselect(key="configs").value == ["none", "per_pixel", "per_pixel@mask",
-                                                   "db+per_row"]  # demo: noise rows, power
-    # Low-SNR rows that carry the class: no @mask among the defaults, dB compression instead.
-    at = AppTest.from_file(app, default_timeout=120)
-    at.query_params.update({"tab": "Compare", "dataset": ident, "mask_snr": "0.5"})
-    at.run()
-    assert not at.exception, at.exception
-    assert at.multiselect(key="configs").value == ["none", "per_pixel", "db+per_row"]
 
 
 def test_large_offsets_nan_examples_and_silence_do_not_distort(rng):

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 120
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 def _decode(arr):
@@ -270,6 +270,7 @@ def _run_until(at, done, timeout=180):
     raise AssertionError("the comparison did not finish in time")
 
 
+@pytest.mark.slow
 def test_compare_tab_runs_a_tiny_comparison_and_reopens_it(home):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"dataset": "digits", "tab": "Compare"})

@@ -138,6 +138,7 @@ def test_silent_clips_give_finite_statistics(tmp_path, rng):
 
 # --- many clips: the pool --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_pool_equals_inline_and_reports_progress(folder):
     paths = sorted(folder.rglob("*.wav"))
     calls = []
@@ -150,6 +151,7 @@ def test_pool_equals_inline_and_reports_progress(folder):
     assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
 
 
+@pytest.mark.slow
 def test_bad_clips_are_skipped_in_place_and_listed(folder):
     (folder / "dog" / "03.wav").write_text("not audio at all")
     paths = sorted(folder.rglob("*.wav"))
@@ -220,6 +222,7 @@ def test_too_many_mel_bands_for_the_fft_are_noted(folder):
     assert any("mel filters are empty" in n for n in ds.notes)
 
 
+@pytest.mark.slow
 def test_label_warnings_are_notes(tmp_path, rng):
     make_folder(tmp_path / "d", rng, classes=(("big", 440.0),), per_class=20)
     write_clip(tmp_path / "d" / "tiny" / "0.wav", 900.0, rng=rng)
@@ -393,6 +396,7 @@ class _Stop(Exception):
     """What Streamlit raises in the script thread when a click starts a new run."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_stop_raised_by_progress_ends_extraction_and_registers_nothing(tmp_path, rng, home,
                                                                         workers):
