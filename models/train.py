@@ -9,6 +9,7 @@ so in a comparison only the input normalization changes.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -23,15 +24,36 @@ from .nets import build_model
 BATCH_ORDER_SALT = 0x5EED_BA7C
 
 
+#: Optimisers a comparison can train with (every config of one comparison shares one).
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run (the same for every compared normalization)."""
 
-    epochs: int = 15  # passes over the training split; the demo's curves flatten by ~10
+    epochs: int = 15  # the most passes over the training split; the demo flattens by ~10
     batch_size: int = 32  # small batches: more updates per epoch on small datasets
-    lr: float = 1e-3  # Adam step size, the usual default
-    weight_decay: float = 0.0  # L2 penalty of Adam; 0 keeps the comparison plain
+    lr: float = 1e-3  # step size; Adam's usual default
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw); 0 keeps the comparison plain
     eval_batch_size: int = 512  # examples per forward pass when evaluating (memory bound)
+    patience: int = 5  # stop after this many epochs without a better validation accuracy; 0: never
+    optimizer: str = "adam"  # adam | adamw | sgd (with momentum 0.9, the common audio choice)
+
+    def __post_init__(self) -> None:
+        from diagnostics.errors import NormScopeError
+
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise NormScopeError(f"learning rate {self.lr!r} must be a positive number, such as "
+                                 "1e-3")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise NormScopeError(f"weight decay {self.weight_decay!r} must be 0 or more")
+        if self.optimizer not in OPTIMIZERS:
+            raise NormScopeError(f"optimizer {self.optimizer!r} is unknown; use "
+                                 f"{', '.join(OPTIMIZERS)}")
+        if int(self.epochs) < 1 or int(self.batch_size) < 1 or int(self.patience) < 0:
+            raise NormScopeError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) "
+                                 f"must be at least 1 and patience ({self.patience}) at least 0")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +76,12 @@ class History:
     batch_acc, batch_loss : tuples, one value per minibatch
         Training accuracy and loss of every minibatch (None where the loss was not finite).
     test_acc : float or None
-        Accuracy on the test split after the last epoch (None unless ``status == "done"``).
+        Accuracy on the test split of the weights of the best validation epoch (None unless
+        ``status == "done"``).
+    best_epoch : int
+        The epoch whose weights were tested (the first with the highest validation accuracy).
+    test_pred : tuple of int
+        Predicted class of every test example, in the order given (empty unless done).
     elapsed_s : float
     n_params : int
     init_digest : str
@@ -72,6 +99,8 @@ class History:
     batch_acc: tuple[float, ...] = ()
     batch_loss: tuple[float | None, ...] = ()
     test_acc: float | None = None
+    best_epoch: int = 0
+    test_pred: tuple[int, ...] = ()
     elapsed_s: float = 0.0
     n_params: int = 0
     init_digest: str = ""
@@ -102,17 +131,30 @@ def batch_order(n: int, *, seed: int, epochs: int) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
+def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Predicted class of every row of ``X`` (int64), in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(X[i : i + batch_size]).argmax(1) for i in range(0, len(X), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     """Share of correct predictions of ``model`` on ``(X, y)``."""
     if len(y) == 0:
         return float("nan")
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        correct += int((model(X[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-    model.train(was_training)
-    return correct / len(y)
+    return int((predict(model, X, batch_size) == y).sum()) / len(y)
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser named by ``config`` (every config of a comparison gets the same)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9,
+                               weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _stopper(stop: Any) -> Callable[[], bool]:
@@ -178,7 +220,7 @@ def fit(
         net = model
     digest = weights_digest(net)
     n_params = sum(p.numel() for p in net.parameters())
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = make_optimizer(net.parameters(), config)
     loss_fn = nn.CrossEntropyLoss()
     bs = config.batch_size
     n = len(ytr)
@@ -189,10 +231,17 @@ def fit(
     rec: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_acc",
                                             "epoch_time", "batch_acc", "batch_loss")}
 
-    def result(status: str, test_acc: float | None = None, message: str = "") -> History:
+    def result(status: str, test_acc: float | None = None, message: str = "",
+               pred: tuple[int, ...] = ()) -> History:
         return History(status=status, **{k: tuple(v) for k, v in rec.items()}, test_acc=test_acc,
+                       best_epoch=best["epoch"], test_pred=pred,
                        elapsed_s=time.perf_counter() - t0, n_params=n_params,
                        init_digest=digest, message=message)
+
+    # The weights of the best validation epoch are kept (a copy on the CPU) and tested, so no
+    # config is judged at an arbitrary last epoch; training stops after ``patience`` epochs
+    # without improvement.  Ties keep the earlier epoch.
+    best: dict[str, Any] = {"epoch": 0, "val": -1.0, "state": None}
 
     net.train()
     step = 0
@@ -239,6 +288,16 @@ def fit(
         emit("epoch", {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                        "val_acc": val, "elapsed_s": rec["epoch_time"][-1],
                        "batch_acc": b_acc, "batch_loss": b_loss})
+        score = val if math.isfinite(val) else -1.0  # no validation examples: keep the last
+        if score > best["val"] or not math.isfinite(val):
+            best.update(epoch=epoch, val=score,
+                        state={k: v.detach().clone() for k, v in net.state_dict().items()})
+        elif config.patience and epoch - best["epoch"] >= config.patience:
+            break
+    if best["state"] is not None:
+        net.load_state_dict(best["state"])
     Xte = torch.from_numpy(np.ascontiguousarray(X_test, dtype=np.float32))
     yte = torch.from_numpy(np.asarray(y_test, dtype=np.int64))
-    return result("done", test_acc=accuracy(net, Xte, yte, config.eval_batch_size))
+    pred = predict(net, Xte, config.eval_batch_size)
+    test_acc = int((pred == yte).sum()) / len(yte) if len(yte) else float("nan")
+    return result("done", test_acc=test_acc, pred=tuple(int(v) for v in pred))

@@ -69,7 +69,15 @@ def add_parsers(sub) -> None:
                         "weights and batch order (default 3)")
     c.add_argument("--batch-size", type=_int(1), default=None, help="minibatch size (default 32)")
     c.add_argument("--lr", type=_float(0.0, strict=True), default=None,
-                   help="Adam learning rate (default 0.001)")
+                   help="learning rate (default 0.001)")
+    c.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam",
+                   help="optimiser of every run (default adam; sgd uses momentum 0.9)")
+    c.add_argument("--weight-decay", type=_float(0.0), default=0.0,
+                   help="L2 penalty, decoupled for adamw (default 0)")
+    c.add_argument("--patience", type=_int(0), default=None,
+                   help="stop a run after this many epochs without a better validation "
+                        "accuracy and test the best epoch's weights (default 5; 0: train all "
+                        "--epochs, still testing the best epoch)")
     c.add_argument("--workers", type=_int(1), default=None,
                    help="worker processes, one torch thread each (default: CPU cores)")
     c.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
@@ -182,7 +190,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     defaults = TrainConfig()
     tc = TrainConfig(epochs=args.epochs or defaults.epochs,
                      batch_size=args.batch_size or defaults.batch_size,
-                     lr=args.lr or defaults.lr)
+                     lr=args.lr or defaults.lr, optimizer=args.optimizer,
+                     weight_decay=args.weight_decay,
+                     patience=defaults.patience if args.patience is None else args.patience)
     comp = Comparison(args.data, args.configs, labels=args.labels, seeds=args.seeds,
                       model=args.model, train=tc, mask_snr=args.mask_snr,
                       std_floor=args.std_floor, workers=args.workers, store=store)

@@ -91,7 +91,7 @@ def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
     # and being killed; we do not wait for both workers to be busy, since under load the
     # second one may start only after the first has finished several short runs.
     comp = Comparison(data, "none,per_pixel", seeds=2, workers=2,
-                      train=TrainConfig(epochs=600, batch_size=16)).start()
+                      train=TrainConfig(epochs=600, batch_size=16, patience=0)).start()
 
     def started():
         epochs = {r.run_id: r.epoch for r in comp.snapshot().runs}
@@ -115,7 +115,7 @@ def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
 @pytest.mark.slow
 def test_cancel_stops_within_two_seconds_and_nothing_stays_running(home, data):
     comp = Comparison(data, "none,per_pixel", seeds=3, workers=2,
-                      train=TrainConfig(epochs=100_000, batch_size=16)).start()
+                      train=TrainConfig(epochs=100_000, batch_size=16, patience=0)).start()
     assert _wait_for(lambda: any(r.epoch >= 1 for r in comp.snapshot().runs))
     comp.cancel()
     # 100,000 epochs could never end on their own: finishing at all proves the workers
@@ -141,7 +141,7 @@ def test_bad_input_stores_nothing(home, tmp_path):
 @pytest.mark.slow
 def test_registry_runs_one_comparison_at_a_time_and_keeps_runs_apart(home, data):
     reg = Registry()
-    a = reg.start(data, "none,per_pixel", seeds=1, train=TrainConfig(epochs=40, batch_size=16),
+    a = reg.start(data, "none,per_pixel", seeds=1, train=TrainConfig(epochs=40, batch_size=16, patience=0),
                   workers=1)
     b = reg.start(data, "global", seeds=2, train=QUICK, workers=1)
     assert reg.get(a.id) is a and reg.get(b.id) is b and reg.get("nope") is None

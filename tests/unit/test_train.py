@@ -107,3 +107,48 @@ def test_nan_loss_is_reported_as_diverged_not_raised():
     h = fit(Xtr, ytr, *rest, n_classes=3, config=CFG, seed=0)
     assert h.status == "diverged" and h.test_acc is None and "loss became nan" in h.message
     assert h.batch_loss[-1] is None
+
+
+def test_the_tested_weights_are_those_of_the_best_validation_epoch():
+    Xtr, ytr, Xva, yva, _, _ = _data()
+    # Test on the validation split itself: the test accuracy must then equal the validation
+    # accuracy of the best epoch, not of the last one.
+    cfg = TrainConfig(epochs=12, batch_size=16, lr=3e-2, patience=0)
+    h = fit(Xtr, ytr, Xva, yva, Xva, yva, n_classes=3, config=cfg, seed=1)
+    assert h.status == "done" and len(h.epoch) == 12
+    best = int(np.argmax(h.val_acc)) + 1  # first epoch with the highest accuracy
+    assert h.best_epoch == best
+    assert h.test_acc == pytest.approx(h.val_acc[best - 1])
+    assert len(h.test_pred) == len(yva)
+    assert np.mean(np.array(h.test_pred) == yva) == pytest.approx(h.test_acc)
+
+
+def test_patience_stops_after_epochs_without_improvement():
+    Xtr, ytr, Xva, yva, Xte, yte = _data()
+    h = fit(Xtr, ytr, Xva, yva, Xte, yte, n_classes=3, seed=0,
+            config=TrainConfig(epochs=40, batch_size=16, lr=3e-2, patience=2))
+    assert h.status == "done"
+    assert len(h.epoch) < 40  # stopped early ...
+    assert len(h.epoch) == h.best_epoch + 2  # ... exactly `patience` epochs after the best
+    assert max(h.val_acc[h.best_epoch:]) <= h.val_acc[h.best_epoch - 1]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_each_optimizer_trains_deterministically(optimizer):
+    data = _data()
+    cfg = TrainConfig(epochs=2, batch_size=16, optimizer=optimizer, lr=1e-2, weight_decay=1e-4)
+    a = fit(*data, n_classes=3, config=cfg, seed=3)
+    b = fit(*data, n_classes=3, config=cfg, seed=3)
+    assert a.status == "done" and a.train_loss == b.train_loss and a.test_pred == b.test_pred
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"lr": 0.0}, "learning rate"), ({"lr": -1e-3}, "learning rate"),
+    ({"lr": float("nan")}, "learning rate"), ({"optimizer": "lbfgs"}, "optimizer"),
+    ({"weight_decay": -1.0}, "weight decay"), ({"patience": -1}, "patience"),
+])
+def test_bad_training_settings_are_refused_with_one_sentence(bad, match):
+    from diagnostics.errors import NormScopeError
+
+    with pytest.raises(NormScopeError, match=match):
+        TrainConfig(**bad)
