@@ -1,4 +1,6 @@
-"""Small models sized for CPUs: a plain CNN (default), an MLP and a linear baseline.
+"""Small models sized for CPUs: a plain CNN (default), presets that stand for common audio
+practice (batch norm, PANNs-style input batch norm over the bands, a small ResNet), an MLP, a
+linear baseline, and the user's own model named by import path (``package.module:factory``).
 
 Every model is built from ``(in_shape, n_classes)`` with ``in_shape = (H, W)`` and takes a
 batch of shape (B, H, W) (a channel axis is added inside).  The CNN has no batch norm on
@@ -17,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODELS = ("cnn", "mlp", "linear")
+from .catalog import MODELS, is_import_path
+
 
 
 def _pool(h: int, w: int) -> tuple[int, int]:
@@ -93,17 +96,119 @@ class Linear(nn.Module):
         return self.net(x)
 
 
+class BandNormCNN(nn.Module):
+    """PANNs' ``bn0``: a BatchNorm over the bands (rows) at the input, then the plain CNN.
+
+    The input's rows are the BatchNorm's channels, so the network learns its own per-band
+    scaling (running mean and variance per band over examples and frames).
+    """
+
+    def __init__(self, in_shape: tuple[int, int], n_classes: int, **options):
+        super().__init__()
+        self.bn0 = nn.BatchNorm1d(in_shape[0])
+        self.cnn = SmallCNN(in_shape, n_classes, **options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cnn(self.bn0(x))  # (B, H, W): H is the channel axis of BatchNorm1d
+
+
+class _Residual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: tuple[int, int]):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if cin == cout and stride == (1, 1) else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """stem conv -> 3 residual blocks (16, 32, 64 channels, stride 2 where the input is long
+    enough) -> global average pooling -> linear."""
+
+    def __init__(self, in_shape: tuple[int, int], n_classes: int, *,
+                 channels: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        h, w = in_shape
+        layers: list[nn.Module] = [nn.Conv2d(1, channels[0], 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(channels[0]), nn.ReLU()]
+        cin = channels[0]
+        for cout in channels:
+            s = _pool(h, w)
+            layers.append(_Residual(cin, cout, s))
+            h, w, cin = -(-h // s[0]), -(-w // s[1]), cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, n_classes)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.unsqueeze(1))
+
+
+class UserModel(nn.Module):
+    """A user's module that takes (B, 1, H, W), adapted to the (B, H, W) batches we feed."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.unsqueeze(1))
+
+
+def _user_model(name: str, in_shape: tuple[int, int], n_classes: int, **options) -> nn.Module:
+    """Import ``package.module:factory``, build it and check the contract with a dry forward
+    pass: ``factory(in_shape, n_classes, **options)`` returns an ``nn.Module`` mapping
+    (B, 1, H, W) to (B, n_classes)."""
+    import importlib
+
+    from diagnostics.errors import NormScopeError
+
+    mod_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise NormScopeError(f"model {name!r} cannot be imported ({type(exc).__name__}: {exc}); "
+                             "give package.module:factory on the Python path") from None
+    try:
+        net = factory(tuple(in_shape), int(n_classes), **options)
+    except Exception as exc:  # noqa: BLE001 -- the user's code: report it in one sentence
+        raise NormScopeError(f"model factory {name} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(net, nn.Module):
+        raise NormScopeError(f"model factory {name} returned a {type(net).__name__}, not a "
+                             "torch.nn.Module; return the network itself")
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, 1, *in_shape))
+    except Exception as exc:  # noqa: BLE001
+        raise NormScopeError(f"model {name} fails on a batch of shape (2, 1, {in_shape[0]}, "
+                             f"{in_shape[1]}): {type(exc).__name__}: {exc}") from None
+    finally:
+        net.train(was)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, int(n_classes)):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise NormScopeError(f"model {name} returns {got} for a batch of 2; it must return "
+                             f"class scores of shape (2, {n_classes})")
+    return UserModel(net)
+
+
 def build_model(name: str, in_shape: tuple[int, int], n_classes: int, **options) -> nn.Module:
-    """Build ``cnn``, ``mlp`` or ``linear`` for inputs of ``in_shape`` and ``n_classes``.
+    """Build a model of :data:`MODELS`, or a user's ``package.module:factory``, for inputs of
+    ``in_shape`` and ``n_classes``.
 
     The weights come from torch's global generator: seed it (or fork it) first.
     """
-    if name == "cnn":
-        return SmallCNN(in_shape, n_classes, **options)
-    if name == "mlp":
-        return MLP(in_shape, n_classes, **options)
-    if name == "linear":
-        return Linear(in_shape, n_classes, **options)
+    builders = {"cnn": SmallCNN, "cnn_bn": lambda *a, **o: SmallCNN(*a, batch_norm=True, **o),
+                "cnn_bn0": BandNormCNN, "resnet": SmallResNet, "mlp": MLP, "linear": Linear}
+    if name in builders:
+        return builders[name](in_shape, n_classes, **options)
+    if is_import_path(name):
+        return _user_model(name, in_shape, n_classes, **options)
     from diagnostics.errors import NormScopeError
 
-    raise NormScopeError(f"model {name!r} is unknown; use {', '.join(MODELS)}")
+    raise NormScopeError(f"model {name!r} is unknown; use {', '.join(MODELS)} or "
+                         "package.module:factory")

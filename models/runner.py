@@ -40,7 +40,7 @@ from diagnostics.errors import NormScopeError
 from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.normalize import Normalizer, parse_configs
 
-from .nets import MODELS
+from .nets import MODELS, build_model, is_import_path
 from .store import RunStore
 from .train import TrainConfig
 
@@ -415,8 +415,9 @@ class Comparison:
 
     # -- validation and start --------------------------------------------------------------
     def _validate(self) -> Dataset:
-        if self.model not in MODELS:
-            raise NormScopeError(f"model {self.model!r} is unknown; use {', '.join(MODELS)}")
+        if self.model not in MODELS and not is_import_path(self.model):
+            raise NormScopeError(f"model {self.model!r} is unknown; use {', '.join(MODELS)} or "
+                                 "package.module:factory")
         tc = self.train
         if tc.epochs < 1 or tc.batch_size < 1 or not tc.lr > 0:
             raise NormScopeError("epochs and batch size must be at least 1 and lr above 0")
@@ -433,6 +434,8 @@ class Comparison:
         self.data, self.labels = worker_spec(ds, self.data, self.labels)
         split = split_indices(ds.n, ds.y, seed=SPLIT_SEED)
         check_trainable(ds, split, batch_size=tc.batch_size)
+        if is_import_path(self.model):
+            build_model(self.model, ds.X.shape[1:], len(ds.class_names))  # the contract, up front
         for name in self.configs:
             # Fitting catches a mask that removes every row (and bad std floors) up front;
             # the statistics pass is cheap next to training.

@@ -26,6 +26,7 @@ BATCH_ORDER_SALT = 0x5EED_BA7C
 
 #: Optimisers a comparison can train with (every config of one comparison shares one).
 OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TrainConfig:
     eval_batch_size: int = 512  # examples per forward pass when evaluating (memory bound)
     patience: int = 5  # stop after this many epochs without a better validation accuracy; 0: never
     optimizer: str = "adam"  # adam | adamw | sgd (with momentum 0.9, the common audio choice)
+    device: str = "auto"  # auto (a GPU when torch sees one) | cpu | cuda
 
     def __post_init__(self) -> None:
         from diagnostics.errors import NormScopeError
@@ -51,6 +53,11 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise NormScopeError(f"optimizer {self.optimizer!r} is unknown; use "
                                  f"{', '.join(OPTIMIZERS)}")
+        if self.device not in DEVICES:
+            raise NormScopeError(f"device {self.device!r} is unknown; use {', '.join(DEVICES)}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise NormScopeError("device cuda was asked for, but torch sees no GPU on this "
+                                 "machine; use --device cpu (or auto)")
         if int(self.epochs) < 1 or int(self.batch_size) < 1 or int(self.patience) < 0:
             raise NormScopeError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) "
                                  f"must be at least 1 and patience ({self.patience}) at least 0")
@@ -86,6 +93,9 @@ class History:
     n_params : int
     init_digest : str
         Hash of the initial weights: equal across normalizations for one seed.
+    device : str
+        Where it trained (``cpu`` or ``cuda``).  On CUDA, cuDNN's kernel choice can make two
+        runs of one seed differ in the last digits; on the CPU they are identical.
     message : str
         Why a run stopped early.
     """
@@ -105,6 +115,14 @@ class History:
     n_params: int = 0
     init_digest: str = ""
     message: str = ""
+    device: str = "cpu"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when torch sees a GPU, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -210,15 +228,19 @@ def fit(
     t0 = time.perf_counter()
     should_stop = _stopper(stop)
     emit = callback or (lambda kind, data: None)
-    Xtr = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32))
-    ytr = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
-    Xva = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
-    yva = torch.from_numpy(np.asarray(y_val, dtype=np.int64))
+    dev = resolve_device(config.device)
+
+    def tensor(a, dtype):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(dev)
+
+    Xtr, ytr = tensor(X_train, np.float32), tensor(y_train, np.int64)
+    Xva, yva = tensor(X_val, np.float32), tensor(y_val, np.int64)
     if isinstance(model, str):
         net = init_model(model, tuple(Xtr.shape[1:]), n_classes, seed=seed)
     else:
         net = model
-    digest = weights_digest(net)
+    digest = weights_digest(net)  # on the CPU, before moving: equal on every device
+    net.to(dev)
     n_params = sum(p.numel() for p in net.parameters())
     opt = make_optimizer(net.parameters(), config)
     loss_fn = nn.CrossEntropyLoss()
@@ -234,7 +256,7 @@ def fit(
     def result(status: str, test_acc: float | None = None, message: str = "",
                pred: tuple[int, ...] = ()) -> History:
         return History(status=status, **{k: tuple(v) for k, v in rec.items()}, test_acc=test_acc,
-                       best_epoch=best["epoch"], test_pred=pred,
+                       best_epoch=best["epoch"], test_pred=pred, device=dev.type,
                        elapsed_s=time.perf_counter() - t0, n_params=n_params,
                        init_digest=digest, message=message)
 
@@ -246,7 +268,7 @@ def fit(
     net.train()
     step = 0
     for epoch, order in enumerate(batch_order(n, seed=seed, epochs=config.epochs), start=1):
-        order_t = torch.from_numpy(order)
+        order_t = torch.from_numpy(order).to(dev)
         loss_sum, correct, seen = 0.0, 0, 0
         b_acc: list[float] = []
         b_loss: list[float | None] = []
@@ -296,8 +318,7 @@ def fit(
             break
     if best["state"] is not None:
         net.load_state_dict(best["state"])
-    Xte = torch.from_numpy(np.ascontiguousarray(X_test, dtype=np.float32))
-    yte = torch.from_numpy(np.asarray(y_test, dtype=np.int64))
+    Xte, yte = tensor(X_test, np.float32), tensor(y_test, np.int64)
     pred = predict(net, Xte, config.eval_batch_size)
     test_acc = int((pred == yte).sum()) / len(yte) if len(yte) else float("nan")
-    return result("done", test_acc=test_acc, pred=tuple(int(v) for v in pred))
+    return result("done", test_acc=test_acc, pred=tuple(pred.cpu().tolist()))

@@ -45,6 +45,16 @@ def _float(lo: float, *, strict: bool = False):
     return parse
 
 
+def _model_name(text: str) -> str:
+    from models.catalog import MODELS, is_import_path  # plain Python: no torch
+
+    text = text.strip()
+    if text in MODELS or is_import_path(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is neither one of {', '.join(MODELS)} nor "
+                                     "package.module:factory")
+
+
 def add_parsers(sub) -> None:
     """Add ``compare`` and ``runs`` to the command line's sub-parsers."""
     from diagnostics.normalize import valid_parts
@@ -61,8 +71,12 @@ def add_parsers(sub) -> None:
                    help=f"row-SNR threshold of @mask (default {DEFAULT_MASK_SNR})")
     c.add_argument("--std-floor", type=_float(0.0), default=0.0,
                    help="lower bound on every learned scale (default 0: none)")
-    c.add_argument("--model", choices=("cnn", "mlp", "linear"), default="cnn",
-                   help="classifier (default cnn: a small plain CNN)")
+    from models.catalog import MODELS
+
+    c.add_argument("--model", default="cnn", type=_model_name,
+                   help="classifier: " + "; ".join(f"{k}: {v}" for k, v in MODELS.items())
+                        + "; or your own package.module:factory (factory(in_shape, n_classes) "
+                          "returns an nn.Module taking (B, 1, H, W)) (default cnn)")
     c.add_argument("--epochs", type=_int(1), default=None, help="training epochs (default 15)")
     c.add_argument("--seeds", type=_int(1), default=3,
                    help="seeds 0..S-1; each seed gives every configuration the same initial "
@@ -74,6 +88,8 @@ def add_parsers(sub) -> None:
                    help="optimiser of every run (default adam; sgd uses momentum 0.9)")
     c.add_argument("--weight-decay", type=_float(0.0), default=0.0,
                    help="L2 penalty, decoupled for adamw (default 0)")
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (default auto: a GPU when torch sees one)")
     c.add_argument("--patience", type=_int(0), default=None,
                    help="stop a run after this many epochs without a better validation "
                         "accuracy and test the best epoch's weights (default 5; 0: train all "
@@ -191,7 +207,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     tc = TrainConfig(epochs=args.epochs or defaults.epochs,
                      batch_size=args.batch_size or defaults.batch_size,
                      lr=args.lr or defaults.lr, optimizer=args.optimizer,
-                     weight_decay=args.weight_decay,
+                     weight_decay=args.weight_decay, device=args.device,
                      patience=defaults.patience if args.patience is None else args.patience)
     comp = Comparison(args.data, args.configs, labels=args.labels, seeds=args.seeds,
                       model=args.model, train=tc, mask_snr=args.mask_snr,

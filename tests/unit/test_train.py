@@ -152,3 +152,14 @@ def test_bad_training_settings_are_refused_with_one_sentence(bad, match):
 
     with pytest.raises(NormScopeError, match=match):
         TrainConfig(**bad)
+
+
+def test_cuda_without_a_gpu_is_refused_and_auto_records_the_cpu():
+    from diagnostics.errors import NormScopeError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal cannot happen here")
+    with pytest.raises(NormScopeError, match="torch sees no GPU"):
+        TrainConfig(device="cuda")
+    h = fit(*_data(), n_classes=3, config=TrainConfig(epochs=1, batch_size=16), seed=0)
+    assert h.device == "cpu"
