@@ -33,6 +33,12 @@ def _pts(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _signed(x: float) -> str:
+    """Signed points; -0.04 points reads +0.0, not -0.0."""
+    v = round(100 * x, 1)
+    return f"{v if v != 0 else 0.0:+.1f}"
+
+
 def _ci(ci: tuple[float, float] | None, *, sign: float = 1.0) -> str:
     if ci is None:
         return "no interval from a single run"
@@ -61,26 +67,26 @@ def question(q: "Pair", design: "Design", look: int, margin: float) -> str:
     if q.verdict == "better":
         return f"{b} gains {_pts(q.diff)} points over {a} ({_ci(q.ci95)}, {_p(q.p_adjusted)}, {how})."
     if q.verdict == "equivalent":
-        return (f"{b} and {a} are equivalent within ±{_pts(margin)} points ({100 * q.diff:+.1f} "
+        return (f"{b} and {a} are equivalent within ±{_pts(margin)} points ({_signed(q.diff)} "
                 f"points, {_ci(q.ci95)}, {how}): this choice neither helps nor hurts by more.")
     if q.n_runs == 0:
         return f"{b} against {a}: no run finished for both yet ({how}); nothing is shown either way."
     if q.n_runs < 2:
-        return (f"{b} against {a}: {100 * q.diff:+.1f} points from a single run each ({how}); "
+        return (f"{b} against {a}: {_signed(q.diff)} points from a single run each ({how}); "
                 "nothing is shown either way yet.")
     lo, hi = q.ci95 if q.ci95 is not None else (-math.inf, math.inf)
     if lo > 0 or hi < 0:
-        return (f"{b} against {a}: {100 * q.diff:+.1f} points ({_ci(q.ci95)} unadjusted), but no "
+        return (f"{b} against {a}: {_signed(q.diff)} points ({_ci(q.ci95)} unadjusted), but no "
                 f"difference is shown yet once adjusted for the other pairs and the looks "
                 f"({_p(q.p_adjusted)}, {how}); it is not shown to be harmless either.")
-    return (f"{b} against {a}: no difference shown yet ({100 * q.diff:+.1f} points, "
+    return (f"{b} against {a}: no difference shown yet ({_signed(q.diff)} points, "
             f"{_ci(q.ci95)}, {_p(q.p_adjusted)}, {how}); it is not shown to be harmless either.")
 
 
 def _diff(p: "Pair") -> str:
     if p.n_runs == 0:
         return "no run in common"
-    return f"{100 * p.diff:+.1f} points, {_ci(p.ci95)}"
+    return f"{_signed(p.diff)} points, {_ci(p.ci95)}"
 
 
 def _list(items: Sequence[str]) -> str:
@@ -89,7 +95,7 @@ def _list(items: Sequence[str]) -> str:
 
 def use(best: "ConfigResult", mine: Sequence["Pair"], settled: bool, margin: float) -> str:
     """Line 2: what to use.  ``mine`` are the pairs ``(other, best)``, read as best - other."""
-    head = f"{label(best.name)}: {_pts(best.accuracy)}% ({_ci(best.ci95)})"
+    score = f"{_pts(best.accuracy)}% ({_ci(best.ci95)})"
     ahead = [f"{label(p.a)} by {_pts(p.diff)} points ({_p(p.p_adjusted)})"
              for p in mine if p.verdict == "better"]
     eq = [label(p.a) for p in mine if p.verdict == "equivalent"]
@@ -97,14 +103,14 @@ def use(best: "ConfigResult", mine: Sequence["Pair"], settled: bool, margin: flo
     behind = [f"{label(p.a)} is ahead of it by {_pts(-p.diff)} points ({_p(p.p_adjusted)})"
               for p in mine if p.verdict == "worse"]
     if settled:
-        text = f"Use {head}"
+        text = f"Use {label(best.name)}: {score}"
         if ahead:
             text += f"; it is ahead of {_list(ahead)}"
         if eq:
             text += (f"; {_list(eq)} {'is' if len(eq) == 1 else 'are'} equivalent to it within "
                      f"±{_pts(margin)} points, so either will do")
         return text + "."
-    text = f"No config is named best yet: {head} leads"
+    text = f"No config is named best yet: {label(best.name)} leads with {score}"
     if open_:
         text += f"; it is not yet shown ahead of {_list(open_)}, still undecided"
     if ahead:
@@ -129,11 +135,12 @@ def answer(*, names: Sequence[str], table: Mapping, configs: Sequence["ConfigRes
            best: str, settled: bool, design: "Design", look: int, margin: float,
            stopped_because: str | None) -> tuple[str | None, tuple[str, ...]]:
     """(best if named, lines) for :class:`diagnostics.verdict.Answer`."""
+    note = () if not design.note else (design.note[0].upper() + design.note[1:] + ".",)
     by_name = {c.name: c for c in configs}
     if len(names) == 1:
         c = configs[0]
         return c.name, (f"Only {label(c.name)} was run: {_pts(c.accuracy)}% ({_ci(c.ci95)}); "
-                        "add a config to compare.",)
+                        "add a config to compare.",) + note
     q = ("none", "per_pixel") if "none" in names and "per_pixel" in names else tuple(names[:2])
     lines = [question(table[q], design, look, margin)]
     mine = [table[(n, best)] for n in names if n != best]
@@ -141,6 +148,4 @@ def answer(*, names: Sequence[str], table: Mapping, configs: Sequence["ConfigRes
     open_pairs = [p for p in mine if p.verdict == "unclear"]
     if stopped_because in ("budget", "max_repetitions") and open_pairs:
         lines.append(budget(best, open_pairs, design, look, stopped_because))
-    if design.note:
-        lines.append(design.note[0].upper() + design.note[1:] + ".")
-    return (best if settled else None), tuple(lines)
+    return (best if settled else None), tuple(lines) + note

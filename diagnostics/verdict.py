@@ -31,13 +31,18 @@ Statistics (every interval and test says what it covers):
 * **Decide mode**: looks after each repetition, r = 1..R.  Each look's nominal p-value is
   turned into the overall level at which it crosses the Lan-DeMets O'Brien-Fleming boundary
   (information fraction r/R, :mod:`diagnostics.sequential`), so that stopping when the pairs
-  are decided keeps the false better/worse rate at 5% or less.  The TOST gets the same
-  spending and its own Holm adjustment.
+  are decided keeps the false better/worse rate at 5% or less (checked by simulation in
+  bench/bench_verdict.py; converting t statistics through their nominal p-values is an
+  approximation at small df).  The TOST gets the same spending and its own Holm adjustment.
+  A pair's ``ci95`` is the plain 95% interval of this look; its verdict comes from the
+  adjusted tests, so an interval that just excludes 0 can still be ``unclear`` (the answer
+  then says "unadjusted"), while better/worse always have an interval that excludes 0.
 * **Words** (b relative to a): ``equivalent`` when the adjusted TOST puts the difference
   inside +/- margin (this wins over better/worse: a real difference inside the margin is too
   small to matter); else ``better``/``worse`` when the adjusted test says so; else
-  ``unclear``.  One run (or one repetition) is always ``unclear`` or, for better/worse, needs
-  the test: ``equivalent`` needs 2+ repetitions, so one split never says "either will do".
+  ``unclear``.  Fewer than 2 runs per config (one holdout seed) is always ``unclear``; and
+  ``equivalent`` needs 2+ repetitions, so one partition of the data never says "either will
+  do" (better/worse at the first of several looks needs the far boundary of that look).
 * **McNemar** (exact binomial on discordant examples, pooled over runs) is supporting
   evidence only: the same example tested in several repetitions is not independent.
 

@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from diagnostics.answer import label
 from diagnostics.errors import NormScopeError
-from diagnostics.evaluation import Design
+from diagnostics.evaluation import Design, make_design
 from diagnostics.sequential import boundaries, holm, nominal_level, obf_spending, sequential_p
 from diagnostics.verdict import decide
 from verdict_sim import World, as_scores, run_decide, simulate
@@ -221,6 +221,17 @@ def test_the_first_line_answers_per_pixel_against_none(rng):
     assert re.match(r"Per-pixel z-scoring costs \d+\.\d points against no normalization "
                     r"\(95% CI [\d.]+ to [\d.]+, p_adj[=<][\d.]+, 5-fold CV x 3\)\.", d.answer.text[0])
     assert d.answer.text[1].startswith("Use db+per_row: 8")
+
+
+def test_the_design_note_and_a_single_config_are_said_plainly():
+    y = np.r_[np.zeros(40, int), np.ones(3, int)]
+    d = decide({"none": {(0, f): (10, 14) for f in range(3)}}, make_design(y))
+    assert d.answer.text[0].startswith("Only no normalization was run: 71.4% (95% CI")
+    assert d.answer.text[-1] == ("Class 1 has only 3 examples, so 3-fold cross-validation is "
+                                 "used instead of 5-fold.")
+    same = {(r, f): (100, 200) for r in range(2) for f in range(5)}
+    tiny = decide({"none": same, "per_pixel": {c: (99, 200) for c in same}}, CV, look=2)
+    assert "-0.5 points" in tiny.answer.text[0] and "-0.0" not in " ".join(tiny.answer.text)
 
 
 def test_json_has_exactly_the_issue_schema(rng):
