@@ -123,6 +123,18 @@ def test_holdout_interval_adds_the_test_set_binomial_variance():
     assert one.pairs[0].verdict == "unclear"  # one run each: never a verdict
 
 
+def test_holdout_pair_uses_the_per_example_differences_when_given(rng):
+    a = {(r, 0): rng.random(300) < 0.8 for r in range(3)}
+    b = {c: v ^ (rng.random(300) < 0.15) for c, v in a.items()}
+    p = decide({"none": a, "x": b}, Design("holdout", 1), max_repetitions=3).pairs[0]
+    runs = np.array([(b[c].sum() - a[c].sum()) / 300 for c in a])
+    per_example = np.mean([b[c].astype(float) - a[c] for c in a], axis=0)
+    run_var, ex_var = runs.var(ddof=1) / 3, per_example.var(ddof=1) / 300
+    df = (run_var + ex_var) ** 2 / (run_var ** 2 / 2 + ex_var ** 2 / 299)
+    t = runs.mean() / math.sqrt(run_var + ex_var)
+    assert math.isclose(p.diff, runs.mean()) and math.isclose(p.p_value, 2 * sps.t.sf(abs(t), df))
+
+
 def test_mcnemar_on_pooled_discordant_examples(rng):
     a = {(0, f): rng.random(100) < 0.8 for f in range(5)}
     b = {c: v ^ (rng.random(100) < 0.1) for c, v in a.items()}
