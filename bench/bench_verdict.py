@@ -30,7 +30,7 @@ from scipy import stats as sps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
 
-from diagnostics.sequential import sequential_p  # noqa: E402
+from diagnostics.verdicts.sequential import sequential_p  # noqa: E402
 from verdict_sim import World, run_decide, simulate  # noqa: E402
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from diagnostics.errors import NormScopeError
-from diagnostics.evaluation import (CV_MAX_EXAMPLES, Design, default_design, design_folds,
+from diagnostics.verdicts.design import (CV_MAX_EXAMPLES, Design, default_design, design_folds,
                                     feasible_folds, folds, make_design)
-from diagnostics.datasets import split_indices
+from diagnostics.data.dataset import split_indices
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from diagnostics.answer import label
+from diagnostics.verdicts.answer import label
 from diagnostics.errors import NormScopeError
-from diagnostics.evaluation import Design, make_design
-from diagnostics.sequential import boundaries, holm, nominal_level, obf_spending, sequential_p
-from diagnostics.verdict import decide
+from diagnostics.verdicts.design import Design, make_design
+from diagnostics.verdicts.sequential import boundaries, holm, nominal_level, obf_spending, sequential_p
+from diagnostics.verdicts.decide import decide
 from verdict_sim import World, as_scores, run_decide, simulate
 
 CV = Design("cv", 5)

@@ -134,7 +134,7 @@ def simulate(w: World, sims: int, seed: int = 0) -> Simulated:
 
 
 def as_scores(counts: np.ndarray, n_test: int, names=("a", "b")) -> dict:
-    """One simulated comparison (2, reps, k) as :data:`diagnostics.verdict.Scores`."""
+    """One simulated comparison (2, reps, k) as :data:`diagnostics.verdicts.decide.Scores`."""
     return {name: {(r, f): (int(counts[c, r, f]), n_test) for r in range(counts.shape[1])
                    for f in range(counts.shape[2])} for c, name in enumerate(names)}
 
@@ -145,8 +145,8 @@ def run_decide(counts: np.ndarray, w: World, *, margin: float = 0.01):
 
     Returns (verdict at stop, look at stop, the stopping Decision) per comparison.
     """
-    from diagnostics.evaluation import Design
-    from diagnostics.verdict import decide
+    from diagnostics.verdicts.design import Design
+    from diagnostics.verdicts.decide import decide
 
     design = Design("cv", w.k, max_repetitions=w.reps)
     out = []

@@ -30,7 +30,7 @@ Statistics (every interval and test says what it covers):
   Testing only the chosen pairs at their own Holm level would not have that guarantee.
 * **Decide mode**: looks after each repetition, r = 1..R.  Each look's nominal p-value is
   turned into the overall level at which it crosses the Lan-DeMets O'Brien-Fleming boundary
-  (information fraction r/R, :mod:`diagnostics.sequential`), so that stopping when the pairs
+  (information fraction r/R, :mod:`diagnostics.verdicts.sequential`), so that stopping when the pairs
   are decided keeps the false better/worse rate at 5% or less (checked by simulation in
   bench/bench_verdict.py; converting t statistics through their nominal p-values is an
   approximation at small df).  The TOST gets the same spending and its own Holm adjustment.
@@ -59,8 +59,8 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import stdtr, stdtrit  # t cdf and quantile: ufuncs, far faster than sps.t
 
-from .errors import NormScopeError
-from .evaluation import Design
+from ..errors import NormScopeError
+from .design import Design
 from .sequential import holm, sequential_p
 from . import answer as answer_text
 

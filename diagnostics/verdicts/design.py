@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import split_indices
-from .errors import NormScopeError
+from ..data.dataset import split_indices
+from ..errors import NormScopeError
 
 #: Cross-validation up to this many examples, a fixed holdout above.  Why 20,000: above it a
 #: 15% holdout test set has 3,000+ examples, whose binomial standard error is at most 0.9
@@ -26,7 +26,7 @@ from .errors import NormScopeError
 CV_MAX_EXAMPLES = 20_000
 
 #: Folds of the default cross-validation: 80% of the data trains each model, and the overlap
-#: between training sets (3/4) is what the corrected t-test of diagnostics.verdict assumes.
+#: between training sets (3/4) is what the corrected t-test of diagnostics.verdicts.decide assumes.
 DEFAULT_FOLDS = 5
 
 #: Repetitions decide mode may add before it gives up (the issue's default budget).

@@ -7,17 +7,16 @@ undecided, a plain line with the intervals; last, the design's note (fewer folds
 
 Every clause about a pair is chosen by that pair's verdict, so the text cannot contradict
 the verdicts: "equivalent" and "either will do" appear only for pairs whose verdict is
-``equivalent``.  Pure strings; :mod:`diagnostics.verdict` builds the inputs.
+``equivalent``.  Pure strings; :mod:`diagnostics.verdicts.decide` builds the inputs.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
-if TYPE_CHECKING:  # only for the annotations: verdict imports this module
-    from .evaluation import Design
-    from .verdict import ConfigResult, Pair
+# Annotations name decide's ConfigResult and Pair and design's Design as strings only:
+# decide imports this module, so importing them back would make a cycle.
 
 #: How the answer names the configs of the user's question.
 LABELS = {"none": "no normalization", "per_pixel": "per-pixel z-scoring"}
@@ -134,7 +133,7 @@ def budget(best: str, open_pairs: Sequence["Pair"], design: "Design", look: int,
 def answer(*, names: Sequence[str], table: Mapping, configs: Sequence["ConfigResult"],
            best: str, settled: bool, design: "Design", look: int, margin: float,
            stopped_because: str | None) -> tuple[str | None, tuple[str, ...]]:
-    """(best if named, lines) for :class:`diagnostics.verdict.Answer`."""
+    """(best if named, lines) for :class:`diagnostics.verdicts.decide.Answer`."""
     note = () if not design.note else (design.note[0].upper() + design.note[1:] + ".",)
     by_name = {c.name: c for c in configs}
     if len(names) == 1:
