@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 1
+import numpy as np
+
+SCHEMA_VERSION = 2  # 2: runs.repetition, runs.fold and the predictions table
 STATUSES = ("queued", "running", "done", "cancelled", "failed", "interrupted", "diverged")
 ACTIVE = ("queued", "running")
 
@@ -86,7 +88,16 @@ CREATE TABLE IF NOT EXISTS batch_metrics (
     train_loss REAL,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,             -- test examples of the run
+    test_index BLOB NOT NULL,       -- little-endian int32: row of each test example
+    pred BLOB NOT NULL,             -- little-endian int16: predicted class
+    label BLOB NOT NULL             -- little-endian int16: true class
+);
 """
+#: Columns added to ``runs`` by schema 2 (a version-1 file gets them on first open).
+_RUN_COLUMNS_V2 = (("repetition", "INTEGER"), ("fold", "INTEGER"))
 
 
 def home() -> Path:
@@ -121,6 +132,8 @@ class RunRecord:
     n_params: int | None
     init_digest: str | None
     versions: dict
+    repetition: int | None = None  # cross-validation: which repetition and fold (None: holdout)
+    fold: int | None = None
     history: dict = field(default_factory=dict)  # epoch, train_loss, train_acc, val_acc, elapsed_s
     batches: dict = field(default_factory=dict)  # step, epoch, train_acc, train_loss
 
@@ -200,8 +213,16 @@ class RunStore:
             con.execute("PRAGMA journal_mode=WAL")
             if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 # One script, one transaction; a failure leaves it open and closing rolls back.
-                con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} "
-                                  f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                con.execute("BEGIN IMMEDIATE")
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+                have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+                for name, kind in _RUN_COLUMNS_V2:
+                    if name not in have:
+                        con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                con.execute("COMMIT")
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
@@ -251,9 +272,11 @@ class RunStore:
             )
             con.executemany(
                 "INSERT INTO runs (id, comparison_id, position, dataset_id, config, seed, model, "
-                "hyper, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                "hyper, status, created, repetition, fold) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 [(r["id"], c["id"], r["position"], c["dataset_id"], r["config"], int(r["seed"]),
-                  c["model"], json.dumps(c["hyper"]), now) for r in runs],
+                  r.get("model", c["model"]), json.dumps(c["hyper"]), now, r.get("repetition"),
+                  r.get("fold")) for r in runs],
             )
 
     def set_comparison_status(self, comparison_id: str, status: str, *, final: bool = False) -> None:
@@ -285,8 +308,11 @@ class RunStore:
 
     def finish_run(self, run_id: str, status: str, *, test_acc: float | None = None,
                    elapsed_s: float | None = None, message: str | None = None,
-                   n_params: int | None = None, init_digest: str | None = None) -> None:
-        """Final status, accuracy and timings of a run, in one transaction."""
+                   n_params: int | None = None, init_digest: str | None = None,
+                   predictions: tuple | None = None) -> None:
+        """Final status, accuracy, timings and per-example predictions of a run, in one
+        transaction.  ``predictions`` is ``(test_index, pred, label)``, three int arrays of the
+        run's test examples."""
         if status not in STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         with self.transaction() as con:
@@ -295,6 +321,26 @@ class RunStore:
                 "n_params=COALESCE(?, n_params), init_digest=COALESCE(?, init_digest) WHERE id=?",
                 (status, test_acc, elapsed_s, message, time.time(), n_params, init_digest, run_id),
             )
+            if predictions is not None:
+                idx, pred, label = (np.asarray(a) for a in predictions)
+                if not (idx.shape == pred.shape == label.shape and idx.ndim == 1):
+                    raise ValueError("test_index, pred and label must be 1-d and equally long")
+                con.execute(
+                    "INSERT OR REPLACE INTO predictions (run_id, n, test_index, pred, label) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (run_id, int(idx.size), idx.astype("<i4").tobytes(),
+                     pred.astype("<i2").tobytes(), label.astype("<i2").tobytes()))
+
+    def predictions(self, comparison_id: str) -> dict[str, dict]:
+        """``{run_id: {"test_index", "pred", "label"}}`` (int arrays) of a comparison's runs."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT p.* FROM predictions p JOIN runs r ON r.id = p.run_id "
+                "WHERE r.comparison_id=? ORDER BY r.position", (comparison_id,)).fetchall()
+        return {r["run_id"]: {"test_index": np.frombuffer(r["test_index"], "<i4").astype(np.int64),
+                              "pred": np.frombuffer(r["pred"], "<i2").astype(np.int64),
+                              "label": np.frombuffer(r["label"], "<i2").astype(np.int64)}
+                for r in rows}
 
     def cancel_queued(self, comparison_id: str, status: str = "cancelled", message: str = "") -> int:
         """Close every still-queued run of a comparison (e.g. after Cancel)."""

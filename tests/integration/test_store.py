@@ -10,6 +10,7 @@ import textwrap
 import time
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 
 from models.store import RunStore
@@ -179,3 +180,43 @@ def test_server_killed_mid_comparison_leaves_interrupted_runs(home, tmp_path):
     assert rec.status == "interrupted" and {r.status for r in rec.runs} == {"interrupted"}
     started = [r for r in rec.runs if r.history["epoch"]]
     assert started and started[0].history["epoch"][:2] == [1, 2]
+
+
+def test_per_example_predictions_round_trip(home):
+    s = RunStore()
+    s.create_comparison({"id": "p1", "dataset_id": "d", "dataset_name": "d", "data_spec": "demo",
+                         "model": "cnn", "configs": ["none"], "seeds": [0], "hyper": {}},
+                        [{"id": "p1-0", "position": 0, "config": "none", "seed": 0,
+                          "repetition": 1, "fold": 3}])
+    idx = np.array([5, 0, 70000, 12])
+    pred, label = np.array([1, 2, 0, 300]), np.array([1, 1, 0, 300])
+    s.finish_run("p1-0", "done", test_acc=0.75, predictions=(idx, pred, label))
+    got = s.predictions("p1")["p1-0"]
+    np.testing.assert_array_equal(got["test_index"], idx)
+    np.testing.assert_array_equal(got["pred"], pred)
+    np.testing.assert_array_equal(got["label"], label)
+    run = s.load_comparison("p1").runs[0]
+    assert (run.repetition, run.fold) == (1, 3)
+    with pytest.raises(ValueError, match="equally long"):
+        s.finish_run("p1-0", "done", predictions=(idx, pred[:2], label))
+
+
+def test_a_version_1_store_is_upgraded_in_place(home):
+    import sqlite3
+
+    import models.store as ms
+
+    path = home / "runs.db"
+    home.mkdir(parents=True, exist_ok=True)
+    v1 = ms._SCHEMA.split("CREATE TABLE IF NOT EXISTS predictions")[0]
+    con = sqlite3.connect(path)
+    con.executescript(v1 + "PRAGMA user_version=1;")
+    con.execute("INSERT INTO comparisons VALUES ('old', 1, 2, 'done', 'd', 'd', 'demo', NULL, "
+                "'cnn', '[\"none\"]', '[0]', '{}', 'h', 1)")
+    con.commit()
+    con.close()
+    s = RunStore()
+    assert s.load_comparison("old").status == "done"  # kept
+    cols = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(runs)")}
+    assert {"repetition", "fold"} <= cols
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == ms.SCHEMA_VERSION
