@@ -20,6 +20,27 @@ UNDEFINED_BG = "#9e9e9e"  # constant / undefined pixels (NaN) show this backgrou
 COLORSCALES = ("Viridis", "Cividis", "Magma", "Plasma", "Inferno")
 
 
+def safe_colorscale(name: str) -> list[list]:
+    """Plotly's named sequential scale as explicit stops, safe for Streamlit's front end.
+
+    Streamlit swaps the placeholder colours ``#000001``-``#0000ff`` anywhere in a figure for its
+    theme colours, even with ``theme=None``; Magma and Inferno start at ``#000004``, so their
+    zero turned lavender in the browser.  Such stops are nudged to ``#010005``-like colours
+    (one step of red and blue: invisible) so every scale reaches the browser as drawn.
+    """
+    import re
+
+    from plotly.colors import sequential
+
+    colors = getattr(sequential, name)
+    out = []
+    for i, c in enumerate(colors):
+        if re.fullmatch(r"#0000[0-9a-fA-F]{2}", c):
+            c = f"#01{c[3:5]}{min(255, int(c[5:], 16) + 1):02x}"
+        out.append([i / (len(colors) - 1), c])
+    return out
+
+
 @dataclass(frozen=True)
 class MapSpec:
     key: str
@@ -68,6 +89,14 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
+def _nice_step(x: float) -> float:
+    """The 1-2-5 step at or above ``x`` (0.11 -> 0.2)."""
+    if not x > 0:
+        return 1.0
+    e = 10.0 ** np.floor(np.log10(x))
+    return float(next(m * e for m in (1, 2, 5, 10) if m * e >= x * (1 - 1e-9)))
+
+
 def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     ks = list(range(int(np.floor(lo)), int(np.ceil(hi)) + 1))
     return [float(k) for k in ks], [f"{10.0 ** k:g}" for k in ks]
@@ -85,6 +114,7 @@ def heatmap(
     row_origin: str = "lower",
     caption_text: str = "",
     dataset_name: str = "",
+    range_from: str = "kept",
 ) -> go.Figure:
     """Heatmap of one per-pixel map, rows at the bottom, masked rows washed out.
 
@@ -96,6 +126,9 @@ def heatmap(
         Masked rows (drawn washed out and labelled).
     log_color : bool
         Colour by log10 of the value (non-positive values show as undefined).
+    range_from : {"kept", "all"}
+        Where the colour range comes from: the kept rows (default; masked rows, often far
+        quieter, would otherwise squeeze every kept row into a few colours) or every row.
     """
     spec = MAPS[which]
     values = getattr(stats, which).astype(np.float64)
@@ -105,14 +138,17 @@ def heatmap(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(values > 0, np.log10(values), np.nan) if log_color else values
     colorbar = dict(title=dict(text=f"{spec.key} ({spec.unit})", side="right"), thickness=14)
-    finite = z[np.isfinite(z)]
+    kept = z if mask is None or range_from == "all" or mask.all() else z[~mask]
+    finite = kept[np.isfinite(kept)]
     if log_color and finite.size:
         tv, tt = _log_ticks(float(finite.min()), float(finite.max()))
         colorbar.update(tickvals=tv, ticktext=tt, title=dict(text=f"{spec.key} ({spec.unit}, log scale)", side="right"))
     # float32 halves what travels to the browser; hover shows 4 significant digits anyway.
     trace = go.Heatmap(
         z=z.astype(np.float32), x=np.arange(W), y=np.arange(H), customdata=values.astype(np.float32),
-        colorscale=colorscale or spec.colorscale, colorbar=colorbar,
+        colorscale=safe_colorscale(colorscale or spec.colorscale), colorbar=colorbar,
+        zmin=float(finite.min()) if finite.size else None,
+        zmax=float(finite.max()) if finite.size else None,
         hovertemplate=(f"{row_label} %{{y}}, {col_label} %{{x}}<br>{spec.key} = "
                        "%{customdata:.4g}<extra></extra>"),
         hoverongaps=False,
@@ -125,6 +161,8 @@ def heatmap(
         notes.append(dict(x=W - 1, y=(lo + hi) / 2, text="masked", showarrow=False,
                           xanchor="right", font=dict(size=11, color="#333")))
     title = spec.title + (f" — {dataset_name}" if dataset_name else "")
+    if kept is not z and caption_text:
+        caption_text += " · colours scaled to the kept rows"
     # One layout dict: plotly validates once instead of once per update call (reruns are hot).
     layout = dict(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
@@ -189,15 +227,16 @@ def row_snr_profile(
                           f" (chance {info.chance:.3f})<extra></extra>",
         ))
         top = max(0.05, float(np.nanmax(info.eta2)) * 1.1) if np.isfinite(info.eta2).any() else 1
+        step = _nice_step(top / 3)  # round ticks (0.1, 0.2, ...), not 0.165, 0.338
         layout["xaxis2"] = dict(overlaying="x", side="top", range=[0, top], showgrid=False,
-                                tickfont=dict(color=OKABE_ITO[2], size=10), nticks=4)
+                                tickfont=dict(color=OKABE_ITO[2], size=10), tick0=0, dtick=step,
+                                title=dict(text="class information η²", standoff=4,
+                                           font=dict(color=OKABE_ITO[2], size=11)))
     if threshold > 0:
-        layout["shapes"].append(dict(type="line", xref="x", yref="paper", x0=threshold,
-                                     x1=threshold, y0=0, y1=1,
-                                     line=dict(color=OKABE_ITO[3], dash="dash")))
-        layout["annotations"].append(dict(xref="x", yref="paper", x=threshold, y=0,
-                                          text=f"mask < {threshold:g}", showarrow=False,
-                                          xanchor="left", yanchor="bottom"))
+        # The threshold is a legend entry, not a label: a label inside the plot sat on the data.
+        traces.append(go.Scatter(
+            x=[threshold, threshold], y=[-0.5, H - 0.5], mode="lines", name=f"mask < {threshold:g}",
+            line=dict(color=OKABE_ITO[3], dash="dash", width=1.5), hoverinfo="skip"))
     return go.Figure(data=traces, layout=layout)
 
 
@@ -260,8 +299,10 @@ def class_means(
     caption_text: str = "",
     dataset_name: str = "",
     max_classes: int = 12,
+    mask: np.ndarray | None = None,
 ) -> go.Figure:
-    """Small multiples of the per-class mean maps on one shared colour scale."""
+    """Small multiples of the per-class mean maps on one shared colour scale; masked rows are
+    washed out as on the heatmaps, and the colour range comes from the kept rows."""
     from plotly.subplots import make_subplots
 
     if stats.class_means is None:
@@ -274,14 +315,16 @@ def class_means(
     maps = stats.class_means[:C]
     with np.errstate(divide="ignore", invalid="ignore"):
         z_all = np.where(maps > 0, np.log10(maps), np.nan) if log_color else maps
-    fin = z_all[np.isfinite(z_all)]
-    zmin, zmax = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
     H, W = maps.shape[1:]
+    mask = np.zeros(H, bool) if mask is None else np.asarray(mask, bool)
+    kept = z_all[:, ~mask] if not mask.all() else z_all
+    fin = kept[np.isfinite(kept)]
+    zmin, zmax = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
     for c in range(C):
         r, k = divmod(c, cols)
         fig.add_trace(go.Heatmap(
             z=z_all[c].astype(np.float32), customdata=maps[c].astype(np.float32), zmin=zmin,
-            zmax=zmax, colorscale=colorscale,
+            zmax=zmax, colorscale=safe_colorscale(colorscale),
             showscale=c == 0, coloraxis=None,
             colorbar=dict(title=dict(text="mean" + (" (log scale)" if log_color else ""), side="right"),
                           thickness=12),
@@ -294,6 +337,16 @@ def class_means(
     yr = [H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]
     fig.update_yaxes(range=yr, showgrid=False, zeroline=False)
     fig.update_xaxes(range=[-0.5, W - 0.5], showgrid=False, zeroline=False)
+    for c in range(C):  # axis titles on the outer edge only: the panels share their axes
+        r, k = divmod(c, cols)
+        if k == 0:
+            fig.update_yaxes(title_text=row_label, row=r + 1, col=1)
+        if r == nrows - 1 or c + cols >= C:
+            fig.update_xaxes(title_text=col_label, row=r + 1, col=k + 1)
+        for lo, hi in _runs(mask):
+            fig.add_shape(type="rect", x0=-0.5, x1=W - 0.5, y0=lo - 0.5, y1=hi + 0.5,
+                          fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot"),
+                          row=r + 1, col=k + 1)
     title = "Per-class mean maps" + (f" — {dataset_name}" if dataset_name else "")
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),

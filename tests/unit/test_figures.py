@@ -113,12 +113,13 @@ def test_row_snr_profile(stats):
     mask = np.zeros(12, bool)
     mask[9:] = True
     fig = figures.row_snr_profile(stats, mask=mask, threshold=0.3)
-    line, kept, masked = fig.data
+    line, kept, masked = fig.data[:3]
     np.testing.assert_array_equal(np.asarray(line.x, float), stats.row_snr)
     np.testing.assert_array_equal(masked.y, np.arange(9, 12))
     np.testing.assert_array_equal(kept.y, np.arange(9))
     assert kept.name == "kept (9)" and masked.name == "masked (3)"
-    assert any(s.x0 == 0.3 and s.x1 == 0.3 for s in fig.layout.shapes)  # the threshold line
+    thr = next(d for d in fig.data if d.name == "mask < 0.3")  # the threshold line
+    assert tuple(thr.x) == (0.3, 0.3)
     # Same rows, same orientation as the heatmaps beside it.
     assert tuple(fig.layout.yaxis.range) == (-0.5, 11.5) and fig.layout.yaxis.autorange is False
     img = figures.row_snr_profile(stats, row_origin="upper")
@@ -175,3 +176,57 @@ def test_results_figure_marks_each_mean_with_its_interval():
     lo, hi = res.configs[0].ci95
     assert none.error_x.array[0] == pytest.approx(100 * hi - 85.0)
     assert none.error_x.arrayminus[0] == pytest.approx(85.0 - 100 * lo)
+
+
+def _stops(fig_or_trace):
+    cs = fig_or_trace.colorscale
+    return [c for _, c in cs]
+
+
+@pytest.mark.parametrize("name", ["Magma", "Inferno", "Viridis", "Cividis", "Plasma"])
+def test_no_colour_scale_carries_streamlits_placeholder_colours(name):
+    import re
+
+    from plotly.colors import sequential
+
+    from diagnostics.plots.figures import safe_colorscale
+
+    stops = [c for _, c in safe_colorscale(name)]
+    assert len(stops) == len(getattr(sequential, name))
+    assert not any(re.fullmatch(r"#0000[0-9a-fA-F]{2}", c) for c in stops)
+    # ... and the scale still looks the same: every stop within one step of plotly's.
+    for a, b in zip(stops, getattr(sequential, name)):
+        assert all(abs(int(a[i:i + 2], 16) - int(b[i:i + 2], 16)) <= 1 for i in (1, 3, 5))
+
+
+def test_colour_range_comes_from_the_kept_rows(stats):
+    mask = np.zeros(stats.mean.shape[0], bool)
+    mask[-3:] = True
+    kept = figures.heatmap(stats, "mean", mask=mask).data[0]
+    assert kept.zmin == pytest.approx(float(stats.mean[~mask].min()), rel=1e-6)
+    assert kept.zmax == pytest.approx(float(stats.mean[~mask].max()), rel=1e-6)
+    every = figures.heatmap(stats, "mean", mask=mask, range_from="all").data[0]
+    assert every.zmin == pytest.approx(float(stats.mean.min()), rel=1e-6)
+
+
+def test_class_means_have_axis_titles_and_washed_out_masked_rows(stats):
+    H = stats.mean.shape[0]
+    mask = np.zeros(H, bool)
+    mask[:2] = True
+    fig = figures.class_means(stats, ("a", "b", "c", "d"), mask=mask,
+                              row_label="frequency band", col_label="frame")
+    layout = fig.to_plotly_json()["layout"]
+    titles = {v["title"]["text"] for k, v in layout.items()
+              if k.startswith(("xaxis", "yaxis")) and "title" in v}
+    assert titles == {"frequency band", "frame"}
+    assert len(fig.layout.shapes) == 4 and all(s.fillcolor == figures.MASK_FILL
+                                               for s in fig.layout.shapes)
+
+
+def test_row_snr_threshold_is_a_legend_entry_and_eta_axis_has_a_title(stats):
+    fig = figures.row_snr_profile(stats, threshold=0.2)
+    assert not fig.layout.annotations
+    assert any(t.name == "mask < 0.2" for t in fig.data)
+    if stats.band_info is not None:
+        ax = fig.layout.xaxis2
+        assert ax.title.text == "class information η²" and ax.dtick in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
