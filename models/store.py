@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS predictions (
 """
 #: Columns added to ``runs`` by schema 2 (a version-1 file gets them on first open).
 _RUN_COLUMNS_V2 = (("repetition", "INTEGER"), ("fold", "INTEGER"))
+_COMPARISON_COLUMNS_V2 = (("pid_start", "TEXT"),)  # the owner's start time (pid reuse)
 
 
 def home() -> Path:
@@ -156,6 +157,7 @@ class ComparisonRecord:
     hyper: dict
     host: str
     pid: int
+    pid_start: str | None = None  # the owner's start time, so a reused pid is not taken for it
     runs: tuple[RunRecord, ...] = ()
     counts: dict = field(default_factory=dict)  # status -> number of runs
 
@@ -187,14 +189,33 @@ def _comparison_record(row: sqlite3.Row, runs=(), counts=None) -> ComparisonReco
     return ComparisonRecord(**d, runs=tuple(runs), counts=counts or {})
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where /proc
+    cannot tell.  A pid plus its start time names one process even when pids are reused (a
+    server restarted as PID 1 in a container gets pid 1 again, with a new start time)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22 (starttime), after "(comm)"
+
+
+#: This process: pid and start time, written with every comparison it owns.
+_SELF = (os.getpid(), process_start(os.getpid()))
+
+
+def _owner_alive(pid: int, start: str | None) -> bool:
+    """True if the process that wrote a comparison still runs (same pid AND same start)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    if start is None:  # written before start times were kept: trust the pid alone
         return True
-    return True
+    now = process_start(pid)
+    return now is None or now == start
 
 
 class RunStore:
@@ -208,11 +229,29 @@ class RunStore:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else db_path()
+        #: One sentence when a damaged store was moved aside at open (for the app and CLI).
+        self.notice: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            # A damaged file is never used silently: keep it for the operator, start afresh.
+            aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(aside) + suffix))
+            self._open()
+            self.notice = (f"the run store {self.path} was damaged ({exc}); it was moved to "
+                           f"{aside.name} and a new, empty store was started")
+
+    def _open(self) -> None:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
+            if con.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
             if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                # One script, one transaction; a failure leaves it open and closing rolls back.
+                # One transaction; a failure leaves it open and closing rolls back.
                 con.execute("BEGIN IMMEDIATE")
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
@@ -221,6 +260,10 @@ class RunStore:
                 for name, kind in _RUN_COLUMNS_V2:
                     if name not in have:
                         con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                have = {r[1] for r in con.execute("PRAGMA table_info(comparisons)")}
+                for name, kind in _COMPARISON_COLUMNS_V2:
+                    if name not in have:
+                        con.execute(f"ALTER TABLE comparisons ADD COLUMN {name} {kind}")
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 con.execute("COMMIT")
 
@@ -263,12 +306,13 @@ class RunStore:
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO comparisons (id, created, status, dataset_id, dataset_name, "
-                "data_spec, labels_spec, model, configs, seeds, hyper, host, pid) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "data_spec, labels_spec, model, configs, seeds, hyper, host, pid, pid_start) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (c["id"], now, c["dataset_id"], c["dataset_name"], c["data_spec"],
                  c.get("labels_spec"), c["model"], json.dumps(c["configs"]),
                  json.dumps(c["seeds"]), json.dumps(c["hyper"]), socket.gethostname(),
-                 int(c.get("pid", os.getpid()))),
+                 int(c.get("pid", _SELF[0])),
+                 c.get("pid_start", _SELF[1]) if "pid" not in c else c.get("pid_start")),
             )
             con.executemany(
                 "INSERT INTO runs (id, comparison_id, position, dataset_id, config, seed, model, "
@@ -359,10 +403,10 @@ class RunStore:
         host = socket.gethostname()
         with self.transaction() as con:
             rows = con.execute(
-                "SELECT id, host, pid FROM comparisons WHERE status IN ('queued', 'running')"
-            ).fetchall()
-            stale = [r["id"] for r in rows
-                     if not only_dead or r["host"] != host or not _pid_alive(r["pid"])]
+                "SELECT id, host, pid, pid_start FROM comparisons "
+                "WHERE status IN ('queued', 'running')").fetchall()
+            stale = [r["id"] for r in rows if not only_dead or r["host"] != host
+                     or not _owner_alive(r["pid"], r["pid_start"])]
             # Orphaned runs (their comparison already closed) are stale as well.
             orphans = con.execute(
                 "SELECT r.comparison_id FROM runs r JOIN comparisons c ON c.id = r.comparison_id "

@@ -220,3 +220,44 @@ def test_a_version_1_store_is_upgraded_in_place(home):
     cols = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(runs)")}
     assert {"repetition", "fold"} <= cols
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == ms.SCHEMA_VERSION
+
+
+def test_a_reused_pid_does_not_keep_dead_runs_running(home):
+    """A restarted server can get its predecessor's pid (PID 1 in a container): the start
+    time tells the two apart, so the old comparison is interrupted."""
+    s = RunStore()
+    me = os.getpid()
+    for cid, start in (("old", "1"), ("live", None)):  # "1": another process that had our pid
+        s.create_comparison({"id": cid, "dataset_id": "d", "dataset_name": "d",
+                             "data_spec": "demo", "model": "cnn", "configs": ["none"],
+                             "seeds": [0], "hyper": {}, "pid": me, "pid_start": start},
+                            [{"id": f"{cid}-0", "position": 0, "config": "none", "seed": 0}])
+    s.create_comparison({"id": "mine", "dataset_id": "d", "dataset_name": "d",
+                         "data_spec": "demo", "model": "cnn", "configs": ["none"], "seeds": [0],
+                         "hyper": {}}, [{"id": "mine-0", "position": 0, "config": "none",
+                                         "seed": 0}])
+    assert s.mark_interrupted() == 1
+    assert s.load_comparison("old").status == "interrupted"
+    assert s.load_comparison("mine").status == "queued"  # this very process: alive
+    assert s.load_comparison("live").status == "queued"  # no start time kept: pid alone
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_is_moved_aside_and_a_new_one_started(home, damage):
+    s = RunStore()
+    s.create_comparison({"id": "c", "dataset_id": "d", "dataset_name": "d", "data_spec": "demo",
+                         "model": "cnn", "configs": ["none"], "seeds": [0], "hyper": {}},
+                        [{"id": "c-0", "position": 0, "config": "none", "seed": 0}])
+    import sqlite3
+
+    con = sqlite3.connect(s.path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything into the main file
+    con.close()
+    raw = s.path.read_bytes()
+    s.path.write_bytes(b"this is not a database" * 100 if damage == "garbage" else raw[:3000])
+    fresh = RunStore()
+    assert fresh.notice and "damaged" in fresh.notice and "moved to" in fresh.notice
+    kept = list(home.glob("runs.db.damaged-*"))
+    assert kept and any(k.name.endswith(tuple("0123456789")) for k in kept)
+    assert fresh.list_comparisons() == [] and fresh.integrity_check() == "ok"
+    assert RunStore().notice is None  # the new store is sound
