@@ -267,8 +267,7 @@ def check_configs_for(source: PixelStats | np.ndarray, configs: str | list | tup
         A name that does not parse, or compression on signed data (one sentence: how many
         values are negative, why, what to use instead).
     """
-    parsed = parse_configs(configs) if isinstance(configs, str) else (
-        [configs] if isinstance(configs, Config) else parse_configs(list(configs)))
+    parsed = parse_configs([configs] if isinstance(configs, Config) else configs)
     squashed = [c.name for c in parsed if c.compress]
     if squashed:
         neg = negative_values(source, indices=indices)
