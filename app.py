@@ -521,13 +521,14 @@ def stored_comparisons(ds_id: str) -> dict[str, str]:
 
 
 def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> None:
+    from diagnostics.normalize import valid_config_names
     from models.nets import MODELS
     from models.train import TrainConfig
 
     defaults = suggested_configs(stats, threshold)
     c = st.columns([4, 1, 1, 1])
     c[0].multiselect(
-        "Configs to compare (the first is the reference)", config_choices(), default=defaults,
+        "Configs to compare (the first is the reference)", valid_config_names(stats), default=defaults,
         key="configs", bind=BIND,
         help="[compression+]scaler[@mask]: compression log1p or db; scalers none, global, "
              "per_pixel, per_row, minmax, robust; @mask drops rows under the SNR threshold "

@@ -16,11 +16,20 @@ A configuration name reads ``[compression+]scaler[@mask]``:
 
 Examples: ``none``, ``per_pixel``, ``per_pixel@mask``, ``db+per_row``, ``log1p+global@mask``.
 
+Compression is for non-negative power: on data with negative values (MFCCs, logmel in dB)
+``db`` would floor every negative value at the same level, and ``log1p`` would take a second
+log of log-domain values.  :func:`check_configs_for` (data or :class:`PixelStats`) and
+:meth:`Normalizer.fit` refuse it with one sentence; :func:`valid_config_names` lists what a
+dataset can take.
+
 :class:`Normalizer` follows scikit-learn: ``__init__`` stores parameters, ``fit`` streams the
 training examples in chunks (float64 moments from :mod:`diagnostics.stats`), learned state
 ends in ``_``, ``transform`` returns float32.  Constant pixels (std zero relative to float
-eps) get scale 1 like scikit-learn's ``_handle_zeros_in_scale``; nothing divides by zero and
-nothing non-finite comes out.
+eps, scikit-learn's ``_is_constant_feature``) get scale 1; so do ranges and interquartile
+ranges under ten float eps of the dtype scikit-learn holds them in, as its
+``_handle_zeros_in_scale`` does for ``MinMaxScaler`` and ``RobustScaler``.  Nothing divides by
+zero and nothing non-finite comes out.  ``indices`` are a multiset: a repeated index counts as
+often as it is listed, as ``X[indices]`` does.
 """
 
 from __future__ import annotations
@@ -136,6 +145,153 @@ def parse_configs(text: str | list[str] | tuple[str, ...]) -> list[Config]:
     return configs
 
 
+def config_names() -> list[str]:
+    """Every name the grammar allows (36: 3 heads x 6 scalers x with or without @mask), in a
+    stable order: plain scalers first, then each compression, then the same with @mask."""
+    heads = [""] + [f"{c}+" for c in COMPRESSIONS]
+    return [f"{h}{s}{m}" for m in ("", f"@{MASK_SUFFIX}") for h in heads for s in SCALERS]
+
+
+@dataclass(frozen=True)
+class NegativeValues:
+    """How many finite values of a dataset are negative.
+
+    Attributes
+    ----------
+    count : int
+        Negative finite values: exact, or estimated from the statistics' value sample (then at
+        least the number of pixels whose minimum is negative), see ``exact``.
+    total : int
+        Finite values considered.
+    min : float
+        The smallest finite value (NaN without any).
+    exact : bool
+        Whether ``count`` was counted on the data itself.
+    """
+
+    count: int
+    total: int
+    min: float
+    exact: bool
+
+    def describe(self, what: str = "values") -> str:
+        """E.g. ``"5,200 of 10,400 values (50%) are negative (down to -69.02)"``."""
+        share = self.count / max(self.total, 1)
+        pct = f"{share:.0%}" if share >= 0.01 else "under 1%"
+        head = (f"{self.count:,} of {self.total:,} {what} ({pct})" if self.exact
+                else f"{'about ' if share >= 0.01 else ''}{pct} of the {self.total:,} {what}")
+        return f"{head} {'is' if self.exact and self.count == 1 else 'are'} negative " \
+               f"(down to {self.min:.4g})"
+
+
+def negative_values(source: PixelStats | np.ndarray, *,
+                    indices: np.ndarray | None = None) -> NegativeValues:
+    """Count the negative finite values of a dataset, or estimate them from its statistics.
+
+    Parameters
+    ----------
+    source : PixelStats or np.ndarray, shape (N, H, W)
+        Statistics (estimate from their value sample and per-pixel minima; no pass over the
+        data) or the examples themselves (exact count, read in chunks; may be a memmap).
+    indices : int array, optional
+        With an array: the examples to count (a set; default all).
+    """
+    if isinstance(source, PixelStats):
+        fin = np.isfinite(source.min)
+        lo = float(np.min(source.min[fin])) if fin.any() else float("nan")
+        total = int(source.count.sum())
+        if not lo < 0:
+            return NegativeValues(0, total, lo, exact=False)
+        sample = source.sample
+        share = float(np.mean(sample < 0)) if sample.size else 0.0
+        at_least = int((source.min[fin] < 0).sum())  # each such pixel holds one at least
+        return NegativeValues(max(int(round(share * total)), at_least), total, lo, exact=False)
+    X = source
+    if X.ndim != 3:
+        raise NormScopeError(f"counting values needs an (N, H, W) array, got shape {X.shape}")
+    N, H, W = X.shape
+    idx = np.arange(N) if indices is None else np.unique(np.asarray(indices, np.int64))
+    rows = max(1, CHUNK_BYTES // max(H * W * X.dtype.itemsize, 1))
+    count = total = 0
+    lo = np.inf
+    for start in range(0, idx.size, rows):
+        sel = idx[start : start + rows]
+        chunk = np.asarray(X[sel[0] : sel[-1] + 1] if sel[-1] - sel[0] + 1 == sel.size else X[sel])
+        finite = np.isfinite(chunk)
+        count += int(np.count_nonzero((chunk < 0) & finite))
+        total += int(np.count_nonzero(finite))
+        if finite.any():
+            lo = min(lo, float(np.min(chunk[finite])))
+    return NegativeValues(count, total, lo if np.isfinite(lo) else float("nan"), exact=True)
+
+
+#: What each compression would do to negative values (inside the refusal sentence).
+_WHY_NOT_SIGNED = {
+    "db": "dB would floor every negative value at the same level, erasing their differences",
+    "log1p": "log1p would take a second log of log-domain values",
+}
+
+
+def refusal(names: list[str], negatives: NegativeValues, *, what: str = "values") -> str:
+    """The one sentence that refuses compression configs ``names`` on signed data."""
+    methods = [m for m in COMPRESSIONS if any(parse_config(n).compress == m for n in names)]
+    why = "; ".join(_WHY_NOT_SIGNED[m] for m in methods)
+    return (f"{', '.join(names)} refused: {negatives.describe(what)}, and compression is for "
+            f"non-negative power ({why}); use per_row (CMVN), global or none instead, as for "
+            "MFCC or logmel features")
+
+
+def check_configs_for(source: PixelStats | np.ndarray, configs: str | list | tuple, *,
+                      indices: np.ndarray | None = None) -> list[Config]:
+    """Parse configuration names and refuse those the data cannot take.
+
+    Compression (``db+``, ``log1p+``) is refused on data with negative values.
+
+    Parameters
+    ----------
+    source : PixelStats or np.ndarray, shape (N, H, W)
+        The dataset's statistics, or its examples (counted exactly; only read when a
+        configuration compresses).
+    configs : str or sequence of str or Config
+        As for :func:`parse_configs` (a comma-separated string or a list).
+    indices : int array, optional
+        With an array: the examples that matter (default all).
+
+    Returns
+    -------
+    list of Config
+
+    Raises
+    ------
+    NormScopeError
+        A name that does not parse, or compression on signed data (one sentence: how many
+        values are negative, why, what to use instead).
+    """
+    parsed = parse_configs([configs] if isinstance(configs, Config) else configs)
+    squashed = [c.name for c in parsed if c.compress]
+    if squashed:
+        neg = negative_values(source, indices=indices)
+        if neg.count > 0:
+            raise NormScopeError(refusal(squashed, neg))
+    return parsed
+
+
+def check_config_for(source: PixelStats | np.ndarray, config: str | Config, *,
+                     indices: np.ndarray | None = None) -> Config:
+    """:func:`check_configs_for` for one name; returns its :class:`Config`."""
+    return check_configs_for(source, [config], indices=indices)[0]
+
+
+def valid_config_names(stats: PixelStats) -> list[str]:
+    """The names of :func:`config_names` that data with these statistics can take.
+
+    Without negative values every name; with them, none that compresses.
+    """
+    fin = np.isfinite(stats.min)
+    signed = bool(fin.any()) and float(np.min(stats.min[fin])) < 0
+    return [n for n in config_names() if not (signed and "+" in n)]
+
+
 def compress(x: np.ndarray, method: str | None) -> np.ndarray:
     """Apply a compression to a chunk (m, H, W); returns float64.
 
@@ -158,6 +314,32 @@ def compress(x: np.ndarray, method: str | None) -> np.ndarray:
         db = np.maximum(db, top - DB_TOP)
         return np.where(finite, db, x)
     raise NormScopeError(f"compression {method!r} is unknown; use {' or '.join(COMPRESSIONS)}")
+
+
+def _scaler_dtype(dtype: np.dtype, compression: str | None) -> np.dtype:
+    """The dtype scikit-learn's MinMaxScaler holds its range in: float32 and float16 input
+    stays as it is, anything else becomes float64 (and so does every compressed array here)."""
+    dt = np.dtype(dtype)
+    return dt if compression is None and dt in (np.float16, np.float32) else np.dtype(np.float64)
+
+
+def _training_indices(indices, n: int) -> np.ndarray:
+    """Sorted int64 indices (repeats kept) from None, integers or a boolean mask of ``n``."""
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    ind = np.asarray(indices)
+    if ind.dtype == bool:
+        if ind.shape != (n,):
+            raise NormScopeError(f"a boolean training mask must have {n} entries, got {ind.shape}")
+        ind = np.flatnonzero(ind)
+    elif ind.size and ind.dtype.kind not in "iu":
+        raise NormScopeError(f"training indices must be integers, got {ind.dtype}")
+    idx = np.sort(ind.astype(np.int64).ravel())
+    if idx.size == 0:
+        raise NormScopeError("no training examples to fit the normalization on")
+    if idx[0] < 0 or idx[-1] >= n:
+        raise NormScopeError(f"training indices must lie in 0..{n - 1}, got {idx[0]}..{idx[-1]}")
+    return idx
 
 
 def _handle_zeros_in_scale(scale: np.ndarray, constant: np.ndarray) -> np.ndarray:
@@ -207,10 +389,12 @@ class Normalizer:
     def _chunks(self, X: np.ndarray, idx: np.ndarray):
         H, W = X.shape[1:]
         rows = self.chunk_rows or max(1, CHUNK_BYTES // (H * W * 8))
-        contiguous = idx.size == X.shape[0]
         for start in range(0, idx.size, rows):
             sel = idx[start : start + rows]
-            yield X[sel[0] : sel[-1] + 1] if contiguous else X[sel]
+            # A run of consecutive indices is read as a slice (a view of a memmap, no copy);
+            # anything else, repeated indices included, by fancy indexing.
+            run = sel[-1] - sel[0] + 1 == sel.size and bool(np.all(np.diff(sel) == 1))
+            yield X[sel[0] : sel[-1] + 1] if run else X[sel]
 
     def fit(self, X: np.ndarray, *, indices: np.ndarray | None = None) -> "Normalizer":
         """Learn the normalization from ``X[indices]`` (the training split).
@@ -219,13 +403,16 @@ class Normalizer:
         ----------
         X : np.ndarray, shape (N, H, W)
             May be a memmap; it is read in chunks.
-        indices : int array, optional
-            Training examples (default: all of ``X``).
+        indices : int array or bool mask of shape (N,), optional
+            Training examples (default: all of ``X``).  A multiset, like ``X[indices]``: an
+            index listed twice weighs twice (a bootstrap sample fits as drawn); order does
+            not matter.
 
         Raises
         ------
         NormScopeError
-            Bad configuration or parameters, no examples, or a mask that removes every row.
+            Bad configuration or parameters, no examples, a mask that removes every row, or
+            compression (``db+``, ``log1p+``) on a training split with negative values.
         """
         cfg = parse_config(self.config)
         if not np.isfinite(self.std_floor) or self.std_floor < 0:
@@ -233,21 +420,29 @@ class Normalizer:
         if X.ndim != 3:
             raise NormScopeError(f"normalization needs an (N, H, W) array, got shape {X.shape}")
         N, H, W = X.shape
-        idx = np.arange(N, dtype=np.int64) if indices is None else np.sort(np.asarray(indices, np.int64))
-        if idx.size == 0:
-            raise NormScopeError("no training examples to fit the normalization on")
-        if idx[0] < 0 or idx[-1] >= N:
-            raise NormScopeError(f"training indices must lie in 0..{N - 1}")
+        idx = _training_indices(indices, N)
 
         acc = StatsAccumulator((H, W), sample_every=max(1, idx.size * H * W // 100_000))
         # The mask reads the row SNR of the input as given (the one the Statistics page shows):
         # after dB compression SNR depends on the arbitrary 0 dB reference and would pick
         # the wrong rows.
         raw = StatsAccumulator((H, W)) if cfg.mask and cfg.compress else None
+        n_neg, n_fin, lo = 0, 0, np.inf
         for chunk in self._chunks(X, idx):
+            if cfg.compress:
+                # Counted as we go (no extra pass); refused below, before anything is kept.
+                fin = np.isfinite(chunk)
+                neg = (chunk < 0) & fin
+                n_fin += int(np.count_nonzero(fin))
+                if neg.any():
+                    n_neg += int(np.count_nonzero(neg))
+                    lo = min(lo, float(np.min(chunk[neg])))
             acc.partial_fit(compress(chunk, cfg.compress))
             if raw is not None:
                 raw.partial_fit(chunk)
+        if n_neg:
+            raise NormScopeError(refusal([cfg.name], NegativeValues(n_neg, n_fin, lo, exact=True),
+                                         what="training values"))
         stats = acc.finalize()
         mask_snr_rows = raw.finalize().row_snr if raw is not None else stats.row_snr
 
@@ -294,13 +489,18 @@ class Normalizer:
                 v = np.where(n > 0, ((var + (mean - m) ** 2) * count).sum(axis=axis, keepdims=True)
                              / np.maximum(n, 1), 0.0)
             return m, _handle_zeros_in_scale(np.sqrt(v), is_constant(v, m, n))
+        # scikit-learn's MinMaxScaler and RobustScaler call a range or IQR under ten eps of
+        # the dtype it is held in zero (``_handle_zeros_in_scale``): the same rule here.
         if s == "minmax":
             lo = np.where(count > 0, stats.min[keep], 0.0)
             rng = np.where(count > 0, stats.max[keep] - lo, 0.0)
-            return lo, _handle_zeros_in_scale(rng, rng <= 0)
+            tiny = 10 * np.finfo(_scaler_dtype(X.dtype, cfg.compress)).eps
+            return lo, _handle_zeros_in_scale(rng, rng < tiny)
         if s == "robust":
             med, iqr = self._quantiles(cfg, X, idx, keep)
-            return med, _handle_zeros_in_scale(iqr, iqr <= 0)
+            # RobustScaler's quantiles are float64 whatever the input (NumPy promotes them
+            # with the float64 quantile range), so its threshold is float64's.
+            return med, _handle_zeros_in_scale(iqr, iqr < 10 * np.finfo(np.float64).eps)
         raise NormScopeError(f"scaler {s!r} is unknown; valid parts: {valid_parts()}")
 
     def _quantiles(self, cfg: Config, X: np.ndarray, idx: np.ndarray,
@@ -374,10 +574,12 @@ class Normalizer:
         return out.astype(np.float32)
 
     def fit_transform(self, X: np.ndarray, *, indices: np.ndarray | None = None) -> np.ndarray:
-        """``fit`` on ``X[indices]``, then transform those examples."""
+        """``fit`` on ``X[indices]``, then transform ``X[indices]`` (in the order given)."""
         self.fit(X, indices=indices)
-        idx = np.arange(X.shape[0]) if indices is None else np.sort(np.asarray(indices, np.int64))
-        return self.transform(X[idx])
+        if indices is None:
+            return self.transform(X)
+        ind = np.asarray(indices)
+        return self.transform(X[np.flatnonzero(ind) if ind.dtype == bool else ind.astype(np.int64)])
 
     def __repr__(self) -> str:
         return (f"Normalizer({str(self.config)!r}, mask_snr={self.mask_snr}, "

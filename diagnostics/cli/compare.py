@@ -196,7 +196,30 @@ def _progress(comp, tty: bool, state: dict) -> None:
                       file=sys.stderr, flush=True)
 
 
+def checked_data(args: argparse.Namespace):
+    """Open DATA and refuse configurations it cannot take, before torch or the run store.
+
+    Returns what :class:`models.runner.Comparison` should open: the loaded dataset when its
+    workers can reopen it by id (built-ins, registered ids, audio folders, manifests), else the
+    file path (reopening a memmap costs nothing; a Dataset of a plain file has no id to reopen).
+
+    Raises
+    ------
+    NormScopeError
+        A name that does not parse, or compression (``db+``, ``log1p+``) on data with negative
+        values (counted over every example: the test split is compressed too).
+    """
+    from diagnostics.data.ingest import load_dataset, source_kind
+    from diagnostics.normalize import check_configs_for, parse_configs
+
+    parse_configs(args.configs)  # a bad name is reported before any data is read
+    ds = load_dataset(args.data, labels=args.labels)
+    check_configs_for(ds.X, args.configs)
+    return args.data if source_kind(args.data) == "file" else ds
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    data = checked_data(args)
     from models.runner import Comparison
     from models.store import RunStore
     from models.train import TrainConfig
@@ -209,7 +232,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      lr=args.lr or defaults.lr, optimizer=args.optimizer,
                      weight_decay=args.weight_decay, device=args.device,
                      patience=defaults.patience if args.patience is None else args.patience)
-    comp = Comparison(args.data, args.configs, labels=args.labels, seeds=args.seeds,
+    comp = Comparison(data, args.configs, labels=args.labels, seeds=args.seeds,
                       model=args.model, train=tc, mask_snr=args.mask_snr,
                       std_floor=args.std_floor, workers=args.workers, store=store)
     t0 = time.perf_counter()

@@ -131,6 +131,7 @@ def _print_summary(info: dict) -> None:
           f"{info['n_total']:,}, {H} x {W}, {len(info['classes'])} classes")
     print(f"  values      {info['min']:.4g} .. {info['max']:.4g}   (mean {info['global_mean']:.4g}, "
           f"std {info['global_std']:.4g}, skewness {info['skewness']:.3g})")
+    print(f"  data kind   {info['data_kind']['kind']}: {info['data_kind']['text']}")
     print(f"  pixel mean  {fmt(info['mean_range'])}")
     print(f"  pixel std   {fmt(info['std_range'])}")
     print(f"  pixel SNR   {fmt(info['snr_range'])}")

@@ -10,7 +10,7 @@ import numpy as np
 from diagnostics.data.dataset import Dataset, split_indices
 from diagnostics.errors import NormScopeError
 from diagnostics.config import DEFAULT_MASK_SNR
-from diagnostics.stats.findings import find, mask_information
+from diagnostics.stats.findings import data_kind, find, mask_information
 from diagnostics.stats.moments import PixelStats, band_information, compute_stats, energy_share, row_mask
 
 
@@ -44,9 +44,12 @@ def _range(a: np.ndarray) -> list[float | None]:
 
 def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
             mask_snr: float = DEFAULT_MASK_SNR) -> dict:
-    """JSON-ready summary: sizes, ranges, degenerate counts, low-SNR rows and findings."""
+    """JSON-ready summary: sizes, ranges, what the data looks like (``data_kind``: ``{kind,
+    text}``, see :func:`diagnostics.stats.findings.data_kind`), degenerate counts, low-SNR rows
+    and findings."""
     mask = row_mask(stats.row_snr, threshold=mask_snr)
     row_name = "band" if ds.row_label == "frequency band" else ds.row_label
+    kind = data_kind(stats)
     return {
         "dataset": ds.name,
         "id": ds.id,
@@ -64,6 +67,7 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
         "snr_range": _range(stats.snr),
         "amplification_max": _range(stats.amplification)[1],
         "skewness": _finite(stats.skewness),
+        "data_kind": kind.as_dict(),
         "constant_pixels": stats.n_constant,
         "nonfinite_values": stats.n_nonfinite,
         "mask_snr": mask_snr,
@@ -77,5 +81,6 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
                 mask_information(stats, mask)),
         },
         "notes": list(ds.notes),
-        "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=row_name)],
+        "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=row_name,
+                                               kind=kind)],
     }

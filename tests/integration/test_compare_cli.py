@@ -97,7 +97,7 @@ def _bad_inputs(tmp_path):
         ([str(good), "--configs", "none,per-pixel"], "unknown scaler 'per-pixel'.*valid parts"),
         ([str(good), "--configs", "per_pixel@mask", "--mask-snr", "1e9"], "removes all 12 rows"),
         ([str(good), "--batch-size", "500"], "fewer than one batch of 500"),
-        ([str(good), "--model", "resnet"], "invalid choice"),
+        ([str(good), "--model", "transformer"], "invalid choice"),
         ([str(good), "--seeds", "0"], "must be at least 1"),
         ([str(tmp_path / "missing.npz")], "does not exist"),
     ]
@@ -126,6 +126,26 @@ def test_bad_input_on_the_real_command_line_is_one_line(home, tmp_path, cli):
     r = cli("compare", str(tmp_path / "nolabels.npy"), env={"NORMSCOPE_HOME": str(home)})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "need labels" in r.stderr
+
+
+def test_compression_on_signed_data_is_refused_before_training(home, tmp_path, cli):
+    import time
+
+    X, y = tiny_arrays(0)
+    signed = np.log10(X) * 10.0  # logmel-like: dB values, most of them negative
+    np.save(tmp_path / "logmel.npy", signed)
+    np.save(tmp_path / "y.npy", y)
+    n_neg = int((signed < 0).sum())
+    t0 = time.perf_counter()
+    r = cli("compare", str(tmp_path / "logmel.npy"), "--labels", str(tmp_path / "y.npy"),
+            "--configs", "none,db+per_row", env={"NORMSCOPE_HOME": str(home)})
+    took = time.perf_counter() - t0
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: db+per_row refused: "), r.stderr
+    assert f"{n_neg:,} of {signed.size:,} values" in lines[0] and "per_row (CMVN)" in lines[0]
+    assert RunStore().list_comparisons() == []  # refused before anything was stored
+    assert took < 30, took  # no worker pool was started (that alone takes longer on 2 cores)
 
 
 def test_other_verbs_do_not_import_torch():

@@ -117,3 +117,110 @@ def test_suggested_configs_follow_the_statistics(rng, clean):
     assert suggested_configs(train, 0.2) == ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
     assert "per_pixel@mask" not in suggested_configs(train, 0.0)  # no mask, nothing to drop
     assert "per_pixel@mask" not in suggested_configs(train, 5.0)  # every row masked
+
+
+# -- advice that fits the data ------------------------------------------------------------
+
+#: Words that belong to audio (and dB advice) and must not reach the user about images.
+AUDIO_WORDS = ("band", "frequency", "dB", "db+", "spectrogram", "power_to_db", "CMVN")
+#: Advice to compress, which signed and image data must never get.
+DB_ADVICE = ("dB", "db+", "power_to_db", "compress with")
+
+
+def _texts(stats, **kw) -> list[str]:
+    from diagnostics.stats.findings import data_kind, suggested_configs
+
+    return ([f.message for f in find(stats, **kw)] + [data_kind(stats).text]
+            + suggested_configs(stats, kw.get("mask_snr", 0.2)))
+
+
+@pytest.fixture
+def mfcc(rng) -> np.ndarray:
+    """(40, 20, 44) MFCCs of white noise (librosa), as a spoken-word set's features are."""
+    import librosa
+
+    y = 0.1 * rng.standard_normal((40, 22050)).astype(np.float32)
+    return librosa.feature.mfcc(y=y, sr=22050, n_mfcc=20).astype(np.float32)
+
+
+def test_data_kind_reads_what_the_data_is(rng, clean, mfcc):
+    from sklearn.datasets import load_digits
+
+    from diagnostics.stats.findings import data_kind
+
+    power = rng.lognormal(0.0, 1.5, SHAPE).astype(np.float32)
+    digits = load_digits().images.astype(np.float32)
+    mnist_like = ((rng.random((200, 28, 28)) < 0.13) * rng.integers(1, 256, (200, 28, 28)) / 255)
+    assert data_kind(compute_stats(power)).kind == "power"
+    assert data_kind(compute_stats(mfcc)).kind == "log"
+    assert data_kind(compute_stats(power - 5.0)).kind == "log"  # heavy tail, but signed
+    assert data_kind(compute_stats(digits)).kind == "image"  # 0..16, whole numbers
+    assert data_kind(compute_stats(digits / 16)).kind == "image"  # 17 levels in 0..1
+    # Skewed as power is (skewness over 3), but on 256 levels: an image, not power.
+    st = compute_stats(mnist_like.astype(np.float32))
+    assert st.skewness > 2 and data_kind(st).kind == "image"
+    assert data_kind(compute_stats(clean)).kind == "other"
+    text = data_kind(compute_stats(mfcc)).text
+    assert "negative" in text and "MFCC" in text and "per_row" in text
+
+
+@pytest.mark.parametrize("make", ["mfcc", "synthetic"])
+def test_signed_log_domain_data_gets_no_db_advice(rng, mfcc, make):
+    from diagnostics.stats.findings import suggested_configs
+
+    if make == "mfcc":
+        X = mfcc
+    else:  # signed, heavy-tailed, with near-constant and low-SNR rows: every rule fires
+        X = rng.lognormal(0.0, 1.5, SHAPE) - 3.0
+        X[:, 4:] = -3.0 + 0.001 * rng.standard_normal((SHAPE[0], 2, SHAPE[2]))
+        X[:, 0] = rng.standard_normal((SHAPE[0], SHAPE[2]))
+        X = X.astype(np.float32)
+    st = compute_stats(X)
+    found = find(st, mask_snr=0.2)
+    if make == "synthetic":
+        assert {f.code for f in found} >= {"amplified_noise", "low_snr_rows"}
+        amp = next(f.message for f in found if f.code == "amplified_noise")
+        assert "per_row" in amp and "no scaling" in amp
+    for text in _texts(st, mask_snr=0.2):
+        assert not any(w in text for w in ("db+", "power_to_db", "dB compression")), text
+    assert "skewed_values" not in {f.code for f in found}
+    configs = suggested_configs(st, 0.2)
+    assert configs[:2] == ["none", "per_pixel"] and "per_row" in configs
+    assert not any("+" in c for c in configs)
+
+
+def test_digits_get_neither_audio_words_nor_db_advice():
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.stats.summary import dataset_stats, summary
+
+    ds = load_dataset("digits")
+    st = dataset_stats(ds, on="train")
+    assert {f.code for f in find(st)} >= {"amplified_noise", "constant_pixels"}
+    # Whatever row name the caller passes by default, images have rows, not bands.
+    for kw in ({}, {"row_label": "band"}, {"row_label": "row"}):
+        for text in _texts(st, **kw):
+            assert not any(w in text for w in AUDIO_WORDS), text
+    info = summary(ds, st)
+    assert info["data_kind"]["kind"] == "image" and "image" in info["data_kind"]["text"]
+    for f in info["findings"]:
+        assert not any(w in f["message"] for w in AUDIO_WORDS), f["message"]
+    # An image stored as a plain file reads "frequency band" by default: still rows.
+    import dataclasses
+
+    as_file = dataclasses.replace(ds, row_label="frequency band")
+    for f in summary(as_file, st)["findings"]:
+        assert not any(w in f["message"] for w in AUDIO_WORDS), f["message"]
+
+
+def test_power_still_gets_db_advice(rng):
+    from diagnostics.stats.findings import data_kind, suggested_configs
+
+    X = rng.lognormal(0.0, 1.5, SHAPE)
+    X[:, 4:] *= 1e-4  # faint rows: per-pixel z-scoring blows them up
+    st = compute_stats(X.astype(np.float32))
+    found = {f.code: f.message for f in find(st)}
+    assert data_kind(st).kind == "power"
+    assert "power_to_db" in found["skewed_values"]
+    assert "dB compression (usually the cure)" in found["amplified_noise"]
+    assert "per-band scaling" in found["amplified_noise"]
+    assert "db+per_row" in suggested_configs(st, 0.0)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import librosa
 import numpy as np
 import pytest
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
+from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.errors import NormScopeError
-from diagnostics.normalize import (COMPRESSIONS, SCALERS, Config, Normalizer, compress,
-                                   parse_config, parse_configs)
-from diagnostics.stats.moments import compute_stats
+from diagnostics.normalize import (COMPRESSIONS, SCALERS, Config, Normalizer, check_config_for,
+                                   check_configs_for, compress, config_names, negative_values,
+                                   parse_config, parse_configs, valid_config_names)
+from diagnostics.stats.moments import compute_stats, row_mask
 
 ALL = [f"{c + '+' if c else ''}{s}{'@mask' if m else ''}"
        for c, s, m in itertools.product((None,) + COMPRESSIONS, SCALERS, (False, True))]
@@ -47,7 +50,10 @@ def test_transform_shape_dtype_finite(spectro, split, name):
     kept = int(nz.keep_rows_.sum())
     assert out.shape == (len(test), kept, spectro.shape[2]) == (len(test), *nz.shape_out_)
     assert out.dtype == np.float32 and np.isfinite(out).all()
-    assert kept == (spectro.shape[1] if "@mask" not in name else kept) and kept >= 1
+    # @mask keeps the rows whose SNR on the training split (as given) reaches the threshold.
+    want = ~row_mask(compute_stats(spectro[train]).row_snr, threshold=DEFAULT_MASK_SNR)
+    np.testing.assert_array_equal(nz.keep_rows_, want if "@mask" in name else np.ones(12, bool))
+    assert kept >= 1
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -221,3 +227,129 @@ def test_mask_reads_the_uncompressed_row_snr(compression):
     squashed = Normalizer(f"{compression}per_pixel@mask", mask_snr=0.2).fit(ds.X, indices=train)
     assert np.array_equal(plain.keep_rows_, squashed.keep_rows_)
     assert np.array_equal(np.flatnonzero(~plain.keep_rows_), np.arange(48, 60))
+
+
+def test_config_names_are_the_whole_grammar():
+    assert sorted(config_names()) == sorted(ALL) and len(set(config_names())) == 36
+    assert all(parse_config(n).name == n for n in config_names())
+
+
+@pytest.fixture
+def signed(rng) -> np.ndarray:
+    """MFCC-like values: signed, one scale per row."""
+    scale = np.geomspace(50.0, 1.0, 12)[:, None]
+    return (rng.standard_normal((240, 12, 17)) * scale - 5.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if "+" in n])
+def test_compression_on_signed_data_is_refused_when_fitting(signed, split, name):
+    train, _ = split
+    n_neg = int((signed[train] < 0).sum())
+    with pytest.raises(NormScopeError, match=(
+            rf"^{re.escape(name)} refused: {n_neg:,} of {len(train) * 12 * 17:,} training values \(\d+%\) "
+            r"are negative \(down to -[\d.]+\), and compression is for non-negative power "
+            r"\(.*\); use per_row \(CMVN\), global or none instead, as for MFCC or logmel "
+            r"features$")):
+        Normalizer(name).fit(signed, indices=train)
+
+
+def test_compression_refused_by_the_data_aware_parser_and_left_out_of_the_valid_list(
+        signed, spectro):
+    n_neg = int((signed < 0).sum())
+    with pytest.raises(NormScopeError, match=rf"^db\+per_row, log1p\+global@mask refused: "
+                                             rf"{n_neg:,} of {signed.size:,} values"):
+        check_configs_for(signed, "none, db+per_row, per_row, log1p+global@mask")
+    with pytest.raises(NormScopeError, match=r"db\+per_row refused: about \d+% of the "
+                                             r".* values are negative.*use per_row \(CMVN\)"):
+        check_config_for(compute_stats(signed), "db+per_row")  # from statistics: no data pass
+    # A bad name is still a bad name; configs without compression pass.
+    with pytest.raises(NormScopeError, match="unknown scaler"):
+        check_configs_for(signed, "none,per-pixel")
+    assert [c.name for c in check_configs_for(signed, ["none", "per_row@mask"])] == [
+        "none", "per_row@mask"]
+    for name in ("per_row", "global@mask", "none"):
+        Normalizer(name).fit(signed)  # the alternatives the sentence names all fit
+    # The valid list: no compression for signed data, everything for non-negative data.
+    assert valid_config_names(compute_stats(signed)) == [n for n in config_names() if "+" not in n]
+    assert valid_config_names(compute_stats(spectro)) == config_names()
+    assert check_config_for(spectro, "db+per_row") == Config("per_row", "db")
+
+
+def test_one_negative_value_is_counted_exactly(spectro, split):
+    train, test = split
+    X = spectro.copy()
+    X[test[0], 3, 3] = -2.5  # in the test part: the training split is clean
+    Normalizer("db+per_row").fit(X, indices=train)
+    neg = negative_values(X)
+    assert (neg.count, neg.total, neg.min, neg.exact) == (1, X.size, -2.5, True)
+    est = negative_values(compute_stats(X))
+    assert est.count >= 1 and est.min == -2.5 and not est.exact
+    with pytest.raises(NormScopeError, match=r"1 of [\d,]+ values \(under 1%\) is negative "
+                                             r"\(down to -2.5\)"):
+        check_configs_for(X, "db+per_row")
+    assert negative_values(X, indices=train).count == 0
+
+
+@pytest.mark.parametrize("name", ["per_pixel", "minmax", "robust", "global", "per_row",
+                                  "db+per_pixel@mask"])
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_repeated_indices_fit_as_the_rows_they_select(spectro, rng, name, chunk_rows):
+    # A bootstrap sample: as many indices as examples, some repeated, some left out.
+    idx = rng.integers(0, spectro.shape[0], spectro.shape[0])
+    assert np.unique(idx).size < idx.size
+    a = Normalizer(name, chunk_rows=chunk_rows).fit(spectro, indices=idx)
+    b = Normalizer(name).fit(spectro[idx])
+    np.testing.assert_array_equal(a.keep_rows_, b.keep_rows_)
+    np.testing.assert_allclose(a.center_, b.center_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.scale_, b.scale_, rtol=1e-10, atol=1e-12)
+    assert a.n_samples_seen_ == idx.size
+    # fit_transform returns the selected rows in the order given, repeats included.
+    sel = np.array([5, 3, 5, 0])
+    np.testing.assert_array_equal(Normalizer(name).fit_transform(spectro, indices=sel),
+                                  Normalizer(name).fit(spectro[sel]).transform(spectro[sel]))
+
+
+def test_training_mask_and_bad_indices(spectro, split):
+    train, _ = split
+    mask = np.zeros(spectro.shape[0], bool)
+    mask[train] = True
+    a = Normalizer("per_pixel").fit(spectro, indices=mask)
+    b = Normalizer("per_pixel").fit(spectro, indices=train)
+    np.testing.assert_array_equal(a.scale_, b.scale_)
+    with pytest.raises(NormScopeError, match="must be integers"):
+        Normalizer("per_pixel").fit(spectro, indices=train.astype(float))
+    with pytest.raises(NormScopeError, match="must lie in 0..239"):
+        Normalizer("per_pixel").fit(spectro, indices=[0, 240])
+
+
+def _near_constant(dtype, rng, eps: float, base: float) -> np.ndarray:
+    """(40, 2, 3) values whose pixels sit just under and just over a zero-scale threshold of
+    ten ``eps`` (absolute, as scikit-learn's is) for both the range and the IQR."""
+    n = 40
+    X = np.empty((n, 2, 3), np.float64)
+    halves = np.repeat([0.0, 1.0], n // 2)
+    X[:, 0, 0] = 1.0  # constant
+    X[:, 0, 1] = base + 2 * eps * halves  # range and IQR 2 eps: zero
+    X[:, 0, 2] = base + 8 * eps * halves  # 8 eps: still zero
+    X[:, 1, 0] = base + 64 * eps * halves  # 64 eps: a real scale
+    X[:, 1, 1] = rng.normal(3.0, 1.0, n)
+    X[:, 1, 2] = 1e-3 * rng.exponential(1.0, n)
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scaler, oracle", [("minmax", MinMaxScaler), ("robust", RobustScaler)])
+def test_zero_scale_rule_matches_scikit_learn(rng, dtype, scaler, oracle):
+    # MinMaxScaler holds its range in the input's dtype; RobustScaler its IQR in float64
+    # (float32 holds steps of float64's eps only near 0).
+    eps = np.finfo(dtype if scaler == "minmax" else np.float64).eps
+    X = _near_constant(dtype, rng, eps, base=1.0 if np.finfo(dtype).eps == eps else 0.0)
+    flat = X.reshape(len(X), -1)
+    ref = oracle().fit(flat)
+    nz = Normalizer(scaler).fit(X)
+    # The same pixels get scale 1 (sklearn's minmax scale_ is 1 / range, so 1 there too).
+    ones = ref.scale_ == 1.0
+    assert ones.tolist() == [True, True, True, False, False, False]
+    np.testing.assert_array_equal(nz.scale_.ravel() == 1.0, ones)
+    np.testing.assert_allclose(nz.transform(X), ref.transform(flat).reshape(X.shape),
+                               rtol=1e-5, atol=1e-6)
