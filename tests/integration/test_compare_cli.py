@@ -97,7 +97,7 @@ def _bad_inputs(tmp_path):
         ([str(good), "--configs", "none,per-pixel"], "unknown scaler 'per-pixel'.*valid parts"),
         ([str(good), "--configs", "per_pixel@mask", "--mask-snr", "1e9"], "removes all 12 rows"),
         ([str(good), "--batch-size", "500"], "fewer than one batch of 500"),
-        ([str(good), "--model", "transformer"], "invalid choice"),
+        ([str(good), "--model", "transformer"], "neither one of cnn, .* nor package.module:factory"),
         ([str(good), "--seeds", "0"], "must be at least 1"),
         ([str(tmp_path / "missing.npz")], "does not exist"),
     ]
