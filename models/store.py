@@ -27,6 +27,8 @@ from typing import Iterator
 SCHEMA_VERSION = 1
 STATUSES = ("queued", "running", "done", "cancelled", "failed", "interrupted", "diverged")
 ACTIVE = ("queued", "running")
+#: Statuses that never change again (of a run or a comparison): records in them can be cached.
+FINISHED = frozenset({"done", "failed", "diverged", "cancelled", "interrupted"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS comparisons (
