@@ -625,7 +625,7 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
 def stored_ui(cid: str, caption_text: str, name: str) -> None:
     import json
 
-    from diagnostics.cli.compare import comparison_json
+    from diagnostics.results import comparison_json
 
     rec, view = stored_comparison(cid, caption_text, name)
     if rec is None:

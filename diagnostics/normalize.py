@@ -121,6 +121,16 @@ def parse_config(name: str) -> Config:
     return Config(scaler=body, compress=compress, mask=mask)
 
 
+def all_config_names() -> list[str]:
+    """Every configuration name the grammar allows, canonical, in a fixed order.
+
+    No compression, then each of :data:`COMPRESSIONS`, times each of :data:`SCALERS`; all of
+    those without ``@mask`` first, then with it (3 x 6 x 2 = 36 names).
+    """
+    heads = [""] + [f"{c}+" for c in COMPRESSIONS]
+    return [f"{h}{s}{m}" for m in ("", f"@{MASK_SUFFIX}") for h in heads for s in SCALERS]
+
+
 def parse_configs(text: str | list[str] | tuple[str, ...]) -> list[Config]:
     """Parse a comma-separated list (or a sequence) of names; duplicates are an error."""
     names = [s for s in (text.split(",") if isinstance(text, str) else text)]

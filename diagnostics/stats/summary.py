@@ -46,7 +46,6 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
             mask_snr: float = DEFAULT_MASK_SNR) -> dict:
     """JSON-ready summary: sizes, ranges, degenerate counts, low-SNR rows and findings."""
     mask = row_mask(stats.row_snr, threshold=mask_snr)
-    row_name = "band" if ds.row_label == "frequency band" else ds.row_label
     return {
         "dataset": ds.name,
         "id": ds.id,
@@ -77,5 +76,5 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
                 mask_information(stats, mask)),
         },
         "notes": list(ds.notes),
-        "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=row_name)],
+        "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=ds.row_noun)],
     }
