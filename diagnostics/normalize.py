@@ -130,6 +130,16 @@ def parse_config(name: str) -> Config:
     return Config(scaler=body, compress=compress, mask=mask)
 
 
+def all_config_names() -> list[str]:
+    """Every configuration name the grammar allows, canonical, in a fixed order.
+
+    No compression, then each of :data:`COMPRESSIONS`, times each of :data:`SCALERS`; all of
+    those without ``@mask`` first, then with it (3 x 6 x 2 = 36 names).
+    """
+    heads = [""] + [f"{c}+" for c in COMPRESSIONS]
+    return [f"{h}{s}{m}" for m in ("", f"@{MASK_SUFFIX}") for h in heads for s in SCALERS]
+
+
 def parse_configs(text: str | list[str] | tuple[str, ...]) -> list[Config]:
     """Parse a comma-separated list (or a sequence) of names; duplicates are an error."""
     names = [s for s in (text.split(",") if isinstance(text, str) else text)]
@@ -143,13 +153,6 @@ def parse_configs(text: str | list[str] | tuple[str, ...]) -> list[Config]:
             raise NormScopeError(f"configuration {c.name} is listed twice; list each once")
         seen.add(c.name)
     return configs
-
-
-def config_names() -> list[str]:
-    """Every name the grammar allows (36: 3 heads x 6 scalers x with or without @mask), in a
-    stable order: plain scalers first, then each compression, then the same with @mask."""
-    heads = [""] + [f"{c}+" for c in COMPRESSIONS]
-    return [f"{h}{s}{m}" for m in ("", f"@{MASK_SUFFIX}") for h in heads for s in SCALERS]
 
 
 @dataclass(frozen=True)
@@ -283,13 +286,13 @@ def check_config_for(source: PixelStats | np.ndarray, config: str | Config, *,
 
 
 def valid_config_names(stats: PixelStats) -> list[str]:
-    """The names of :func:`config_names` that data with these statistics can take.
+    """The names of :func:`all_config_names` that data with these statistics can take.
 
     Without negative values every name; with them, none that compresses.
     """
     fin = np.isfinite(stats.min)
     signed = bool(fin.any()) and float(np.min(stats.min[fin])) < 0
-    return [n for n in config_names() if not (signed and "+" in n)]
+    return [n for n in all_config_names() if not (signed and "+" in n)]
 
 
 def compress(x: np.ndarray, method: str | None) -> np.ndarray:

@@ -11,6 +11,7 @@ NumPy and SciPy only: the app and the command line share it.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
@@ -302,3 +303,44 @@ def table_rows(res: Results) -> list[dict]:
         }
         rows.append(row)
     return rows
+
+
+# --- the JSON document of a stored comparison (``compare --json``, the app's download) ------
+
+def _json_number(x):
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def comparison_json(rec, *, elapsed_s: float | None = None) -> dict:
+    """The results of a stored comparison as the JSON document of ``compare --json``.
+
+    ``{dataset, dataset_id, comparison_id, model, epochs, seeds, elapsed_s, configs: [{name,
+    test_acc_mean, test_acc_std, test_acc_ci95, runs: [{seed, run_id, status, test_acc,
+    history: {epoch, train_loss, train_acc, val_acc}}]}], paired: [{a, b, mean_diff,
+    p_value}], verdicts}``.
+    """
+    res = compare(rec.configs, rec.accuracies(), rec.statuses())
+    if elapsed_s is None:
+        elapsed_s = (rec.finished or time.time()) - rec.created
+    configs = []
+    for summary in res.configs:
+        runs = [{"seed": r.seed, "run_id": r.id, "status": r.status,
+                 "test_acc": _json_number(r.test_acc),
+                 "history": {k: [v if k == "epoch" else _json_number(v)
+                                 for v in r.history.get(k, [])]
+                             for k in ("epoch", "train_loss", "train_acc", "val_acc")}}
+                for r in rec.runs if r.config == summary.name]
+        configs.append({"name": summary.name, "test_acc_mean": summary.mean,
+                        "test_acc_std": summary.std,
+                        "test_acc_ci95": None if summary.ci95 is None else list(summary.ci95),
+                        "runs": runs})
+    return {
+        "dataset": rec.dataset_name, "dataset_id": rec.dataset_id, "comparison_id": rec.id,
+        "status": rec.status, "model": rec.model, "epochs": rec.hyper.get("epochs"),
+        "seeds": len(rec.seeds), "elapsed_s": round(float(elapsed_s), 3),
+        "hyper": rec.hyper, "configs": configs,
+        "paired": [{"a": p.a, "b": p.b, "mean_diff": p.mean_diff, "p_value": p.p_value,
+                    "n": p.n} for p in res.paired],
+        "verdicts": list(res.verdicts),
+        "summary": res.summary,
+    }

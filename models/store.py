@@ -29,6 +29,8 @@ import numpy as np
 SCHEMA_VERSION = 2  # 2: runs.repetition, runs.fold and the predictions table
 STATUSES = ("queued", "running", "done", "cancelled", "failed", "interrupted", "diverged")
 ACTIVE = ("queued", "running")
+#: Statuses that never change again (of a run or a comparison): records in them can be cached.
+FINISHED = frozenset({"done", "failed", "diverged", "cancelled", "interrupted"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS comparisons (

@@ -104,51 +104,12 @@ def add_parsers(sub) -> None:
     r.add_argument("--dataset", help="only the runs on this dataset id")
 
 
-def _finite(x):
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def comparison_json(rec, *, elapsed_s: float | None = None) -> dict:
-    """The results of a stored comparison as the JSON document of ``compare --json``.
-
-    ``{dataset, dataset_id, comparison_id, model, epochs, seeds, elapsed_s, configs: [{name,
-    test_acc_mean, test_acc_std, test_acc_ci95, runs: [{seed, run_id, status, test_acc,
-    history: {epoch, train_loss, train_acc, val_acc}}]}], paired: [{a, b, mean_diff,
-    p_value}], verdicts}``.
-    """
-    from diagnostics.results import compare as compare_results  # scipy: only when results are shown
-
-    res = compare_results(rec.configs, rec.accuracies(), rec.statuses())
-    if elapsed_s is None:
-        elapsed_s = (rec.finished or time.time()) - rec.created
-    configs = []
-    for summary in res.configs:
-        runs = [{"seed": r.seed, "run_id": r.id, "status": r.status, "test_acc": _finite(r.test_acc),
-                 "history": {k: [_finite(v) if k != "epoch" else v for v in r.history.get(k, [])]
-                             for k in ("epoch", "train_loss", "train_acc", "val_acc")}}
-                for r in rec.runs if r.config == summary.name]
-        configs.append({"name": summary.name, "test_acc_mean": summary.mean,
-                        "test_acc_std": summary.std,
-                        "test_acc_ci95": None if summary.ci95 is None else list(summary.ci95),
-                        "runs": runs})
-    return {
-        "dataset": rec.dataset_name, "dataset_id": rec.dataset_id, "comparison_id": rec.id,
-        "status": rec.status, "model": rec.model, "epochs": rec.hyper.get("epochs"),
-        "seeds": len(rec.seeds), "elapsed_s": round(float(elapsed_s), 3),
-        "hyper": rec.hyper, "configs": configs,
-        "paired": [{"a": p.a, "b": p.b, "mean_diff": p.mean_diff, "p_value": p.p_value,
-                    "n": p.n} for p in res.paired],
-        "verdicts": list(res.verdicts),
-        "summary": res.summary,
-    }
-
-
 def _fmt(x, spec=".3f"):
     return "-" if x is None else format(x, spec)
 
 
 def print_table(doc: dict, file=None) -> None:
-    """The results table of ``compare`` (from :func:`comparison_json`)."""
+    """The results table of ``compare`` (from :func:`diagnostics.results.comparison_json`)."""
     file = file or sys.stdout
     ref = doc["configs"][0]["name"]
     width = max(12, *(len(c["name"]) for c in doc["configs"]))
@@ -250,6 +211,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if tty:
         print(file=sys.stderr)
     elapsed = time.perf_counter() - t0
+    from diagnostics.results import comparison_json  # scipy: only when results are shown
+
     doc = comparison_json(comp.record(), elapsed_s=elapsed)
     if args.json:
         try:

@@ -244,17 +244,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML report: statistics, findings and stored comparisons of the dataset."""
-    import time
-
-    from diagnostics.plots import report
+    from diagnostics.plots.report import NEWEST_COMPARISONS, build_report
     from diagnostics.stats.summary import dataset_stats
+    from models.store import RunStore  # sqlite only: no torch
 
     ds = _load(args)
     stats = dataset_stats(ds, on=args.on)
-    sections = report.statistics_sections(ds, stats, mask_snr=args.mask_snr, on=args.on,
-                                          log_color=not args.linear_color)
-    from models.store import RunStore  # sqlite only: no torch
-
     store = RunStore()
     if args.runs is not None:
         ids = [r.strip() for r in args.runs.split(",") if r.strip()]
@@ -262,18 +257,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise NormScopeError("--runs names no comparison id; give ids separated by commas "
                                  "(python -m diagnostics runs lists them) or leave it out")
     else:
-        ids = [rec.id for rec in store.list_comparisons(ds.id, limit=3)]
+        ids = [rec.id for rec in store.list_comparisons(ds.id, limit=NEWEST_COMPARISONS)]
+    records = []
     for cid in ids:
         rec = store.load_comparison(cid)
         if rec is None:
             raise NormScopeError(f"comparison {cid} is not in the run store {store.path}; list "
                                  "them with python -m diagnostics runs")
-        if rec.dataset_id != ds.id:
-            raise NormScopeError(f"comparison {cid} ran on dataset {rec.dataset_id}, not on "
-                                 f"{ds.name} ({ds.id}); give that dataset or leave --runs out")
-        sections.append(report.comparison_section(rec, caption_text=f"{ds.name} · {rec.model}"))
-    page = report.render(f"NormScope report — {ds.name}",
-                         f"dataset id {ds.id} · made {time.strftime('%Y-%m-%d %H:%M')}", sections)
+        records.append(rec)
+    page = build_report(ds, stats, mask_snr=args.mask_snr, on=args.on,
+                        log_color=not args.linear_color, comparisons=records)
     try:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(page)

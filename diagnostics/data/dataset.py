@@ -53,6 +53,12 @@ class Dataset:
     def shape(self) -> tuple[int, int]:
         return int(self.X.shape[1]), int(self.X.shape[2])
 
+    @property
+    def row_noun(self) -> str:
+        """What a row is called in sentences: "band" for a frequency band, else the row label
+        ("12 of 60 bands masked", "3 MFCC coefficients")."""
+        return "band" if self.row_label == "frequency band" else self.row_label
+
 
 @dataclass(frozen=True, eq=False)
 class Split:

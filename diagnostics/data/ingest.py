@@ -97,6 +97,53 @@ def load_dataset(spec: str, *, labels: str | None = None, params=None, workers: 
                        root=root)
 
 
+def open_request(kind: str, *, path: str = "", labels: str | bytes | None = None,
+                 name: str = "", data: bytes | None = None, params=None,
+                 progress: Callable[[int, int], None] | None = None,
+                 root: str | os.PathLike | None = None) -> str:
+    """Open what a user asked for (the app's open and upload forms), register it, return its id.
+
+    Parameters
+    ----------
+    kind : {"path", "upload"}
+        ``"path"``: a file or folder on the server, ``path`` (and ``labels``, a path to a
+        ``.npy``), both under ``root``.  ``"upload"``: an uploaded file's ``name`` and ``data``;
+        a ``.zip`` of audio class folders, else a ``.npy``/``.npz`` with optional ``labels``
+        (the bytes of a ``.npy``).
+    params : FeatureParams, optional
+        Audio feature settings (folders, manifests and zips only).
+    progress : callable(done, total), optional
+        Called while audio features are extracted.
+
+    Returns
+    -------
+    str
+        The dataset id: registered, so a link can name it.
+
+    Raises
+    ------
+    NormScopeError
+        On any bad request or data; nothing is registered then.
+    """
+    if kind == "path":
+        if not str(path).strip():
+            raise NormScopeError("type the path of a file or folder under the data root first")
+        ds = load_dataset(path, labels=labels or None, params=params, progress=progress,
+                          root=root)
+        if is_registered(ds.id):
+            return ds.id
+        return store.register_dataset(ds, source=f"server file {ds.name}")
+    if kind != "upload":
+        raise NormScopeError(f"cannot open a request of kind {kind!r}; use 'path' or 'upload'")
+    if data is None:
+        raise NormScopeError("choose a file to upload first")
+    from . import uploads  # librosa (through the audio loader): only for uploads
+
+    if name.lower().endswith(".zip"):
+        return uploads.register_upload_zip(name, data, params, progress=progress)
+    return uploads.register_upload_npy_npz(name, data, labels)
+
+
 def delete_dataset(ident: str) -> int:
     """Remove a registered dataset and the cache entries naming it; return the bytes freed
     (see :func:`diagnostics.data.store.delete_dataset`)."""

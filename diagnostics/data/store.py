@@ -265,6 +265,21 @@ def open_dataset(ident: str) -> Dataset:
     )
 
 
+def listing_signature() -> tuple[str, int, int]:
+    """A value that changes whenever a dataset is registered or deleted: the datasets folder,
+    its mtime and its number of entries (registering or deleting renames a folder in it).
+
+    Cheap (one ``stat`` and one ``listdir``), so a caller can cache :func:`list_datasets`, which
+    reads every dataset's meta, under it.  mtime ticks are coarse (milliseconds): the entry count
+    catches a change within one tick.  ``(folder, 0, 0)`` while the folder does not exist.
+    """
+    folder = home() / "datasets"
+    try:
+        return str(folder), folder.stat().st_mtime_ns, len(os.listdir(folder))
+    except OSError:
+        return str(folder), 0, 0
+
+
 def list_datasets() -> list[dict]:
     """Registered datasets, newest first: id, name, n, shape, classes, source, feature, created."""
     root = home() / "datasets"

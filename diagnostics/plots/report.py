@@ -6,6 +6,7 @@ One file with plotly.js inlined, so it opens offline and can be mailed or archiv
 from __future__ import annotations
 
 import html
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,11 @@ import plotly.graph_objects as go
 from diagnostics.plots import figures
 from diagnostics.data.dataset import Dataset
 from diagnostics.stats.findings import find, ranges
+from diagnostics.errors import NormScopeError
 from diagnostics.stats.moments import PixelStats, energy_share, format_share, row_mask
+
+#: Stored comparisons a report includes when none are named: the newest of the dataset.
+NEWEST_COMPARISONS = 3
 
 CSS = """
 body { font-family: Arial, Helvetica, sans-serif; margin: 2em auto; max-width: 1250px;
@@ -77,11 +82,10 @@ def statistics_sections(
         ["masked rows", f"{int(mask.sum())} ({ranges(np.flatnonzero(mask))}), row SNR < "
                         f"{mask_snr:g}, {format_share(energy_share(stats, mask))} of the signal energy"],
     ]
-    label = "band" if ds.row_label == "frequency band" else ds.row_label
     finds = "".join(
         f'<div class="finding {f.severity}"><b>{html.escape(f.code)}</b> — '
         f"{html.escape(f.message)}</div>"
-        for f in find(stats, mask_snr=mask_snr, row_label=label)
+        for f in find(stats, mask_snr=mask_snr, row_label=ds.row_noun)
     )
     heat = tuple(
         figures.heatmap(stats, w, log_color=log_color, colorscale=colorscale,
@@ -196,3 +200,35 @@ def comparison_section(rec, *, caption_text: str = "") -> Section:
     table = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
     figs = tuple(f for f in (view.val, view.batch, view.tested) if f is not None)
     return Section(f"Comparison {rec.id}", head + verdicts + table, figs)
+
+
+def build_report(
+    ds: Dataset, stats: PixelStats, *, mask_snr: float, on: str = "train",
+    log_color: bool = True, colorscale: str | None = None, mask: np.ndarray | None = None,
+    comparisons=(),
+) -> str:
+    """The whole report of a dataset as one self-contained HTML page (the app and the CLI).
+
+    Parameters
+    ----------
+    ds, stats : Dataset, PixelStats
+        The dataset and the statistics of the examples named by ``on``.
+    mask_snr : float
+        Row-SNR threshold of the mask; ``mask`` (bool, shape (H,)) overrides the rows masked.
+    comparisons : sequence of :class:`models.store.ComparisonRecord`
+        Stored comparisons to append (duck-typed: no store or torch here).
+
+    Raises
+    ------
+    NormScopeError
+        If a comparison ran on another dataset.
+    """
+    sections = statistics_sections(ds, stats, mask_snr=mask_snr, on=on, log_color=log_color,
+                                   colorscale=colorscale, mask=mask)
+    for rec in comparisons:
+        if rec.dataset_id != ds.id:
+            raise NormScopeError(f"comparison {rec.id} ran on dataset {rec.dataset_id}, not on "
+                                 f"{ds.name} ({ds.id}); give that dataset or leave --runs out")
+        sections.append(comparison_section(rec, caption_text=f"{ds.name} · {rec.model}"))
+    return render(f"NormScope report — {ds.name}",
+                  f"dataset id {ds.id} · made {time.strftime('%Y-%m-%d %H:%M')}", sections)

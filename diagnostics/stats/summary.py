@@ -48,7 +48,6 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
     text}``, see :func:`diagnostics.stats.findings.data_kind`), degenerate counts, low-SNR rows
     and findings."""
     mask = row_mask(stats.row_snr, threshold=mask_snr)
-    row_name = "band" if ds.row_label == "frequency band" else ds.row_label
     kind = data_kind(stats)
     return {
         "dataset": ds.name,
@@ -81,6 +80,6 @@ def summary(ds: Dataset, stats: PixelStats, *, on: str = "train",
                 mask_information(stats, mask)),
         },
         "notes": list(ds.notes),
-        "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=row_name,
+        "findings": [f.as_dict() for f in find(stats, mask_snr=mask_snr, row_label=ds.row_noun,
                                                kind=kind)],
     }

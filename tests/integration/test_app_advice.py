@@ -10,7 +10,7 @@ import numpy as np
 def test_signed_data_is_offered_no_compression(rng, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from diagnostics.normalize import config_names
+    from diagnostics.normalize import all_config_names
 
     monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
@@ -28,5 +28,5 @@ def test_signed_data_is_offered_no_compression(rng, tmp_path, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     ms = at.multiselect(key="configs")
-    assert ms.options == [n for n in config_names() if "+" not in n]
+    assert ms.options == [n for n in all_config_names() if "+" not in n]
     assert not any("+" in c for c in ms.value)

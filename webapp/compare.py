@@ -1,0 +1,193 @@
+"""The Compare tab: choose configs and start a comparison, follow it live, reopen stored ones.
+
+A comparison runs in the server's background (:mod:`webapp.runs`); its id goes into the URL
+(``runs``), so a reload or a teammate's link finds it, live or from the run store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import streamlit as st
+
+from diagnostics import config
+from diagnostics.data.dataset import Dataset
+from diagnostics.errors import NormScopeError
+from diagnostics.normalize import parse_config, valid_config_names
+from diagnostics.plots import report
+from diagnostics.stats.findings import suggested_configs
+from diagnostics.stats.moments import PixelStats
+from webapp import runs
+from webapp.charts import chart
+from webapp.state import BIND, config_ok
+
+
+def start_comparison(ds_id: str, threshold: float) -> None:
+    """Start button callback: launch in the background, put its id in the URL."""
+    s = st.session_state
+    s["cmp_error"] = None
+    configs = list(s.get("configs") or [])
+    bad = [c for c in configs if not config_ok(c)]
+    try:
+        if bad:
+            parse_config(bad[0])  # raises with the list of valid parts
+        if len(configs) < 2:
+            raise NormScopeError("choose at least two configs to compare (the first is the reference)")
+        cid = runs.start(ds_id, configs, seeds=int(s.get("cmp_seeds", 3)),
+                         model=s.get("cmp_model", "cnn"),
+                         epochs=int(s.get("cmp_epochs", runs.default_epochs())),
+                         mask_snr=threshold)
+    except NormScopeError as exc:
+        s["cmp_error"] = str(exc)
+        return
+    s["runs"] = [cid]
+
+
+def stored_comparisons(ds_id: str) -> dict[str, str]:
+    """Comparison id -> one-line description, newest first, for this dataset."""
+    out = {}
+    for rec in runs.store().list_comparisons(ds_id):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created))
+        out[rec.id] = (f"{when} · {', '.join(rec.configs)} · {len(rec.seeds)} seeds · "
+                       f"{rec.model} {rec.hyper.get('epochs', '?')} epochs · {rec.status}")
+    return out
+
+
+def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> None:
+    defaults = suggested_configs(stats, threshold)
+    c = st.columns([4, 1, 1, 1])
+    c[0].multiselect(
+        "Configs to compare (the first is the reference)", valid_config_names(stats),
+        default=defaults,
+        key="configs", bind=BIND,
+        help="[compression+]scaler[@mask]: compression log1p or db; scalers none, global, "
+             "per_pixel, per_row, minmax, robust; @mask drops rows under the SNR threshold "
+             f"(now {threshold:g}). Only the normalization changes between configs.",
+    )
+    c[1].selectbox("Model", runs.model_names(), key="cmp_model",
+                   help="cnn: small plain CNN (no batch norm); mlp; linear (logistic).")
+    c[2].number_input("Epochs", 1, 200, runs.default_epochs(), key="cmp_epochs")
+    c[3].number_input("Seeds", 1, 20, 3, key="cmp_seeds",
+                      help="Each seed: same split, initial weights and batch order for every config.")
+    st.button("Start comparison", key="start", type="primary",
+              on_click=start_comparison, args=(ds.id, threshold))
+    if st.session_state.get("cmp_error"):
+        st.error(st.session_state["cmp_error"])
+
+
+def draw_comparison(view: report.ComparisonView, key: str) -> None:
+    """Curves side by side, then the one-line answer, verdicts, table and intervals."""
+    if view.val is None:
+        st.caption("Curves appear after the first minibatches (workers start in a few seconds).")
+    else:
+        c = st.columns(2)
+        with c[0]:
+            chart(view.val, f"normscope-{key}-val", f"val_{key}")
+        with c[1]:
+            chart(view.batch, f"normscope-{key}-batches", f"batch_{key}")
+    res = view.res
+    if any(c.n for c in res.configs):
+        from diagnostics.results import table_rows
+
+        if res.summary:
+            st.markdown(f"**{res.summary}**")
+        for v in res.verdicts:
+            (st.success if " better " in v else st.warning if " worse " in v else st.info)(v)
+        st.dataframe(table_rows(res), hide_index=True, key=f"table_{key}")
+        chart(view.tested, f"normscope-{key}-test-accuracy", f"res_{key}")
+
+
+class _NotFinished(Exception):
+    """Raised inside a cached function so that nothing is cached (the record may change)."""
+
+    def __init__(self, rec):
+        self.rec = rec
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _finished_view(home: str, cid: str, caption_text: str, name: str):
+    # Loading every minibatch point and building three figures costs ~50-250 ms a rerun; a
+    # finished comparison never changes, so once per server.  Shared: nothing modifies it.
+    rec = runs.store().load_comparison(cid)
+    if rec is None or rec.status not in runs.FINISHED:
+        raise _NotFinished(rec)
+    return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
+
+
+def stored_comparison(cid: str, caption_text: str, name: str):
+    """``(record, view)`` of a stored comparison (``(None, None)`` if it is not in the store)."""
+    try:
+        return _finished_view(str(config.home()), cid, caption_text, name)
+    except _NotFinished as exc:
+        rec = exc.rec
+        if rec is None:
+            return None, None
+        return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
+
+
+def live_ui(cid: str, caption_text: str, name: str) -> None:
+    """Progress, live curves and Cancel of a running comparison; redrawn every second."""
+
+    @st.fragment(run_every=1.0)
+    def monitor() -> None:
+        comp = runs.registry().get(cid)
+        p = comp.snapshot()
+        if p.finished:
+            st.rerun(scope="app")  # draw the final results from the store
+        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        st.progress(min(p.fraction, 1.0),
+                    text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta} · "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
+        st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
+                  help="Stops every run within a second or two; finished runs are kept.")
+        draw_comparison(report.comparison_view(
+            p.curves, list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(),
+            caption_text=caption_text, dataset_name=name), cid)
+
+    monitor()
+
+
+def stored_ui(cid: str, caption_text: str, name: str) -> None:
+    from diagnostics.results import comparison_json
+
+    rec, view = stored_comparison(cid, caption_text, name)
+    if rec is None:
+        st.warning(f"Comparison {cid} is not in the run store.")
+        return
+    status = f"**{rec.status}**"
+    if rec.counts:
+        status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
+    st.markdown(f"{status} · {rec.model}, {rec.hyper.get('epochs')} epochs, seeds "
+                f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
+    draw_comparison(view, cid)
+    st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
+                       data=lambda: json.dumps(comparison_json(rec), indent=1),
+                       file_name=f"normscope-compare-{cid}.json", mime="application/json")
+
+
+def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: bool) -> None:
+    if ds.y is None:
+        st.info("Comparisons train classifiers, so they need labels: open the data with a "
+                "labels file (or an .npz holding y, or class folders of audio).")
+        return
+    if not report_view:
+        compare_controls_ui(ds, stats, threshold)
+    stored = stored_comparisons(ds.id)  # running ones are stored from their start
+    options = list(stored)
+    # Comparisons of another dataset (after switching datasets) are not shown here.
+    if "runs" in st.session_state:
+        st.session_state["runs"] = [r for r in st.session_state["runs"] if r in stored]
+    st.multiselect("Comparisons to show", options, key="runs", bind=BIND,
+                   help="Past comparisons of this dataset from the run store; the newest "
+                        "started is selected. The ids go into the share link.")
+    if stored:
+        with st.expander(f"{len(stored)} stored comparison(s) of {ds.name}"):
+            st.dataframe([{"id": k, "comparison": v} for k, v in stored.items()], hide_index=True)
+    cap = f"{ds.name} · train {stats.n:,} / val / test split (seed 0) · mask row SNR < {threshold:g}"
+    for cid in st.session_state.get("runs", []):
+        st.subheader(f"Comparison {cid}")
+        if runs.running(cid) is not None:
+            live_ui(cid, cap, ds.name)
+        else:
+            stored_ui(cid, cap, ds.name)

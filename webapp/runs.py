@@ -1,0 +1,87 @@
+"""The app's one door to ``models``: the running comparisons, training defaults, the run store.
+
+Every import of ``models`` by the app is here, so a rename there is a change in this module
+only.  torch is imported lazily (the first time the Compare tab starts or shows a comparison);
+the run store is SQLite only.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from diagnostics import config
+from diagnostics.plots.report import NEWEST_COMPARISONS
+from models.store import FINISHED, RunStore
+
+__all__ = ["FINISHED", "registry", "mark_interrupted", "store", "start", "model_names",
+           "default_epochs", "running", "comparison_ids", "report_records"]
+
+
+@st.cache_resource
+def registry():
+    """The process-wide registry of running comparisons (threads + worker pool), created once
+    per server (stale runs were marked by :func:`mark_interrupted` at the first script run)."""
+    from models.runner import Registry
+
+    return Registry()
+
+
+@st.cache_resource(show_spinner=False)
+def _mark_interrupted(home: str) -> int:
+    return RunStore().mark_interrupted()
+
+
+def mark_interrupted() -> int:
+    """Once per server and data directory, before anything reads the run store: runs left
+    'running' by a server that died become 'interrupted' (torch is not imported for this)."""
+    return _mark_interrupted(str(config.home()))
+
+
+def store() -> RunStore:
+    """The run store of the current data directory (read from the environment each time)."""
+    return RunStore()
+
+
+def model_names() -> tuple[str, ...]:
+    from models.nets import MODELS
+
+    return tuple(MODELS)
+
+
+def default_epochs() -> int:
+    from models.train import TrainConfig
+
+    return TrainConfig().epochs
+
+
+def start(dataset_id: str, configs: list[str], *, seeds: int, model: str, epochs: int,
+          mask_snr: float) -> str:
+    """Start a comparison in the background; return its id (NormScopeError on bad input)."""
+    from models.train import TrainConfig
+
+    comp = registry().start(dataset_id, configs, seeds=seeds, model=model,
+                            train=TrainConfig(epochs=epochs), mask_snr=mask_snr)
+    return comp.id
+
+
+def running(comparison_id: str):
+    """The live comparison with this id if it runs in this server now, else None (then it is
+    read from the store).  Its ``snapshot()`` is the progress to draw; ``cancel()`` stops it."""
+    comp = registry().get(comparison_id)
+    if comp is None or comp.finished or comp.snapshot().finished:
+        return None
+    return comp
+
+
+def comparison_ids(dataset_id: str) -> set[str]:
+    """Ids of every stored comparison of a dataset (what a link's ``runs`` may name)."""
+    return {rec.id for rec in store().list_comparisons(dataset_id, limit=10_000)}
+
+
+def report_records(dataset_id: str, selected: list[str]) -> list:
+    """Stored comparisons for the HTML report: the selected ones of this dataset, else the
+    newest stored ones (missing ones and other datasets' are left out)."""
+    s = store()
+    ids = selected or [rec.id for rec in s.list_comparisons(dataset_id, limit=NEWEST_COMPARISONS)]
+    records = (s.load_comparison(cid) for cid in ids)
+    return [rec for rec in records if rec is not None and rec.dataset_id == dataset_id]

@@ -1,0 +1,69 @@
+"""URL state: the link's parameters checked on a session's first run, and the share box.
+
+Widgets are bound to query parameters (``bind=BIND``; the key is the parameter's name), so the
+URL follows the view; :mod:`webapp.share` parses and writes them (pure python).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.errors import NormScopeError
+from diagnostics.normalize import parse_config
+from diagnostics.plots import figures
+from webapp import runs, share
+from webapp.cache import dataset_ids
+
+BIND = "query-params"
+MASK_MAX = 5.0  # slider range for the row-SNR threshold (row SNRs above ~3 are rare)
+
+
+def config_ok(name: str) -> bool:
+    """Whether a config name parses (a link's ``configs`` and the Start button check it)."""
+    try:
+        parse_config(name)
+        return True
+    except NormScopeError:
+        return False
+
+
+def url_notices() -> None:
+    """On a session's first run, check the link's parameters and keep notices for bad ones."""
+    if "url_checked" in st.session_state:
+        return
+    st.session_state["url_checked"] = True
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    # A link's runs must belong to the link's dataset (the Compare tab shows only those).
+    linked = (params.get("dataset") or ["demo"])[-1]
+    stored = runs.comparison_ids(linked) if "runs" in params else set()
+    _, notices = share.parse_view(
+        params, datasets=set(dataset_ids(st.session_state.get("dataset"))),
+        colorscales=figures.COLORSCALES, mask_max=MASK_MAX, runs=stored, config_ok=config_ok,
+    )
+    st.session_state["notices"] = notices
+
+
+def notices() -> list[str]:
+    """Notices about the link's bad parameters (empty when it had none)."""
+    return list(st.session_state.get("notices", []))
+
+
+def current_view() -> share.View:
+    s = st.session_state
+    return share.View(
+        dataset=s.get("dataset", "demo"), mask_snr=float(s.get("mask_snr", DEFAULT_MASK_SNR)),
+        tab=s.get("tab", "Statistics"), on=s.get("on", "train"),
+        log_color=bool(s.get("log_color", True)), colorscale=s.get("colorscale", "Viridis"),
+        configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
+        report=bool(s.get("report", False)),
+    )
+
+
+def share_ui(box) -> None:
+    """Fill the sidebar's share box; called last, when every bound widget has its value."""
+    with box.popover("Share this view", icon=":material/link:", width="stretch"):
+        base = st.context.url or "http://localhost:8501/"
+        st.code(share.view_url(base, current_view()), language=None, wrap_lines=True)
+        st.caption("Copy with the button at the code's corner. The link carries the dataset "
+                   "id, mask, tab, options and runs — never a file path.")

@@ -1,0 +1,107 @@
+"""The Statistics tab: summary metrics, findings, the six figures and the per-class maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from diagnostics.data import store
+from diagnostics.data.dataset import Dataset
+from diagnostics.plots import figures
+from diagnostics.stats.findings import find, ranges
+from diagnostics.stats.moments import PixelStats, energy_share, format_share
+from webapp.cache import histogram_bins
+from webapp.charts import chart, image_buttons
+from webapp.report_view import report_download_ui
+
+SEVERITY_BOX = {"error": st.error, "warning": st.warning, "info": st.info}
+
+
+def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float) -> None:
+    H, W = stats.shape
+    c = st.columns(5)
+    c[0].metric("Examples", f"{stats.n:,}", help=f"of {ds.n:,} in all")
+    c[1].metric("Shape", f"{H} × {W}")
+    c[2].metric("Classes", len(ds.class_names) or "none")
+    lo, hi = float(np.nanmin(stats.min)), float(np.nanmax(stats.max))
+    lo_text = "0" if 0 <= lo < 1e-6 * max(hi, 1e-300) else f"{lo:.3g}"
+    c[3].metric("Value range", f"{lo_text} … {hi:.4g}", help=f"exact minimum {lo:.6g}")
+    amp = np.nanmax(stats.amplification) if np.isfinite(stats.amplification).any() else None
+    c[4].metric("Max noise amplification", "n/a" if amp is None else f"{amp:,.0f}×",
+                help="How much per-pixel z-scoring inflates the quietest pixel relative to "
+                     "one global scale.")
+    share_ = energy_share(stats, mask)
+    label = ds.row_noun
+    if mask.any():
+        st.markdown(
+            f"**{int(mask.sum())} of {H} {label}s masked** ({label}s {ranges(np.flatnonzero(mask))}), "
+            f"holding **{format_share(share_)}** of the signal energy (sum of per-pixel mean)."
+        )
+    else:
+        st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")
+    for note in ds.notes:
+        st.warning(note)
+    skipped = store.dataset_meta(ds.id).get("skipped", []) if store.is_registered(ds.id) else []
+    if skipped:
+        with st.expander(f"{len(skipped)} clip(s) could not be read and were skipped"):
+            st.dataframe([{"file": f, "reason": r} for f, r in skipped], hide_index=True)
+
+
+def findings_ui(stats: PixelStats, threshold: float, ds: Dataset) -> None:
+    st.subheader("Findings")
+    for f in find(stats, mask_snr=threshold, row_label=ds.row_noun):
+        SEVERITY_BOX[f.severity](f"**{f.code}** — {f.message}")
+
+
+def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,
+                log_color: bool, scale: str, on: str, report_view: bool) -> None:
+    """The four maps and the two side figures, in two rows (download buttons unless in
+    report view)."""
+    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask, threshold)
+    common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
+                  caption_text=cap, dataset_name=ds.name)
+    maps = {w: figures.heatmap(stats, w, log_color=log_color, colorscale=scale,
+                               col_label=ds.col_label, **common)
+            for w in ("mean", "std", "snr", "amplification")}
+    side = {
+        "row_snr": figures.row_snr_profile(stats, threshold=threshold, **common),
+        "values": figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
+                                          bins=histogram_bins(ds.id, on, stats)),
+    }
+    layout = [("mean", "std", "row_snr"), ("snr", "amplification", "values")]
+    for row in layout:
+        grid = st.columns([3, 3, 2])
+        for col, which in zip(grid, row):
+            fig = maps.get(which) or side[which]
+            with col:
+                chart(fig, f"normscope-{ds.name}-{which}", f"chart_{which}")
+                if not report_view:
+                    image_buttons(fig, ds, on, which, mask, threshold, log_color, scale)
+
+
+def class_maps_ui(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, threshold: float,
+                  log_color: bool, scale: str) -> None:
+    """Per-class mean maps behind a toggle (labelled datasets of two classes or more)."""
+    if stats.class_means is None or len(ds.class_names) < 2:
+        return
+    if not st.toggle(f"Show per-class mean maps ({len(ds.class_names)} classes)", key="class_maps",
+                     help="One map per class on a shared colour scale: where each class puts "
+                          "its energy."):
+        return
+    with st.container():
+        cap = figures.caption(ds.name, stats.n, ds.n, on, mask, threshold)
+        chart(figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
+                                  row_label=ds.row_label, col_label=ds.col_label,
+                                  row_origin=ds.row_origin, caption_text=cap,
+                                  dataset_name=ds.name),
+              f"normscope-{ds.name}-class-means", "chart_class_means")
+
+
+def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, threshold: float,
+                    log_color: bool, scale: str, report_view: bool) -> None:
+    summary_ui(ds, stats, mask, threshold)
+    findings_ui(stats, threshold, ds)
+    heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
+    class_maps_ui(ds, stats, on, mask, threshold, log_color, scale)
+    if not report_view:
+        report_download_ui(ds, stats, threshold, on, log_color, scale, mask)
