@@ -262,7 +262,8 @@ def _npz_member(path: Path, fh, zf: zipfile.ZipFile, name: str,
         raise _damaged(where, "its zip entry header is missing")
     start = (info.header_offset + 30 + int.from_bytes(local[26:28], "little")
              + int.from_bytes(local[28:30], "little"))
-    if hdr.offset + hdr.nbytes > info.compress_size or start + hdr.offset + hdr.nbytes > archive_size:
+    end = start + hdr.offset + hdr.nbytes
+    if hdr.offset + hdr.nbytes > info.compress_size or end > archive_size:
         raise _damaged(where, f"its data runs past the end of the entry (header shape "
                        f"{hdr.shape}, {hdr.dtype})")
     try:

@@ -368,8 +368,6 @@ def delete_dataset(ident: str) -> int:
     return size
 
 
-
-
 # --- clean-up -----------------------------------------------------------------------------------
 
 _CLEANED: set[str] = set()

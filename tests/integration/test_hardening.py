@@ -18,7 +18,6 @@ traceback, a hang, a crash, an unbounded allocation or a wrong number:
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_helpers import make_folder, npz_bytes, wav_bytes, write_clip, zip_bytes
+from audio_helpers import make_folder, npz_bytes, wav_bytes, zip_bytes
 
 from diagnostics.data import files, store
 from diagnostics.data.arrays import load_array_file
@@ -179,6 +178,16 @@ def test_compressed_member_is_inflated_to_disk_not_memory(tmp_path, rng, home):
     assert not any((home / "tmp").iterdir())  # an anonymous file: nothing to clean up
 
 
+def test_npz_member_larger_than_half_the_free_disk_is_refused(tmp_path, monkeypatch, home):
+    from diagnostics.data import arrays
+
+    np.savez_compressed(tmp_path / "c.npz", X=np.zeros((100, 100, 100)))  # 8 MB unpacked
+    monkeypatch.setattr(arrays, "free_bytes", lambda folder: 4 * 2**20)
+    with pytest.raises(NormScopeError, match=r"member X.npy unpacks to 7.6 MiB and only 4.0 MiB "
+                                             r"are free in .*tmp \(half may be used\)"):
+        load_array_file(tmp_path / "c.npz")
+
+
 def test_npz_member_larger_than_the_given_limit_is_refused(tmp_path, rng):
     np.savez_compressed(tmp_path / "c.npz", X=np.zeros((100, 10, 10)))
     with pytest.raises(NormScopeError, match="member X.npy unpacks to 78 KiB, more than the "
@@ -229,7 +238,8 @@ def test_bad_npz_member_header_names_the_member(tmp_path, content, match, compre
     np.save(y, np.arange(2))
     (tmp_path / "bad.npz").write_bytes(zip_of({"X.npy": content, "y.npy": y.getvalue()},
                                               compression=compression))
-    with pytest.raises(NormScopeError, match=rf"\(member X.npy\) is damaged or truncated: .*{match}"):
+    with pytest.raises(NormScopeError,
+                       match=rf"\(member X.npy\) is damaged or truncated: .*{match}"):
         load_array_file(tmp_path / "bad.npz")
 
 
