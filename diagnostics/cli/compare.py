@@ -16,8 +16,10 @@ import math
 import sys
 import time
 
-from diagnostics.errors import NormScopeError
+from diagnostics.cli.output import plain
 from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.data.files import atomic_output
+from diagnostics.errors import NormScopeError
 
 
 def _int(lo: int):
@@ -216,18 +218,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     doc = comparison_json(comp.record(), elapsed_s=elapsed)
     if args.json:
         try:
-            with open(args.json, "w") as fh:
+            with atomic_output(args.json, "w") as fh:
                 json.dump(doc, fh, indent=1, allow_nan=False)
         except OSError as exc:
             raise NormScopeError(f"cannot write {args.json}: {exc.strerror}") from None
-    print(f"{doc['dataset']} ({doc['dataset_id']}), model {doc['model']}, {doc['epochs']} epochs, "
+    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), model {doc['model']}, "
+          f"{doc['epochs']} epochs, "
           f"{doc['seeds']} seeds, {elapsed:.1f} s; comparison {doc['comparison_id']} in "
           f"{store.path}")
     print_table(doc)
     failed = [r for c in doc["configs"] for r in c["runs"] if r["status"] == "failed"]
     if failed:
         msg = next((r.message for r in comp.record().runs if r.status == "failed"), "")
-        print(f"error: {len(failed)} run(s) failed: {msg}", file=sys.stderr)
+        print(f"error: {len(failed)} run(s) failed: {plain(msg)}", file=sys.stderr)
         return 1
     return 0
 
@@ -246,7 +249,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                            curves=want_curves)
     if args.csv:
         try:
-            with open(args.csv, "w", newline="") as fh:
+            with atomic_output(args.csv, "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["run_id", "comparison_id", "dataset_id", "config", "seed", "model",
                             "status", "test_acc", "epoch", "train_loss", "train_acc", "val_acc"])

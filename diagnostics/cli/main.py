@@ -1,19 +1,28 @@
 """Command line: ``python -m diagnostics stats DATA ...``.
 
-Bad input ends with one line ``error: ...`` on stderr and exit status 2, never a traceback.
-Only the ``compare`` and ``runs`` verbs import torch, lazily.
+Never a traceback: bad input, and a system error such as a full disk, end with one line
+``error: ...`` on stderr and exit status 2; a true bug ends with one line ``error: internal error
+(<type>); details in <log>`` and exit status 1, the traceback in that log file
+(``NORMSCOPE_HOME/logs``, or the system's temporary folder).  Names from files are printed with
+control characters escaped; NumPy's RuntimeWarnings are not printed (what they warn about is
+counted and reported).  Outputs (``--out``) appear only when completely written.  Only the
+``compare`` and ``runs`` verbs import torch, lazily.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
+import warnings
 
 import numpy as np
 
-from diagnostics.errors import NormScopeError
+from diagnostics.cli.output import error_line, plain, write_crash_log
 from diagnostics.config import DEFAULT_MASK_SNR
+from diagnostics.data.files import atomic_output
+from diagnostics.errors import NormScopeError
 
 
 def _nonneg_float(text: str) -> float:
@@ -82,7 +91,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line ``error: ...`` and exit status 2, like every other bad input."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {plain(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,14 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _g(v, spec: str = ".4g") -> str:
+    """A number for the summary; "n/a" for a statistic that is undefined (None)."""
+    return "n/a" if v is None else format(v, spec)
+
+
 def _print_summary(info: dict) -> None:
-    fmt = lambda r: "n/a" if r[0] is None else f"{r[0]:.4g} .. {r[1]:.4g}"  # noqa: E731
+    fmt = lambda r: "n/a" if r[0] is None else f"{_g(r[0])} .. {_g(r[1])}"  # noqa: E731
     H, W = info["shape"]
-    print(f"{info['dataset']} (id {info['id']}): {info['n']:,} {info['on']} examples of "
+    print(f"{plain(info['dataset'])} (id {info['id']}): {info['n']:,} {info['on']} examples of "
           f"{info['n_total']:,}, {H} x {W}, {len(info['classes'])} classes")
-    print(f"  values      {info['min']:.4g} .. {info['max']:.4g}   (mean {info['global_mean']:.4g}, "
-          f"std {info['global_std']:.4g}, skewness {info['skewness']:.3g})")
-    print(f"  data kind   {info['data_kind']['kind']}: {info['data_kind']['text']}")
+    print(f"  values      {_g(info['min'])} .. {_g(info['max'])}   (mean "
+          f"{_g(info['global_mean'])}, std {_g(info['global_std'])}, skewness "
+          f"{_g(info['skewness'], '.3g')})")
+    print(f"  data kind   {info['data_kind']['kind']}: {plain(info['data_kind']['text'])}")
     print(f"  pixel mean  {fmt(info['mean_range'])}")
     print(f"  pixel std   {fmt(info['std_range'])}")
     print(f"  pixel SNR   {fmt(info['snr_range'])}")
@@ -145,10 +160,10 @@ def _print_summary(info: dict) -> None:
     print(f"  low-SNR rows (SNR < {info['mask_snr']:g}): {len(low)} [{ranges(np.array(low, int))}], "
           f"{format_share(info['masked_energy_share'])} of the signal energy")
     for note in info["notes"]:
-        print(f"  note: {note}")
+        print(f"  note: {plain(note)}")
     print("findings:")
     for f in info["findings"]:
-        print(f"  [{f['severity']}] {f['code']}: {f['message']}")
+        print(f"  [{f['severity']}] {f['code']}: {plain(f['message'])}")
 
 
 def _load(args: argparse.Namespace):
@@ -179,11 +194,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     stats = dataset_stats(ds, on=args.on)
     info = summary(ds, stats, on=args.on, mask_snr=args.mask_snr)
     if args.out:
+        out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # as np.savez names it
         try:
-            np.savez(args.out, mean=stats.mean, std=stats.std,
-                     snr=stats.snr, row_snr=stats.row_snr, amplification=stats.amplification)
+            with atomic_output(out, "wb") as fh:
+                np.savez(fh, mean=stats.mean, std=stats.std, snr=stats.snr,
+                         row_snr=stats.row_snr, amplification=stats.amplification)
         except OSError as exc:
-            raise NormScopeError(f"cannot write {args.out}: {exc.strerror}") from None
+            raise NormScopeError(f"cannot write {out}: {exc.strerror}") from None
     info["feature_params"] = meta.get("feature_params")
     info["source"] = meta.get("source")
     info["skipped"] = [{"file": f, "reason": r} for f, r in meta.get("skipped", [])]
@@ -194,7 +211,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if info["skipped"]:
             print(f"skipped clips ({len(info['skipped'])}):")
             for s in info["skipped"]:
-                print(f"  {s['file']}: {s['reason']}")
+                print(f"  {plain(s['file'])}: {plain(s['reason'])}")
     return 0
 
 
@@ -221,7 +238,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
           "created")
     for r in rows:
         shape = "x".join(str(v) for v in r["shape"] or [])
-        print(f"{r['id']:12}  {str(r['name'])[:24]:24} {r['n'] or 0:>9,}  {shape:>9}  "
+        print(f"{r['id']:12}  {plain(r['name'])[:24]:24} {r['n'] or 0:>9,}  {shape:>9}  "
               f"{r['classes']:>7}  {r['feature'] or '-':8} {r['created'] or ''}")
     return 0
 
@@ -268,7 +285,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     page = build_report(ds, stats, mask_snr=args.mask_snr, on=args.on,
                         log_color=not args.linear_color, comparisons=records)
     try:
-        with open(args.out, "w", encoding="utf-8") as fh:
+        with atomic_output(args.out, "w", encoding="utf-8") as fh:
             fh.write(page)
     except OSError as exc:
         raise NormScopeError(f"cannot write {args.out}: {exc.strerror}") from None
@@ -281,13 +298,39 @@ COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
 
 
+def _os_error(exc: OSError) -> str:
+    """One sentence for a system error (a full disk, a vanished file, a closed pipe)."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    hint = {errno.ENOSPC: "; free some disk space and run it again",
+            errno.EDQUOT: "; free some disk space and run it again",
+            errno.EACCES: "; check the permissions", errno.EROFS: "; use a writable folder"}
+    return f"{what}{where}{hint.get(exc.errno, '')}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except NormScopeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 2
+    """Run the command line; return the exit status (0, 1 for a bug, 2 for everything else)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # Overflow, NaN and division warnings describe values the summary counts and reports.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        args = build_parser().parse_args(argv)
+        try:
+            return COMMANDS[args.command](args)
+        except NormScopeError as exc:
+            error_line(str(exc))
+            return 2
+        except KeyboardInterrupt:
+            error_line("interrupted")
+            return 2
+        except MemoryError as exc:
+            error_line(f"not enough memory ({exc or 'the allocation failed'}); use a smaller "
+                       "dataset or fewer workers")
+            return 2
+        except OSError as exc:
+            error_line(_os_error(exc))
+            return 2
+        except Exception as exc:  # noqa: BLE001 -- a bug: one line here, the traceback in a log
+            log = write_crash_log(argv)
+            where = f"details in {log}" if log else "no log file could be written"
+            error_line(f"internal error ({type(exc).__name__}); {where}")
+            return 1

@@ -20,7 +20,8 @@ class Dataset:
     Attributes
     ----------
     X : np.ndarray, shape (N, H, W)
-        Real values; float32 in memory or a read-only memmap of the file.
+        Real values: float32 in memory (float64 where float32 would round them, see
+        :func:`storage_dtype`) or a read-only memmap of the file in its own dtype.
     y : np.ndarray of int64, shape (N,), or None
         Class index of each example into ``class_names``.
     class_names : tuple of str
@@ -109,6 +110,20 @@ def split_indices(
     return Split(train, val, test)
 
 
+def storage_dtype(dtype) -> np.dtype:
+    """The dtype values of ``dtype`` are kept in: float32 where that is exact, else float64.
+
+    bool, (u)int8/16 and float16/32 convert to float32 without changing a single value, so
+    no statistic and no constant-pixel decision can change.  float64 (and (u)int32/64, which
+    float32 would round) stay float64: a float64 source whose values differ in the 9th digit
+    keeps its variance, and values beyond float32's range (3.4e38) never become inf.
+    """
+    dtype = np.dtype(dtype)
+    exact = (dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)
+             or (dtype.kind == "f" and dtype.itemsize <= 4))
+    return np.dtype("<f4") if exact else np.dtype("<f8")
+
+
 def as_nhw(X: np.ndarray, where: str) -> np.ndarray:
     """Return X as (N, H, W), accepting (N, H, W, 1) and (N, 1, H, W); views, never copies."""
     if X.ndim == 4 and X.shape[3] == 1:
@@ -127,8 +142,10 @@ def as_nhw(X: np.ndarray, where: str) -> np.ndarray:
             f"{where} holds values of type {X.dtype}; NormScope needs real numbers "
             "(float or integer); convert the array with X.astype('float32')"
         )
-    if X.dtype != np.float32 and not isinstance(X, np.memmap):
-        X = X.astype(np.float32)
+    if not isinstance(X, np.memmap):
+        keep = storage_dtype(X.dtype)
+        if X.dtype != keep:
+            X = X.astype(keep.newbyteorder("="))
     return X
 
 

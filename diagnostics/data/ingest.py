@@ -49,6 +49,7 @@ def open_source(spec: str | os.PathLike, *, labels: str | os.PathLike | None = N
     returned dataset's id is its content id.  With ``root`` every path (the spec, the labels
     file and each clip of a manifest) must lie under it.
     """
+    store.clean_stale()  # once per process: what dead writers left in the data directory
     text = os.fspath(spec).strip()
     if labels is not None and not os.fspath(labels).strip():
         labels = None  # an empty form field means "no labels file"
@@ -89,6 +90,7 @@ def load_dataset(spec: str, *, labels: str | None = None, params=None, workers: 
     (the app: :func:`diagnostics.config.data_root`) every path must lie under it.  See
     :func:`diagnostics.data.ingest.open_source`.
     """
+    store.clean_stale()
     if spec == "demo":
         return demo_dataset()
     if spec == "digits":

@@ -2,17 +2,24 @@
 
 Layout of the data directory (``NORMSCOPE_HOME``, default ``~/.normscope``)::
 
-    datasets/<id>/X.npy       float32 (N, H, W), opened with mmap_mode="r"
+    datasets/<id>/X.npy       float32 (N, H, W), or float64 for float64 sources; mmap_mode="r"
     datasets/<id>/y.npy       int64 (N,), only when the dataset has labels
     datasets/<id>/meta.json   name, class names, source, feature parameters, skipped clips
     datasets/<id>/files.json  source file of each row (audio datasets only)
     cache/                    audio caches (see :mod:`diagnostics.data.audio.loader`)
     tmp/                      uploads while they are checked; removed afterwards
+    datasets/.tmp-<id>-*      a dataset being written (renamed to <id> when complete)
+    datasets/.trash-<id>-*    a dataset being deleted
 
-The id is the first 12 hex digits of a SHA-256 over the arrays (as little-endian float32 and
-int64), the class names and the feature parameters, so the same data always gets the same id
-and a link with the id opens the same numbers on any machine that holds the dataset.  Nothing
-here is ever pickled or unpickled.
+The id is the first 12 hex digits of a SHA-256 over the arrays (X as little-endian float32, or
+float64 where it is stored so, y as int64), the class names, the feature parameters and the list
+of skipped clips, so the same data always gets the same id and a link with the id opens the same
+numbers on any machine that holds the dataset.  Nothing here is ever pickled or unpickled.
+
+Writes use plain file I/O after a check of free space (a full disk under a writable memory map
+would be a SIGBUS, not an error), into a staging folder claimed with a lock (see
+:mod:`diagnostics.data.files`); a failed write removes it, and :func:`clean_stale` removes the
+folders of writers that died, once per process.
 
 Paths typed into the app are confined to ``NORMSCOPE_DATA_ROOT`` (default: the current
 directory) by :func:`resolve_under_root`; both variables are read at call time.
@@ -33,7 +40,8 @@ import numpy as np
 
 from ..config import home, subdir
 from ..errors import NormScopeError
-from .dataset import Dataset, as_nhw, encode_labels, label_notes
+from .dataset import Dataset, as_nhw, encode_labels, label_notes, storage_dtype
+from .files import claim_dir, format_bytes, free_bytes, release_dir, remove_if_abandoned
 
 #: A dataset id: 12 lowercase hex digits.
 ID_PATTERN = re.compile(r"[0-9a-f]{12}")
@@ -81,27 +89,35 @@ def _x_view(X: np.ndarray, where: str) -> np.ndarray:
     return X
 
 
-def _row_chunks(X: np.ndarray):
-    """Slices of X's rows of about CHUNK_BYTES each (as float32)."""
-    per_row = max(1, int(np.prod(X.shape[1:])) * 4)
+def _row_chunks(X: np.ndarray, itemsize: int = 4):
+    """Slices of X's rows of about CHUNK_BYTES each (at ``itemsize`` bytes a value)."""
+    per_row = max(1, int(np.prod(X.shape[1:])) * itemsize)
     step = max(1, CHUNK_BYTES // per_row)
     for i in range(0, X.shape[0], step):
         yield slice(i, min(i + step, X.shape[0]))
 
 
 def content_id(X: np.ndarray, y: np.ndarray | None, class_names: tuple[str, ...],
-               feature_params: dict | None = None) -> str:
+               feature_params: dict | None = None, *, skipped=None) -> str:
     """First 12 hex digits of the SHA-256 of the arrays, class names and feature parameters.
 
-    X is hashed as little-endian float32 in row chunks (a memmap is never read whole into
-    memory), y as little-endian int64.
+    X is hashed in row chunks (a memmap is never read whole into memory) in the dtype it is
+    stored in (:func:`~diagnostics.data.dataset.storage_dtype`): little-endian float32, or
+    float64 (then the dtype is hashed too); y as little-endian int64.  A non-empty list of
+    skipped clips is part of the id, so a source whose bad clips were removed gets its own
+    dataset and report.  Ids of float32 data without skipped clips are those of format 1.
     """
+    dt = storage_dtype(X.dtype)
     h = hashlib.sha256(b"normscope-dataset\x00")
     head = {"v": FORMAT_VERSION, "shape": list(X.shape), "class_names": list(class_names),
             "labels": y is not None, "feature_params": feature_params}
+    if dt != np.dtype("<f4"):
+        head["dtype"] = dt.str
+    if skipped:
+        head["skipped"] = [[str(v) for v in s] for s in skipped]
     h.update(json.dumps(head, sort_keys=True).encode())
-    for sl in _row_chunks(X):
-        h.update(np.ascontiguousarray(X[sl], dtype="<f4").data)
+    for sl in _row_chunks(X, dt.itemsize):
+        h.update(np.ascontiguousarray(X[sl], dtype=dt).data)
     if y is not None:
         h.update(np.ascontiguousarray(y, dtype="<i8").data)
     return h.hexdigest()[:12]
@@ -134,7 +150,8 @@ def register_arrays(X: np.ndarray, y: np.ndarray | None, class_names=(), name: s
     Parameters
     ----------
     X : array, shape (N, H, W) (or (N, H, W, 1), (N, 1, H, W))
-        Real values; stored as float32.
+        Real values; stored as float32, or as float64 where float32 would change them
+        (float64 and 32/64-bit integer sources).
     y : array of shape (N,), or None
         Class indices into ``class_names``; or raw labels (integers or strings) when
         ``class_names`` is empty.
@@ -151,13 +168,21 @@ def register_arrays(X: np.ndarray, y: np.ndarray | None, class_names=(), name: s
     -------
     str
         The dataset id.
+
+    Raises
+    ------
+    NormScopeError
+        For bad labels, and when the dataset cannot be written (not enough free space, an
+        unwritable folder): then nothing is left behind.
     """
+    clean_stale()
     meta = dict(meta or {})
     where = f"dataset {name!r}"
     X = _x_view(np.asarray(X) if not isinstance(X, np.ndarray) else X, where)
     y, class_names = _check_labels(y, tuple(class_names or ()), X.shape[0], where)
     params = meta.get("feature_params")
-    ident = content_id(X, y, class_names, params)
+    skipped = [list(s) for s in meta.get("skipped", [])]
+    ident = content_id(X, y, class_names, params, skipped=skipped)
     final = home() / "datasets" / ident
     if (final / "meta.json").is_file():
         return ident
@@ -169,7 +194,7 @@ def register_arrays(X: np.ndarray, y: np.ndarray | None, class_names=(), name: s
         "class_counts": (None if y is None
                          else np.bincount(y, minlength=len(class_names)).tolist()),
         "source": str(meta.pop("source", "arrays")), "feature_params": params,
-        "skipped": [list(s) for s in meta.pop("skipped", [])],
+        "skipped": skipped,
         "notes": [str(s) for s in meta.pop("notes", [])],
         "row_label": meta.pop("row_label", "frequency band"),
         "col_label": meta.pop("col_label", "frame"),
@@ -177,19 +202,28 @@ def register_arrays(X: np.ndarray, y: np.ndarray | None, class_names=(), name: s
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     meta.pop("feature_params", None)
+    meta.pop("skipped", None)
     record["extra"] = meta  # whatever else the caller wanted kept
     parent = subdir("datasets")
+    dt = storage_dtype(X.dtype)
+    shape = tuple(int(v) for v in X.shape)
+    need = int(np.prod(shape)) * dt.itemsize + (0 if y is None else 8 * len(y)) + 2**20
+    free = free_bytes(parent)
+    if free is not None and need > free:
+        raise NormScopeError(
+            f"dataset {name!r} needs {format_bytes(need)} on disk and only {format_bytes(free)} "
+            f"are free in {parent}; free some disk space or set NORMSCOPE_HOME to a folder on a "
+            "larger disk"
+        )
     staging = parent / f".tmp-{ident}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    claim = None
     try:
-        out = np.lib.format.open_memmap(staging / "X.npy", mode="w+", dtype="<f4",
-                                        shape=tuple(int(s) for s in X.shape))
-        for sl in _row_chunks(X):
-            out[sl] = X[sl]
-        out.flush()
-        del out
+        staging.mkdir()
+        claim = claim_dir(staging)
+        _write_x(staging / "X.npy", X, dt, name)
         if y is not None:
-            np.save(staging / "y.npy", y.astype("<i8"), allow_pickle=False)
+            with open(staging / "y.npy", "wb") as fh:
+                np.save(fh, y.astype("<i8"), allow_pickle=False)
         if files is not None:
             (staging / "files.json").write_text(json.dumps([str(f) for f in files]))
         # meta.json last: its presence marks a complete dataset.
@@ -206,7 +240,28 @@ def register_arrays(X: np.ndarray, y: np.ndarray | None, class_names=(), name: s
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        release_dir(claim)
     return ident
+
+
+def _write_x(path: Path, X: np.ndarray, dt: np.dtype, name: str) -> None:
+    """Write X as a ``.npy`` of dtype ``dt`` with plain writes, row chunk by row chunk.
+
+    Plain writes turn a full disk into an OSError; the values are checked as they go, so a
+    conversion never turns a finite value into inf (only a float128 source could).
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(dt), "fortran_order": False,
+              "shape": tuple(int(v) for v in X.shape)}
+    narrowing = X.dtype.kind == "f" and X.dtype.itemsize > dt.itemsize
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for sl in _row_chunks(X, dt.itemsize):
+            part = np.ascontiguousarray(X[sl], dtype=dt)
+            if narrowing and np.count_nonzero(~np.isfinite(part)) != np.count_nonzero(
+                    ~np.isfinite(X[sl])):
+                raise NormScopeError(f"dataset {name!r} holds values beyond float64's range; "
+                                     "scale them down before registering")
+            fh.write(part.data)
 
 
 def register_dataset(ds: Dataset, *, source: str, meta: dict | None = None) -> str:
@@ -237,7 +292,7 @@ def dataset_files(ident: str) -> list[str] | None:
 
 
 def open_dataset(ident: str) -> Dataset:
-    """Open a registered dataset; X is a read-only memmap of its ``X.npy``.
+    """Open a registered dataset; X is a read-only memmap of its ``X.npy`` (float32 or float64).
 
     Raises
     ------
@@ -253,7 +308,8 @@ def open_dataset(ident: str) -> Dataset:
     except (OSError, ValueError) as exc:
         raise NormScopeError(f"dataset {ident} in {home()} is damaged ({exc}); register it "
                              "again") from None
-    if X.ndim != 3 or X.dtype != np.float32 or (y is not None and y.shape != (X.shape[0],)):
+    if (X.ndim != 3 or X.dtype not in (np.dtype("<f4"), np.dtype("<f8"))
+            or (y is not None and y.shape != (X.shape[0],))):
         raise NormScopeError(f"dataset {ident} in {home()} is damaged (unexpected array shapes); "
                              "register it again")
     class_names = tuple(meta.get("class_names", ()))
@@ -327,3 +383,38 @@ def delete_dataset(ident: str) -> int:
     return size
 
 
+# --- clean-up -----------------------------------------------------------------------------------
+
+_CLEANED: set[str] = set()
+
+
+def clean_stale(*, force: bool = False) -> int:
+    """Remove what dead writers left in the data directory; return how many folders went.
+
+    ``datasets/.tmp-*`` (a registration that died), ``datasets/.trash-*`` (a deletion that
+    died) and ``tmp/upload-*`` (an upload being checked).  A folder still claimed by a live
+    process is never touched (see :func:`diagnostics.data.files.remove_if_abandoned`).  Runs
+    once per process and data directory unless ``force``; never raises.
+    """
+    root = home()
+    if str(root) in _CLEANED and not force:
+        return 0
+    _CLEANED.add(str(root))
+    removed = 0
+    for folder, prefixes in ((root / "datasets", (".tmp-",)), (root / "tmp", ("upload-",))):
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith(prefixes) and remove_if_abandoned(e):
+                removed += 1
+    try:
+        trash = [e for e in (root / "datasets").iterdir() if e.name.startswith(".trash-")]
+    except OSError:
+        trash = []
+    for e in trash:  # deletions never need finishing by their owner: anyone may finish them
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e, ignore_errors=True)
+            removed += not e.exists()
+    return removed

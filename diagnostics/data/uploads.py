@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import stat
@@ -16,15 +17,20 @@ from pathlib import Path, PurePosixPath
 
 from ..config import subdir
 from ..errors import NormScopeError
-from .arrays import load_array_file
+from .arrays import NPZ_MAX_BYTES, load_array_file
 from .audio import features as audio_features
 from .audio import loader as audio_loader
 from .audio.sources import AUDIO_EXTENSIONS, scan_folder
-from .store import register_arrays
+from .files import claim_dir, release_dir
+from .store import clean_stale, register_arrays
 
 #: Zip uploads: most entries and most uncompressed bytes accepted (zip-bomb guard).
 ZIP_MAX_ENTRIES = 20_000
 ZIP_MAX_BYTES = 2 * 2**30
+#: Longest name of one part of a path (bytes), as most file systems allow.
+NAME_MAX = 255
+#: Longest relative path of a zip entry (bytes); Linux's PATH_MAX is 4096 including the folder.
+PATH_MAX = 1024
 
 
 # --- uploads (pure functions for the app; no streamlit here) ----------------------------------
@@ -37,14 +43,27 @@ def _upload_name(filename: str) -> str:
 
 
 class _TempDir:
-    """A private temporary folder under ``NORMSCOPE_HOME/tmp``, removed on exit."""
+    """A private temporary folder under ``NORMSCOPE_HOME/tmp``, removed on exit.
+
+    It is claimed (see :mod:`diagnostics.data.files`) while in use, so if this process dies
+    the next one removes it at start-up (:func:`diagnostics.data.store.clean_stale`).
+    """
 
     def __enter__(self) -> Path:
-        self.path = Path(tempfile.mkdtemp(prefix="upload-", dir=subdir("tmp")))
+        clean_stale()
+        parent = subdir("tmp")
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix="upload-", dir=parent))
+        except OSError as exc:
+            raise NormScopeError(f"cannot store the upload in {parent} ({exc.strerror}); free "
+                                 "some disk space or set NORMSCOPE_HOME to a writable folder"
+                                 ) from None
+        self.claim = claim_dir(self.path)
         return self.path
 
     def __exit__(self, *exc) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        release_dir(self.claim)
 
 
 def register_upload_npy_npz(filename: str, data_bytes: bytes,
@@ -53,7 +72,9 @@ def register_upload_npy_npz(filename: str, data_bytes: bytes,
 
     The bytes are written to a private temporary file and read with ``allow_pickle=False`` by
     :func:`diagnostics.data.arrays.load_array_file`: the same rules as a file on the server, and
-    no pickle is ever loaded.  Messages name the uploaded file, not the temporary one.
+    no pickle is ever loaded.  A compressed ``.npz`` member may unpack to at most
+    :data:`diagnostics.data.arrays.NPZ_MAX_BYTES` (checked before inflating).  Messages name the
+    uploaded file, not the temporary one.
 
     Returns
     -------
@@ -69,13 +90,18 @@ def register_upload_npy_npz(filename: str, data_bytes: bytes,
         raise NormScopeError(f"{name} is empty; upload the file again")
     with _TempDir() as tmp:
         path = tmp / ("data" + suffix)
-        path.write_bytes(data_bytes)
         lpath = None
-        if labels_bytes is not None:
-            lpath = tmp / "labels.npy"
-            lpath.write_bytes(labels_bytes)
         try:
-            ds = load_array_file(path, lpath)
+            path.write_bytes(data_bytes)
+            if labels_bytes is not None:
+                lpath = tmp / "labels.npy"
+                lpath.write_bytes(labels_bytes)
+        except OSError as exc:
+            raise NormScopeError(f"cannot store the upload {name} in {tmp.parent} "
+                                 f"({exc.strerror}); free some disk space or set NORMSCOPE_HOME "
+                                 "to a writable folder") from None
+        try:
+            ds = load_array_file(path, lpath, max_unpacked=NPZ_MAX_BYTES)
             return register_arrays(ds.X, ds.y, ds.class_names, name,
                                    {"source": f"upload {name}", "notes": []})
         except NormScopeError as exc:
@@ -112,6 +138,7 @@ def _extract_zip(zf: zipfile.ZipFile, dest: Path, archive: str, *, max_entries: 
         if stat.S_ISLNK(info.external_attr >> 16):
             continue  # symbolic links are never followed or created
         members.append((info, rel))
+    _check_layout(members, archive)
     declared = sum(info.file_size for info, _ in members)
     too_big = (f"{archive} unpacks to more than {max_bytes / 2**20:,.0f} MiB, the limit for "
                "uploads; put the folder on the server under the data root instead")
@@ -137,6 +164,37 @@ def _extract_zip(zf: zipfile.ZipFile, dest: Path, archive: str, *, max_entries: 
     except NotImplementedError as exc:
         raise NormScopeError(f"{archive} uses an unsupported compression ({exc}); zip it again "
                              "with the standard (deflate) method") from None
+    except OSError as exc:  # a full disk, a name the file system refuses
+        raise NormScopeError(f"cannot unpack {archive} ({exc.strerror}); free some disk space, "
+                             "or zip the class folders again with shorter names") from None
+
+
+def _check_layout(members: list, archive: str) -> None:
+    """Refuse names no file system holds and trees that cannot exist, before writing anything:
+    a part longer than :data:`NAME_MAX` bytes, a path longer than :data:`PATH_MAX`, the same
+    path twice, and a path that is both a file and a folder (``data/a`` and ``data/a/0.wav``)."""
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
+    for _, rel in members:
+        for part in rel.parts:
+            if len(os.fsencode(part)) > NAME_MAX:
+                raise NormScopeError(
+                    f"{archive} contains an entry whose name {part[:40]!r}... is "
+                    f"{len(os.fsencode(part))} bytes long, more than the {NAME_MAX} a file name "
+                    "may have; rename it and zip the folders again")
+        if len(os.fsencode(str(rel))) > PATH_MAX:
+            raise NormScopeError(f"{archive} contains an entry whose path is longer than "
+                                 f"{PATH_MAX} bytes ({str(rel)[:40]!r}...); shorten the folder "
+                                 "names and zip again")
+        if rel in files:
+            raise NormScopeError(f"{archive} contains {str(rel)[:80]!r} twice; zip the class "
+                                 "folders again")
+        files.add(rel)
+        folders.update(rel.parents)
+    both = sorted(files & folders)
+    if both:
+        raise NormScopeError(f"{archive} holds {str(both[0])[:80]!r} both as a file and as a "
+                             "folder; rename one of them and zip the folders again")
 
 
 def _class_root(folder: Path) -> Path:
@@ -184,6 +242,7 @@ def register_upload_zip(filename: str, data_bytes: bytes, feature_params=None,
     name = _upload_name(filename)
     if not Path(name).suffix.lower() == ".zip":
         raise NormScopeError(f"{name} is not a .zip archive; upload a zip of class folders")
+    clean_stale()
     digest = hashlib.sha256(data_bytes).hexdigest()
     key = audio_loader.source_key({"zip": digest}, params)
     cached = audio_loader.cached_id(key)

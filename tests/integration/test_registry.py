@@ -29,11 +29,14 @@ pytestmark = pytest.mark.usefixtures("home")
 # --- register / open / list -------------------------------------------------------------------
 
 def test_round_trip_is_a_read_only_float32_memmap(spectro, labels, home):
-    X = spectro.astype(np.float64)
-    ident = register_arrays(X, labels, ("a", "b", "c", "d"), "mine", {"source": "test"})
+    X = spectro.astype(np.int16).astype(np.float64)  # int16 values stay exact in float32...
+    ident = register_arrays(X.astype(np.int16), labels, ("a", "b", "c", "d"), "mine",
+                            {"source": "test"})
     assert store.is_dataset_id(ident)
     ds = open_dataset(ident)
+    # ...so they are stored as float32 (float64 sources stay float64: test_hardening.py).
     assert isinstance(ds.X, np.memmap) and ds.X.mode == "r" and ds.X.dtype == np.float32
+    spectro = X.astype(np.float32)
     np.testing.assert_array_equal(ds.X, spectro)
     np.testing.assert_array_equal(ds.y, labels)
     assert (ds.name, ds.id, ds.class_names) == ("mine", ident, ("a", "b", "c", "d"))
@@ -79,8 +82,10 @@ def test_large_memmap_is_copied_in_chunks(tmp_path, spectro, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(store, "CHUNK_BYTES", 1000)  # many chunks of a few rows
         ident = register_arrays(X, None, (), "big")
-    np.testing.assert_array_equal(open_dataset(ident).X, spectro)
-    assert ident == content_id(spectro, None, ())
+    np.testing.assert_array_equal(open_dataset(ident).X, spectro.astype(np.float64))
+    assert open_dataset(ident).X.dtype == np.float64  # a float64 source stays float64
+    assert ident == content_id(spectro.astype(np.float64), None, ())
+    assert ident != content_id(spectro, None, ())
 
 
 def test_string_labels_are_encoded_and_4d_arrays_squeezed(spectro):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import NormScopeError
+from ..files import format_bytes
 
 FEATURES = ("mel", "logmel", "mfcc")
 #: Modules the forkserver imports once, so every worker forks with librosa ready.
@@ -42,6 +43,15 @@ PRELOAD = ("diagnostics.data.audio.features", "soundfile", "soxr", "scipy.signal
 #: With ``workers=None``, fewer clips than this are done in this process: starting a pool
 #: (about 1.5 s the first time, when the forkserver imports librosa) costs more than it saves.
 MIN_POOL_CLIPS = 256
+
+#: Most memory one clip may need while its features are made (bytes): the decoded signal
+#: (float32), the STFT (complex64, 1 + n_fft/2 bins x frames), its power (float32) and the mel
+#: output.  Settings above it are refused before anything is allocated: the defaults (3 s at
+#: 22,050 Hz, hop 512) need about 1.8 MiB, an hour at 16 kHz with hop 160 about 1.4 GiB.
+MAX_CLIP_BYTES = 2 * 2**30
+#: The features of a whole source are held in memory once (float32) before they are stored:
+#: at most this share of the machine's physical memory.
+MAX_DATASET_MEMORY_SHARE = 0.5
 
 Progress = Callable[[int, int], None]
 _INLINE_LOCK = threading.Lock()
@@ -110,6 +120,14 @@ class FeatureParams:
             raise NormScopeError(f"top_db={self.top_db!r} must be a number >= 0 or None")
         if not (np.isfinite(self.amin) and self.amin > 0):
             raise NormScopeError(f"amin={self.amin!r} must be a number > 0")
+        if self.work_bytes > MAX_CLIP_BYTES:
+            raise NormScopeError(
+                f"duration={self.duration:g} s at sr={self.sr} with hop={self.hop} and "
+                f"n_fft={self.n_fft} makes {self.n_frames:,} frames per clip and needs about "
+                f"{format_bytes(self.work_bytes)} of memory per clip, more than the limit of "
+                f"{format_bytes(MAX_CLIP_BYTES)}; shorten the duration, lower the sample rate "
+                "or raise the hop"
+            )
 
     @property
     def n_samples(self) -> int:
@@ -125,6 +143,19 @@ class FeatureParams:
     def shape(self) -> tuple[int, int]:
         """(rows, frames) of one example."""
         return (self.n_mfcc if self.feature == "mfcc" else self.n_mels), self.n_frames
+
+    @property
+    def work_bytes(self) -> int:
+        """Memory one clip needs at its peak (see :data:`MAX_CLIP_BYTES`), in bytes."""
+        bins = 1 + self.n_fft // 2
+        return (self.n_samples * 4 + bins * self.n_frames * (8 + 4)
+                + 2 * self.n_mels * self.n_frames * 4)
+
+    @property
+    def example_bytes(self) -> int:
+        """Bytes of one example's features (float32)."""
+        rows, frames = self.shape
+        return rows * frames * 4
 
     def key(self) -> dict:
         """The parameters that change the numbers (part of cache keys and dataset ids)."""
@@ -143,6 +174,27 @@ class FeatureParams:
         if bad:
             raise NormScopeError(f"unknown feature parameter(s) {', '.join(bad)}")
         return cls(**d)
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_dataset_size(n_clips: int, params: FeatureParams) -> None:
+    """Refuse, before anything is allocated, features of ``n_clips`` that would not fit in
+    :data:`MAX_DATASET_MEMORY_SHARE` of physical memory."""
+    total = int(n_clips) * params.example_bytes
+    mem = _physical_memory()
+    if mem is not None and total > MAX_DATASET_MEMORY_SHARE * mem:
+        rows, frames = params.shape
+        raise NormScopeError(
+            f"the features of {n_clips:,} clips ({rows} x {frames:,} each) take "
+            f"{format_bytes(total)}, more than {MAX_DATASET_MEMORY_SHARE:.0%} of this machine's "
+            f"memory ({format_bytes(mem)}); use fewer clips, a shorter duration or a larger hop"
+        )
 
 
 # --- one clip ----------------------------------------------------------------------------------
@@ -369,6 +421,7 @@ def extract_features(paths: Sequence[str | os.PathLike], params: FeatureParams |
     if workers < 1:
         raise NormScopeError(f"workers={workers} must be at least 1")
     workers = min(workers, n) if n > 1 else 1
+    check_dataset_size(n, params)
     H, W = params.shape
     X = np.empty((n, H, W), np.float32)
     ok = np.zeros(n, bool)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 import uuid
 import warnings
@@ -24,9 +25,11 @@ import numpy as np
 from ...config import home, subdir
 from ...errors import NormScopeError
 from ..dataset import encode_labels
+from ..files import NotRegularFile, describe_mode, open_regular
 from ..store import is_registered, open_dataset, register_arrays
 from . import clip_cache
-from .features import Extraction, FeatureParams, Progress, extract_features
+from .features import (Extraction, FeatureParams, Progress, check_dataset_size,
+                       extract_features)
 from .sources import ClipList, read_manifest, scan_folder
 
 #: A file changed this close to the moment its hash was recorded is hashed again (racy stat).
@@ -75,7 +78,7 @@ def _remember(key: str, ident: str, source: str) -> None:
 
 
 def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # a FIFO swapped in after the stat is refused, not waited on
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
@@ -84,7 +87,8 @@ def content_hashes(clips: ClipList, *, remember: bool = True,
     """SHA-256 of each clip's bytes, reusing recorded hashes of unchanged files.
 
     A clip that cannot be read gets ``"!"`` plus the reason instead of a hash (it is skipped
-    later); with ``root``, clips resolving outside it are never read.
+    later): FIFOs, devices and sockets are never opened; with ``root``, clips resolving outside
+    it are never read.
     """
     manifest = None
     entries: dict = {}
@@ -110,6 +114,9 @@ def content_hashes(clips: ClipList, *, remember: bool = True,
         except OSError as exc:
             out.append(f"!cannot be read ({exc.strerror})")
             continue
+        if not stat.S_ISREG(st.st_mode):
+            out.append(f"!is {describe_mode(st.st_mode)}, not an audio file")
+            continue
         sig = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         e = entries.get(key)
         if (isinstance(e, list) and len(e) == 6 and e[:4] == sig
@@ -119,6 +126,9 @@ def content_hashes(clips: ClipList, *, remember: bool = True,
             continue
         try:
             digest = _sha256_file(p)
+        except NotRegularFile as exc:
+            out.append(f"!{exc.strerror}")
+            continue
         except OSError as exc:
             out.append(f"!cannot be read ({exc.strerror})")
             continue
@@ -182,6 +192,7 @@ def load_clips(clips: ClipList, params: FeatureParams | None = None, *, name: st
     """
     params = params or FeatureParams()
     where = where or str(clips.origin)
+    check_dataset_size(len(clips.paths), params)
     pre: dict[int, str] = {}
     hashes: list[str] = []
     if key is None:

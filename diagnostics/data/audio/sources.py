@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import NormScopeError
+from ..files import NotRegularFile, open_regular
 
 #: File name endings read as audio (all readable by soundfile / libsndfile >= 1.1).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
@@ -124,10 +125,14 @@ def read_manifest(csv_path: str | os.PathLike) -> ClipList:
     when the features are made.
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
+    if not csv_path.exists():
         raise NormScopeError(f"{csv_path} does not exist; check the path")
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")
+        with open_regular(csv_path) as fh:
+            text = fh.read().decode("utf-8-sig")
+    except NotRegularFile as exc:
+        raise NormScopeError(f"{csv_path} {exc.strerror}; give a .csv manifest (path,label)"
+                             ) from None
     except UnicodeDecodeError:
         raise NormScopeError(f"{csv_path} is not a UTF-8 text file; save the manifest as CSV "
                              "(path,label)") from None
