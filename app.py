@@ -466,9 +466,9 @@ def config_choices() -> list[str]:
 def comparisons():
     """The process-wide registry of running comparisons (threads + worker pool), created once
     per server (stale runs were marked by :func:`mark_interrupted` at the first script run)."""
-    from models.runner import Registry
+    from models.comparison import RunningComparisons
 
-    return Registry()
+    return RunningComparisons()
 
 
 def config_ok(name: str) -> bool:
@@ -521,7 +521,7 @@ def stored_comparisons(ds_id: str) -> dict[str, str]:
 
 
 def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> None:
-    from models.nets import MODELS
+    from models.nets import MODEL_NAMES
     from models.train import TrainConfig
 
     defaults = suggested_configs(stats, threshold)
@@ -533,7 +533,7 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
              "per_pixel, per_row, minmax, robust; @mask drops rows under the SNR threshold "
              f"(now {threshold:g}). Only the normalization changes between configs.",
     )
-    c[1].selectbox("Model", MODELS, key="cmp_model",
+    c[1].selectbox("Model", MODEL_NAMES, key="cmp_model",
                    help="cnn: small plain CNN (no batch norm); mlp; linear (logistic).")
     c[2].number_input("Epochs", 1, 200, TrainConfig().epochs, key="cmp_epochs")
     c[3].number_input("Seeds", 1, 20, 3, key="cmp_seeds",
@@ -566,10 +566,6 @@ def draw_comparison(view: report.ComparisonView, key: str) -> None:
         chart(view.tested, f"normscope-{key}-test-accuracy", f"res_{key}")
 
 
-#: Comparison statuses that never change again: their records and figures can be cached.
-FINAL = ("done", "cancelled", "failed", "interrupted")
-
-
 class _NotFinal(Exception):
     """Raised inside a cached function so that nothing is cached (the record may change)."""
 
@@ -581,10 +577,10 @@ class _NotFinal(Exception):
 def _final_view(home: str, cid: str, caption_text: str, name: str):
     # Loading every minibatch point and building three figures costs ~50-250 ms a rerun; a
     # finished comparison never changes, so once per server.  Shared: nothing modifies it.
-    from models.store import RunStore
+    from models.store import FINISHED, RunStore
 
     rec = RunStore().load_comparison(cid)
-    if rec is None or rec.status not in FINAL:
+    if rec is None or rec.status not in FINISHED:
         raise _NotFinal(rec)
     return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
 

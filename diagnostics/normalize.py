@@ -373,12 +373,6 @@ class Normalizer:
         np.clip(out, -_F32_MAX, _F32_MAX, out=out)
         return out.astype(np.float32)
 
-    def fit_transform(self, X: np.ndarray, *, indices: np.ndarray | None = None) -> np.ndarray:
-        """``fit`` on ``X[indices]``, then transform those examples."""
-        self.fit(X, indices=indices)
-        idx = np.arange(X.shape[0]) if indices is None else np.sort(np.asarray(indices, np.int64))
-        return self.transform(X[idx])
-
     def __repr__(self) -> str:
         return (f"Normalizer({str(self.config)!r}, mask_snr={self.mask_snr}, "
                 f"std_floor={self.std_floor})")

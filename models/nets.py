@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODELS = ("cnn", "mlp", "linear")
+#: The model names :func:`build_model` knows (the one list: the app, the CLI and comparisons
+#: take it from here).
+MODEL_NAMES = ("cnn", "mlp", "linear")
 
 
 def _pool(h: int, w: int) -> tuple[int, int]:
@@ -106,4 +108,4 @@ def build_model(name: str, in_shape: tuple[int, int], n_classes: int, **options)
         return Linear(in_shape, n_classes, **options)
     from diagnostics.errors import NormScopeError
 
-    raise NormScopeError(f"model {name!r} is unknown; use {', '.join(MODELS)}")
+    raise NormScopeError(f"model {name!r} is unknown; use {', '.join(MODEL_NAMES)}")

@@ -45,6 +45,17 @@ def _float(lo: float, *, strict: bool = False):
     return parse
 
 
+def _model_name(text: str) -> str:
+    """``--model``: one of :data:`models.nets.MODEL_NAMES` (imported, with torch, only when the
+    ``compare`` verb runs: every other verb builds this parser too)."""
+    from models.nets import MODEL_NAMES
+
+    if text not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(MODEL_NAMES)})")
+    return text
+
+
 def add_parsers(sub) -> None:
     """Add ``compare`` and ``runs`` to the command line's sub-parsers."""
     from diagnostics.normalize import valid_parts
@@ -61,8 +72,9 @@ def add_parsers(sub) -> None:
                    help=f"row-SNR threshold of @mask (default {DEFAULT_MASK_SNR})")
     c.add_argument("--std-floor", type=_float(0.0), default=0.0,
                    help="lower bound on every learned scale (default 0: none)")
-    c.add_argument("--model", choices=("cnn", "mlp", "linear"), default="cnn",
-                   help="classifier (default cnn: a small plain CNN)")
+    c.add_argument("--model", type=_model_name, default="cnn", metavar="MODEL",
+                   help="classifier (default cnn: a small plain CNN; a wrong name lists the "
+                        "others)")
     c.add_argument("--epochs", type=_int(1), default=None, help="training epochs (default 15)")
     c.add_argument("--seeds", type=_int(1), default=3,
                    help="seeds 0..S-1; each seed gives every configuration the same initial "
@@ -156,8 +168,10 @@ def print_table(doc: dict, file=None) -> None:
 
 
 def _progress(comp, tty: bool, state: dict) -> None:
+    from models.store import FINISHED
+
     p = comp.snapshot()
-    done = sum(v for k, v in p.counts.items() if k not in ("queued", "running"))
+    done = sum(v for k, v in p.counts.items() if k in FINISHED)
     total = sum(p.counts.values())
     if tty:
         eta = "" if p.eta_s is None else f", about {p.eta_s:.0f} s left"
@@ -165,7 +179,7 @@ def _progress(comp, tty: bool, state: dict) -> None:
               end="", file=sys.stderr, flush=True)
     else:
         for r in p.runs:
-            if r.status not in ("queued", "running") and r.run_id not in state:
+            if r.status in FINISHED and r.run_id not in state:
                 state[r.run_id] = True
                 acc = "" if r.test_acc is None else f", test acc {r.test_acc:.3f}"
                 print(f"run {len(state)}/{total}: {r.config} seed {r.seed} {r.status}{acc}",
@@ -173,7 +187,7 @@ def _progress(comp, tty: bool, state: dict) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from models.runner import Comparison
+    from models.comparison import Comparison
     from models.store import RunStore
     from models.train import TrainConfig
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diagnostics.normalize import Normalizer
-from models.nets import MODELS, build_model
+from models.nets import MODEL_NAMES, build_model
 from models.train import History, TrainConfig, batch_order, fit, init_model, weights_digest
 
 from compare_helpers import tiny_arrays
@@ -26,7 +26,7 @@ def _data(config: str = "none", seed: int = 0):
     return Xn[tr], y[tr], Xn[va], y[va], Xn[te], y[te]
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", MODEL_NAMES)
 @pytest.mark.parametrize("shape", [(60, 130), (8, 8), (3, 5), (48, 130)])
 def test_models_build_for_any_shape(model, shape):
     net = build_model(model, shape, 6)
@@ -49,7 +49,7 @@ def test_same_seed_same_result():
     assert c.train_loss != a.train_loss
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_same_seed_same_initial_weights_across_normalizations(model):
     digests = {cfg: fit(*_data(cfg), n_classes=3, model=model, config=CFG, seed=7).init_digest
                for cfg in ("none", "per_pixel", "db+per_row")}
