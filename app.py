@@ -464,7 +464,7 @@ def config_choices() -> list[str]:
 
 @st.cache_resource
 def comparisons():
-    """The process-wide registry of running comparisons (threads + worker pool), created once
+    """The process-wide set of running comparisons (threads + worker pools), created once
     per server (stale runs were marked by :func:`mark_interrupted` at the first script run)."""
     from models.comparison import RunningComparisons
 
