@@ -5,7 +5,7 @@ Prints three figures, each against a baseline measured in the same run:
 1. the default comparison on ``demo`` (``none`` vs ``per_pixel``, 3 seeds, default epochs,
    workers = cores): wall time (target <= 60 s on 2 cores) and whether it reproduces the
    finding (``none`` clearly better than ``per_pixel``);
-2. loop overhead: the same runs (model, data, epochs, evaluation) through our runner with one
+2. loop overhead: the same runs (model, data, epochs, evaluation) through our Comparison (local process executor) with one
    worker vs a bare minimal torch loop in this process (target ratio <= 1.15);
 3. two workers vs one on 6 runs (target >= 1.6x);
 4. cancel latency: Cancel pressed mid-epoch until every worker has stopped (target <= 2 s),
@@ -75,8 +75,8 @@ def bare_loop(configs, seeds, epochs, batch_size=32, lr=1e-3) -> float:
 
 
 def ours(configs, seeds, epochs, workers):
-    """The same runs through models.runner.Comparison; returns (seconds, record)."""
-    from models.runner import Comparison
+    """The same runs through models.comparison.Comparison; returns (seconds, record)."""
+    from models.comparison import Comparison
     from models.train import TrainConfig
 
     t0 = time.perf_counter()
@@ -138,7 +138,7 @@ def run(args) -> None:
 def cancel_latency(trials: int) -> None:
     import statistics
 
-    from models.runner import Comparison
+    from models.comparison import Comparison
     from models.train import TrainConfig
 
     def wait_epoch(comp, n):

@@ -576,14 +576,6 @@ class Normalizer:
         np.clip(out, -_F32_MAX, _F32_MAX, out=out)
         return out.astype(np.float32)
 
-    def fit_transform(self, X: np.ndarray, *, indices: np.ndarray | None = None) -> np.ndarray:
-        """``fit`` on ``X[indices]``, then transform ``X[indices]`` (in the order given)."""
-        self.fit(X, indices=indices)
-        if indices is None:
-            return self.transform(X)
-        ind = np.asarray(indices)
-        return self.transform(X[np.flatnonzero(ind) if ind.dtype == bool else ind.astype(np.int64)])
-
     def __repr__(self) -> str:
         return (f"Normalizer({str(self.config)!r}, mask_snr={self.mask_snr}, "
                 f"std_floor={self.std_floor})")

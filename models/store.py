@@ -5,11 +5,14 @@ transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), so a crash leaves either the w
 none of it.  A comparison and all its runs are inserted together (status ``queued``) only after
 its inputs were validated; epochs are committed as they finish; a run's final status, test
 accuracy and timings are committed together.  Runs still ``queued`` or ``running`` when their
-owning process died are turned into ``interrupted`` by :func:`mark_interrupted` at the next
-start.
+owning process died are turned into ``interrupted`` by :meth:`RunStore.mark_interrupted` at
+the next start.
 
 The path is read from the environment each time a :class:`RunStore` is made, so tests and
 users can point ``NORMSCOPE_HOME`` elsewhere at any time.
+
+The statuses of runs and comparisons are defined here, once: :data:`STATUSES`,
+:data:`ACTIVE` (may still change) and :data:`FINISHED` (never change again).
 """
 
 from __future__ import annotations
@@ -26,13 +29,25 @@ from typing import Iterator
 
 import numpy as np
 
-SCHEMA_VERSION = 2  # 2: runs.repetition, runs.fold and the predictions table
-STATUSES = ("queued", "running", "done", "cancelled", "failed", "interrupted", "diverged")
-ACTIVE = ("queued", "running")
-#: Statuses that never change again (of a run or a comparison): records in them can be cached.
-FINISHED = frozenset({"done", "failed", "diverged", "cancelled", "interrupted"})
+from diagnostics.config import home
 
-_SCHEMA = """
+SCHEMA_VERSION = 2  # 2: runs.repetition, runs.fold, comparisons.pid_start, predictions
+#: Every status a run can have; a comparison has one of these too (never ``diverged``).
+STATUSES = ("queued", "running", "done", "cancelled", "failed", "interrupted", "diverged")
+#: Statuses of a run or comparison that may still change.
+ACTIVE = frozenset({"queued", "running"})
+#: Statuses of a run or comparison that never change again (its record can be cached).
+FINISHED = frozenset(STATUSES) - ACTIVE
+
+
+def _sql_list(statuses) -> str:
+    """``'a', 'b'`` for ``IN (...)``: the statuses above are fixed words, never user input."""
+    return ", ".join(f"'{s}'" for s in sorted(statuses))
+
+
+_ACTIVE_SQL = _sql_list(ACTIVE)
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS comparisons (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -58,8 +73,7 @@ CREATE TABLE IF NOT EXISTS runs (
     seed INTEGER NOT NULL,
     model TEXT NOT NULL,
     hyper TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued','running','done','cancelled','failed',
-                                           'interrupted','diverged')),
+    status TEXT NOT NULL CHECK (status IN ({_sql_list(STATUSES)})),
     test_acc REAL,
     message TEXT,
     created REAL NOT NULL,
@@ -103,13 +117,8 @@ _RUN_COLUMNS_V2 = (("repetition", "INTEGER"), ("fold", "INTEGER"))
 _COMPARISON_COLUMNS_V2 = (("pid_start", "TEXT"),)  # the owner's start time (pid reuse)
 
 
-def home() -> Path:
-    """``$NORMSCOPE_HOME`` or ``~/.normscope``, read now."""
-    env = os.environ.get("NORMSCOPE_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".normscope"
-
-
 def db_path() -> Path:
+    """``runs.db`` in the data directory (:func:`diagnostics.config.home`, read now)."""
     return home() / "runs.db"
 
 
@@ -405,14 +414,14 @@ class RunStore:
         host = socket.gethostname()
         with self.transaction() as con:
             rows = con.execute(
-                "SELECT id, host, pid, pid_start FROM comparisons "
-                "WHERE status IN ('queued', 'running')").fetchall()
+                f"SELECT id, host, pid, pid_start FROM comparisons WHERE status IN ({_ACTIVE_SQL})"
+            ).fetchall()
             stale = [r["id"] for r in rows if not only_dead or r["host"] != host
                      or not _owner_alive(r["pid"], r["pid_start"])]
             # Orphaned runs (their comparison already closed) are stale as well.
             orphans = con.execute(
                 "SELECT r.comparison_id FROM runs r JOIN comparisons c ON c.id = r.comparison_id "
-                "WHERE r.status IN ('queued', 'running') AND c.status NOT IN ('queued', 'running')"
+                f"WHERE r.status IN ({_ACTIVE_SQL}) AND c.status NOT IN ({_ACTIVE_SQL})"
             ).fetchall()
             stale = sorted(set(stale) | {r[0] for r in orphans})
             n = 0
@@ -421,14 +430,10 @@ class RunStore:
                 n += con.execute(
                     "UPDATE runs SET status='interrupted', finished=?, message=COALESCE(message, "
                     "'the process running it stopped') WHERE comparison_id=? AND status IN "
-                    "('queued', 'running')", (now, cid)).rowcount
+                    f"({_ACTIVE_SQL})", (now, cid)).rowcount
                 con.execute("UPDATE comparisons SET status='interrupted', finished=? WHERE id=? "
-                            "AND status IN ('queued', 'running')", (now, cid))
+                            f"AND status IN ({_ACTIVE_SQL})", (now, cid))
             return n
-
-    def delete_comparison(self, comparison_id: str) -> None:
-        with self.transaction() as con:
-            con.execute("DELETE FROM comparisons WHERE id=?", (comparison_id,))
 
     # -- reads -----------------------------------------------------------------------------
     def list_comparisons(self, dataset_id: str | None = None, *, limit: int = 100) -> list[ComparisonRecord]:
@@ -501,8 +506,3 @@ class RunStore:
         """SQLite's own check: ``"ok"`` when the file is sound."""
         with self._connect() as con:
             return con.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def mark_interrupted(*, only_dead: bool = True) -> int:
-    """Open the default store and mark stale runs ``interrupted`` (call at startup)."""
-    return RunStore().mark_interrupted(only_dead=only_dead)

@@ -19,11 +19,11 @@ __all__ = ["FINISHED", "registry", "mark_interrupted", "store", "start", "model_
 
 @st.cache_resource
 def registry():
-    """The process-wide registry of running comparisons (threads + worker pool), created once
+    """The process-wide set of running comparisons (threads + worker pool), created once
     per server (stale runs were marked by :func:`mark_interrupted` at the first script run)."""
-    from models.runner import Registry
+    from models.comparison import RunningComparisons
 
-    return Registry()
+    return RunningComparisons()
 
 
 @st.cache_resource(show_spinner=False)
@@ -43,9 +43,20 @@ def store() -> RunStore:
 
 
 def model_names() -> tuple[str, ...]:
-    from models.nets import MODELS
+    """The built-in models and those the server's operator lists in ``NORMSCOPE_MODELS``:
+    never a model named in a browser (that would run code a stranger chose)."""
+    from models.catalog import MODELS, operator_models
 
-    return tuple(MODELS)
+    return tuple(MODELS) + operator_models()
+
+
+def model_help() -> str:
+    """One line per model, for the picker's help."""
+    from models.catalog import MODELS, operator_models
+
+    lines = [f"{k}: {v}" for k, v in MODELS.items()]
+    lines += [f"{m}: listed by this server's operator" for m in operator_models()]
+    return "\n\n".join(lines)
 
 
 def default_epochs() -> int:

@@ -143,8 +143,10 @@ def print_table(doc: dict, file=None) -> None:
 
 
 def _progress(comp, tty: bool, state: dict) -> None:
+    from models.store import FINISHED
+
     p = comp.snapshot()
-    done = sum(v for k, v in p.counts.items() if k not in ("queued", "running"))
+    done = sum(v for k, v in p.counts.items() if k in FINISHED)
     total = sum(p.counts.values())
     if tty:
         eta = "" if p.eta_s is None else f", about {p.eta_s:.0f} s left"
@@ -152,7 +154,7 @@ def _progress(comp, tty: bool, state: dict) -> None:
               end="", file=sys.stderr, flush=True)
     else:
         for r in p.runs:
-            if r.status not in ("queued", "running") and r.run_id not in state:
+            if r.status in FINISHED and r.run_id not in state:
                 state[r.run_id] = True
                 acc = "" if r.test_acc is None else f", test acc {r.test_acc:.3f}"
                 print(f"run {len(state)}/{total}: {r.config} seed {r.seed} {r.status}{acc}",
@@ -162,7 +164,7 @@ def _progress(comp, tty: bool, state: dict) -> None:
 def checked_data(args: argparse.Namespace):
     """Open DATA and refuse configurations it cannot take, before torch or the run store.
 
-    Returns what :class:`models.runner.Comparison` should open: the loaded dataset when its
+    Returns what :class:`models.comparison.Comparison` should open: the loaded dataset when its
     workers can reopen it by id (built-ins, registered ids, audio folders, manifests), else the
     file path (reopening a memmap costs nothing; a Dataset of a plain file has no id to reopen).
 
@@ -183,7 +185,7 @@ def checked_data(args: argparse.Namespace):
 
 def cmd_compare(args: argparse.Namespace) -> int:
     data = checked_data(args)
-    from models.runner import Comparison
+    from models.comparison import Comparison
     from models.store import RunStore
     from models.train import TrainConfig
 

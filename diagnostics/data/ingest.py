@@ -42,12 +42,15 @@ def source_kind(spec: str) -> str:
 def open_source(spec: str | os.PathLike, *, labels: str | os.PathLike | None = None,
                 params=None, workers: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                root: str | os.PathLike | None = None) -> Dataset:
+                root: str | os.PathLike | None = None,
+                home: str | os.PathLike | None = None) -> Dataset:
     """Open a registered id, an audio folder, a ``.csv`` manifest or an array file.
 
     Audio folders and manifests are turned into features (cached) and registered, so the
     returned dataset's id is its content id.  With ``root`` every path (the spec, the labels
-    file and each clip of a manifest) must lie under it.
+    file and each clip of a manifest) must lie under it.  ``home`` is the data directory that
+    registered ids are looked up in (default :func:`diagnostics.config.home`; training workers
+    pass their job's); audio sources are registered under the default one.
     """
     store.clean_stale()  # once per process: what dead writers left in the data directory
     text = os.fspath(spec).strip()
@@ -56,11 +59,11 @@ def open_source(spec: str | os.PathLike, *, labels: str | os.PathLike | None = N
     if not text:
         raise NormScopeError("no dataset given; name a built-in (demo, digits), a dataset id, a "
                              "folder of audio clips, a .csv manifest or a .npy/.npz file")
-    if is_registered(text):
+    if is_registered(text, home=home):
         if labels is not None:
             raise NormScopeError(f"dataset {text} is registered with its labels; --labels applies "
                                  "to .npy files only")
-        return open_dataset(text)
+        return open_dataset(text, home=home)
     if root is not None:
         path = resolve_under_root(text, root=root)
         if labels is not None:
@@ -75,19 +78,21 @@ def open_source(spec: str | os.PathLike, *, labels: str | os.PathLike | None = N
 
         return load_audio(path, params=params, workers=workers, progress=progress, root=root)
     if is_dataset_id(text) and not path.exists():
-        dataset_dir(text)  # raises: unknown id
+        dataset_dir(text, home=home)  # raises: unknown id
     return load_array_file(path, labels)
 
 
 
 def load_dataset(spec: str, *, labels: str | None = None, params=None, workers: int | None = None,
-                 progress=None, root: str | os.PathLike | None = None) -> Dataset:
+                 progress=None, root: str | os.PathLike | None = None,
+                 home: str | os.PathLike | None = None) -> Dataset:
     """Open a dataset: a built-in (``demo``, ``digits``), a registered id, an audio folder, a
     ``.csv`` manifest (``path,label``) or a ``.npy``/``.npz`` file.
 
     Audio sources take ``params`` (:class:`diagnostics.data.audio.features.FeatureParams`), ``workers`` and
     ``progress(done, total)`` and are registered (their id is the content id).  With ``root``
-    (the app: :func:`diagnostics.config.data_root`) every path must lie under it.  See
+    (the app: :func:`diagnostics.config.data_root`) every path must lie under it.  ``home``
+    names the data directory of registered ids (default :func:`diagnostics.config.home`).  See
     :func:`diagnostics.data.ingest.open_source`.
     """
     store.clean_stale()
@@ -96,7 +101,7 @@ def load_dataset(spec: str, *, labels: str | None = None, params=None, workers: 
     if spec == "digits":
         return digits_dataset()
     return open_source(spec, labels=labels, params=params, workers=workers, progress=progress,
-                       root=root)
+                       root=root, home=home)
 
 
 def open_request(kind: str, *, path: str = "", labels: str | bytes | None = None,

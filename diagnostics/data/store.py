@@ -56,25 +56,34 @@ def is_dataset_id(text: str) -> bool:
     return bool(ID_PATTERN.fullmatch(str(text)))
 
 
-def dataset_dir(ident: str) -> Path:
+def _home_or_default(where: str | os.PathLike | None) -> Path:
+    """The data directory ``where``, or :func:`diagnostics.config.home` when it is None."""
+    return home() if where is None else Path(where).expanduser()
+
+
+def dataset_dir(ident: str, *, home: str | os.PathLike | None = None) -> Path:
+    """The folder of registered dataset ``ident`` under ``home`` (default: the data directory,
+    :func:`diagnostics.config.home`); a NormScopeError if there is none."""
+    root = _home_or_default(home)
     ident = str(ident).strip()
     if not is_dataset_id(ident):
         raise NormScopeError(
             f"{ident[:40]!r} is not a dataset id (12 hex digits); list the registered ones with "
             "python -m diagnostics datasets"
         )
-    d = home() / "datasets" / ident
+    d = root / "datasets" / ident
     if not (d / "meta.json").is_file():
         raise NormScopeError(
-            f"no dataset with id {ident} in {home()}; list the registered ones with "
+            f"no dataset with id {ident} in {root}; list the registered ones with "
             "python -m diagnostics datasets, or register the data again"
         )
     return d
 
 
-def is_registered(ident: str) -> bool:
-    """True if ``ident`` is the id of a dataset in the data directory."""
-    return is_dataset_id(ident) and (home() / "datasets" / ident / "meta.json").is_file()
+def is_registered(ident: str, *, home: str | os.PathLike | None = None) -> bool:
+    """True if ``ident`` is the id of a dataset in ``home`` (default: the data directory)."""
+    root = _home_or_default(home)
+    return is_dataset_id(ident) and (root / "datasets" / ident / "meta.json").is_file()
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -273,14 +282,15 @@ def register_dataset(ds: Dataset, *, source: str, meta: dict | None = None) -> s
 
 # --- reading -----------------------------------------------------------------------------------
 
-def dataset_meta(ident: str) -> dict:
-    """The JSON meta of a registered dataset (name, class names, source, skipped clips, ...)."""
-    d = dataset_dir(ident)
+def dataset_meta(ident: str, *, home: str | os.PathLike | None = None) -> dict:
+    """The JSON meta of a registered dataset (name, class names, source, skipped clips, ...);
+    ``home`` as for :func:`dataset_dir`."""
+    d = dataset_dir(ident, home=home)
     try:
         return json.loads((d / "meta.json").read_text())
     except (OSError, ValueError) as exc:
-        raise NormScopeError(f"dataset {ident} in {home()} is damaged ({exc}); register it "
-                             "again") from None
+        raise NormScopeError(f"dataset {ident} in {d.parent.parent} is damaged ({exc}); "
+                             "register it again") from None
 
 
 def dataset_files(ident: str) -> list[str] | None:
@@ -291,8 +301,16 @@ def dataset_files(ident: str) -> list[str] | None:
     return json.loads(f.read_text())
 
 
-def open_dataset(ident: str) -> Dataset:
+def open_dataset(ident: str, *, home: str | os.PathLike | None = None) -> Dataset:
     """Open a registered dataset; X is a read-only memmap of its ``X.npy`` (float32 or float64).
+
+    Parameters
+    ----------
+    ident : str
+        The dataset id.
+    home : path-like, optional
+        The data directory that holds it (default :func:`diagnostics.config.home`); training
+        workers pass the one their job names instead of reading the environment.
 
     Raises
     ------
@@ -300,17 +318,18 @@ def open_dataset(ident: str) -> Dataset:
         If ``ident`` is not an id, is unknown, or its files are damaged.
     """
     ident = str(ident).strip()
-    meta = dataset_meta(ident)
-    d = home() / "datasets" / ident
+    meta = dataset_meta(ident, home=home)
+    root = _home_or_default(home)
+    d = root / "datasets" / ident
     try:
         X = np.load(d / "X.npy", mmap_mode="r", allow_pickle=False)
         y = np.load(d / "y.npy", allow_pickle=False) if meta.get("has_labels") else None
     except (OSError, ValueError) as exc:
-        raise NormScopeError(f"dataset {ident} in {home()} is damaged ({exc}); register it "
+        raise NormScopeError(f"dataset {ident} in {root} is damaged ({exc}); register it "
                              "again") from None
     if (X.ndim != 3 or X.dtype not in (np.dtype("<f4"), np.dtype("<f8"))
             or (y is not None and y.shape != (X.shape[0],))):
-        raise NormScopeError(f"dataset {ident} in {home()} is damaged (unexpected array shapes); "
+        raise NormScopeError(f"dataset {ident} in {root} is damaged (unexpected array shapes); "
                              "register it again")
     class_names = tuple(meta.get("class_names", ()))
     return Dataset(

@@ -1,4 +1,5 @@
-"""The runner on a real process pool: results, a killed worker, cancel, the registry."""
+"""Comparisons on the local process executor: results, a killed worker, cancel, the set of
+running comparisons."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from diagnostics.data.ingest import load_dataset
 from diagnostics.data.dataset import split_indices
 from diagnostics.errors import NormScopeError
-from models.runner import Comparison, Job, Registry, run_job
+from models.comparison import Comparison, RunningComparisons
+from models.jobs import Job, run_job
 from models.store import RunStore
 from models.train import TrainConfig
 
@@ -74,13 +76,14 @@ def test_worker_results_equal_an_in_process_run(home, data):
     ds = load_dataset(data)
     job = Job(run_id="x", comparison_id="x", data=data, labels=None, dataset_id=ds.id,
               config="per_pixel", seed=3, train=QUICK.as_dict())
-    msgs = []
+    events = []
     try:
-        result = run_job(job, send=msgs.append)
+        result = run_job(job, emit=events.append)
     finally:
         torch.set_num_threads(threads)
     assert result["status"] == "done" and result["test_acc"] == stored.test_acc
-    epochs = [m[2] for m in msgs if m[0] == "epoch"]
+    assert events[-1] is result and [e["kind"] for e in events][0] == "started"
+    epochs = [e for e in events if e["kind"] == "epoch"]
     assert [e["val_acc"] for e in epochs] == stored.history["val_acc"]
     assert [e["train_loss"] for e in epochs] == stored.history["train_loss"]
 
@@ -139,24 +142,30 @@ def test_bad_input_stores_nothing(home, tmp_path):
 
 
 @pytest.mark.slow
-def test_registry_runs_one_comparison_at_a_time_and_keeps_runs_apart(home, data):
-    reg = Registry()
-    a = reg.start(data, "none,per_pixel", seeds=1, train=TrainConfig(epochs=40, batch_size=16, patience=0),
-                  workers=1)
-    b = reg.start(data, "global", seeds=2, train=QUICK, workers=1)
-    assert reg.get(a.id) is a and reg.get(b.id) is b and reg.get("nope") is None
-    assert _wait_for(lambda: a.snapshot().status == "running")
-    if not a.finished:
-        assert b.snapshot().status == "waiting"
-    assert a.wait(60) and b.wait(60)
+def test_running_comparisons_run_one_at_a_time_and_keep_runs_apart(home, data):
+    running = RunningComparisons()
+    # a cannot finish by itself (100,000 epochs), so b must still be waiting when we look.
+    a = running.start(data, "none,per_pixel", seeds=1, workers=1,
+                      train=TrainConfig(epochs=100_000, batch_size=16, patience=0))
+    b = running.start(data, "global", seeds=2, train=QUICK, workers=1)
+    assert running.get(a.id) is a and running.get(b.id) is b and running.get("nope") is None
+    assert _wait_for(lambda: any(r.epoch >= 1 for r in a.snapshot().runs))
+    time.sleep(0.5)  # time enough for b to start, were it not waiting
+    wb = b.snapshot()
+    assert wb.status == "waiting" and wb.counts == {"queued": 2} and not wb.finished
+    assert RunStore().load_comparison(b.id).status == "queued"
+    assert running.active() == [a, b]
+    a.cancel()
+    assert a.wait(30) and b.wait(60)
     store = RunStore()
     ra, rb = store.load_comparison(a.id), store.load_comparison(b.id)
     assert {r.config for r in ra.runs} == {"none", "per_pixel"} and len(ra.runs) == 2
     assert {r.config for r in rb.runs} == {"global"} and len(rb.runs) == 2
-    assert all(r.status == "done" for r in ra.runs + rb.runs)
+    assert ra.status == "cancelled" and {r.status for r in ra.runs} == {"cancelled"}
+    assert rb.status == "done" and all(r.status == "done" for r in rb.runs)
     first_b = min(r.started for r in rb.runs)
     assert first_b >= max(r.finished for r in ra.runs) - 0.5  # b waited for a
-    assert reg.active() == []
+    assert running.active() == []
 
 
 @pytest.mark.slow

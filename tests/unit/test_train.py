@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from diagnostics.normalize import Normalizer
-from models.nets import MODELS, build_model
+from models.catalog import MODELS
+from models.nets import build_model
 from models.train import History, TrainConfig, batch_order, fit, init_model, weights_digest
 
 from compare_helpers import tiny_arrays

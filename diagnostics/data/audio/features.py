@@ -362,18 +362,12 @@ def default_workers() -> int:
 
 
 def _mp_context():
-    import multiprocessing as mp
-    from multiprocessing import forkserver
+    from ...processes import context
 
-    if "forkserver" in mp.get_all_start_methods():
-        # Workers fork from a server that imported librosa once, so after the first pool a new
-        # one starts in milliseconds; spawn would re-import librosa (~1 s) in every worker.
-        # Keep whatever another part of the program asked to preload.
-        current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(current + [m for m in PRELOAD if m not in current])
-        return ctx
-    return mp.get_context("spawn")
+    # Workers fork from a server that imported librosa once, so after the first pool a new
+    # one starts in milliseconds; spawn would re-import librosa (~1 s) in every worker.  The
+    # server is shared with the training workers: diagnostics.processes keeps both lists.
+    return context(PRELOAD)
 
 
 class _Reporter:
