@@ -18,10 +18,19 @@ before the work) above the start, which also counts file pages of a memmap.
 Accuracy: 1e4 + 0.1 * noise at N = 100,000 (6 x 13 pixels: the error is per pixel and grows
 with N), relative error of ours and of float32 numpy against a float64 two-pass reference.
 
+Whole process (``--process``): what a user waits for.  ``python -m diagnostics stats FILE
+--json`` (start-up, imports, the training split's statistics, findings) against the seed's
+``python -c "X = np.load(f); X.mean(0); X.std(0)"``, both as fresh processes on the warm
+20,000 x 60 x 130 file, alternated ``--rounds`` times (the order flips every round), first on
+a quiet machine, then with one busy process (``python -c "while True: pass"``, started and
+stopped by the bench).  Prints the median times, the median of the per-round ratios
+(ours / seed; target <= 0.6) and the load average.
+
 Usage::
 
     python bench/bench_stats.py --quick     # 2,400 x 60 x 130 (75 MB): a check, ~1 minute
     python bench/bench_stats.py             # 20,000 and 100,000 x 60 x 130 (624 MB, 3.1 GB)
+    python bench/bench_stats.py --process   # whole processes, quiet and loaded, ~1 minute
 
 Data files are built once and cached under bench/data/ (git-ignored).  Cold runs evict the
 file from the page cache with ``echo 3 > /proc/sys/vm/drop_caches`` when permitted, otherwise
@@ -48,7 +57,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
 H, W = 60, 130
 ACC_N, ACC_SHAPE = 100_000, (6, 13)
-TARGETS = {"warm": 2.5, "cold": 1.3, "seed": 3.0, "anon_mb": 100.0, "rel_err": 1e-10}
+TARGETS = {"warm": 2.5, "cold": 1.3, "seed": 3.0, "anon_mb": 100.0, "rel_err": 1e-10,
+           "process": 0.6}
+PROCESS_N = 20_000
+SEED_CODE = "import sys, numpy as np; X = np.load(sys.argv[1]); X.mean(0); X.std(0)"
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -271,6 +283,69 @@ def accuracy(path: Path) -> dict:
     return out
 
 
+# --- whole processes ---------------------------------------------------------------------------
+
+def _load_text() -> str:
+    """The 1-minute load average and the tasks runnable right now (/proc/loadavg's 4th field,
+    which sees a busy process at once, unlike the average)."""
+    try:
+        fields = Path("/proc/loadavg").read_text().split()
+        return f"load {fields[0]} (runnable now {fields[3].split('/')[0]})"
+    except OSError:
+        return f"load {os.getloadavg()[0]:.2f}"
+
+
+def _timed(cmd: list[str]) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    took = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
+    return took
+
+
+def bench_process(args) -> dict:
+    """Fresh processes, alternated: the seed's np.load + mean + std against ``stats --json``."""
+    path = build_file(DATA / f"spectro_{PROCESS_N}x{H}x{W}.npy", PROCESS_N, (H, W), "spectro")
+    warm(path)
+    cmds = {"seed": [sys.executable, "-c", SEED_CODE, str(path)],
+            "ours": [sys.executable, "-m", "diagnostics", "stats", str(path), "--json"]}
+    for cmd in cmds.values():  # bytecode caches written, file and binaries in memory
+        _timed(cmd)
+    print(f"\n== whole process on {path.name} (warm): seed = python -c \"{SEED_CODE}\", "
+          f"ours = python -m diagnostics stats FILE --json; {args.rounds} rounds, alternating ==")
+    res: dict = {}
+    for cond in ("quiet", "loaded"):
+        burner = None
+        if cond == "loaded":
+            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            time.sleep(1.0)
+        try:
+            print(f"{cond}: {_load_text()} at the start", flush=True)
+            times: dict[str, list[float]] = {"seed": [], "ours": []}
+            for i in range(args.rounds):
+                for name in (("seed", "ours") if i % 2 == 0 else ("ours", "seed")):
+                    times[name].append(_timed(cmds[name]))
+                print(f"  round {i + 1}: seed {times['seed'][-1]:6.3f} s   ours "
+                      f"{times['ours'][-1]:6.3f} s   ratio "
+                      f"{times['ours'][-1] / times['seed'][-1]:5.2f}   {_load_text()}",
+                      flush=True)
+        finally:
+            if burner is not None:
+                burner.kill()
+                burner.wait()
+        ratios = [o / s for o, s in zip(times["ours"], times["seed"])]
+        r = res[cond] = {"seed_s": float(np.median(times["seed"])),
+                         "ours_s": float(np.median(times["ours"])),
+                         "ratio": float(np.median(ratios)), "times": times}
+        print(f"  median: seed {r['seed_s']:.3f} s, ours {r['ours_s']:.3f} s")
+        print(ratio_line(f"ours / seed, median of rounds ({cond})", r["ratio"],
+                         TARGETS["process"], False) + f"   [{_load_text()}]", flush=True)
+    return res
+
+
 # --- report -----------------------------------------------------------------------------------
 
 def fmt_row(name: str, r: dict, nbytes: int) -> str:
@@ -294,7 +369,8 @@ def ratio_line(label: str, value: float, target: float, higher_is_better: bool) 
 def bench_size(path: Path, args) -> dict:
     nbytes = path.stat().st_size
     n = np.load(path, mmap_mode="r").shape[0]
-    print(f"\n== {path.name}: {n:,} x {H} x {W} float32, {nbytes / 1e9:.2f} GB ==", flush=True)
+    print(f"\n== {path.name}: {n:,} x {H} x {W} float32, {nbytes / 1e9:.2f} GB; {_load_text()} ==",
+          flush=True)
     res: dict = {"warm": {}, "cold": {}}
     warm(path)
     approaches = ["sum", "ours", "ours-1t", "ours-numpy", "seed"]
@@ -319,7 +395,7 @@ def bench_size(path: Path, args) -> dict:
             print(fmt_row(a, r, nbytes) + f"   [{how}]", flush=True)
         warm(path)
     w, c = res["warm"], res["cold"]
-    print("ratios:")
+    print(f"ratios: [{_load_text()}]")
     if "error" not in w["ours"]:
         print(ratio_line("ours / np.sum pass (warm)", w["ours"]["seconds"] / w["sum"]["seconds"],
                          TARGETS["warm"], False))
@@ -354,6 +430,9 @@ def main() -> None:
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--skip-sklearn", action="store_true")
     p.add_argument("--json", help="also write all figures to this file")
+    p.add_argument("--process", action="store_true",
+                   help="only the whole-process comparison (quiet, then with a busy process)")
+    p.add_argument("--rounds", type=int, default=5, help="alternations in --process")
     p.add_argument("--worker", nargs=2, metavar=("APPROACH", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -364,7 +443,12 @@ def main() -> None:
     sizes = [2_400] if args.quick else [int(s) for s in (args.sizes or "20000,100000").split(",")]
     print(f"bench_stats: numpy {np.__version__}, {os.cpu_count()} cpus, "
           f"load {os.getloadavg()[0]:.2f}, data under {DATA}")
-    report = {"sizes": {}}
+    report: dict = {"sizes": {}}
+    if args.process:
+        report["process"] = bench_process(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+        return
     for n in sizes:
         path = build_file(DATA / f"spectro_{n}x{H}x{W}.npy", n, (H, W), "spectro")
         report["sizes"][n] = bench_size(path, args)
