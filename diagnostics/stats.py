@@ -18,10 +18,11 @@ get NaN SNR and amplification, never a division by zero.
 
 from __future__ import annotations
 
+import math
 import mmap
-import warnings
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +31,13 @@ from .errors import NormScopeError
 
 #: Values kept (per pass) to estimate the value distribution's shape (skewness, quantiles).
 SAMPLE_VALUES = 1_000_000
-#: Arrays at least this large (bytes) take the numba engine; smaller ones the numpy one,
-#: which needs no JIT compile.
-NUMBA_MIN_BYTES = 64 * 2**20
+#: Arrays at least this large (bytes) take the numba engine even where numba is not loaded
+#: yet: its faster pass then outweighs importing numba and loading the compiled kernels (about
+#: 0.4 s, most of a one-off ``stats`` command on a 600 MB file).
+NUMBA_MIN_BYTES = 4 * 2**30
+#: Arrays at least this large take the numba engine where its kernels are already loaded (a
+#: long-running process that used it before): nothing is left to pay for it.
+NUMBA_LOADED_MIN_BYTES = 64 * 2**20
 #: Target size of one float64 chunk in the numpy engine (bounds extra memory).
 CHUNK_BYTES = 8 * 2**20
 
@@ -188,7 +193,7 @@ class StatsAccumulator:
         self._merge_moments(cnt, cmean, cm2)
         if self.n_classes and labels is not None:
             xz = x if all_finite else np.where(finite, x, 0.0)
-            for c in np.unique(labels):
+            for c in np.flatnonzero(np.bincount(labels)):
                 rows = labels == c
                 self.class_sum[c] += xz[rows].sum(0)
                 self.class_count[c] += finite[rows].sum(0) if not all_finite else rows.sum()
@@ -291,11 +296,14 @@ def _finalize(*, shape, n, count, mean, m2, vmin, vmax, nonfinite, zeros, class_
 
 def _skewness(sample: np.ndarray) -> float:
     # Computed once here: a cached property would be lost each time Streamlit copies the stats.
+    # Products, not ``** 3``: a float power of a million values costs tens of milliseconds.
     s = sample.astype(np.float64)
     if s.size < 3:
         return 0.0
-    sd = s.std()
-    return 0.0 if sd == 0 else float(np.mean(((s - s.mean()) / sd) ** 3))
+    d = s - s.mean()
+    d2 = d * d
+    m2 = d2.mean()
+    return 0.0 if m2 == 0 else float((d2 * d).mean() / m2**1.5)
 
 
 def _chunk_rows(row_bytes: int) -> int:
@@ -334,9 +342,10 @@ def compute_stats(
         Class of every example in ``X``, for per-class mean maps (needs ``n_classes``).
     n_classes : int
     engine : {"auto", "numpy", "numba"}
-        ``auto`` takes numba for arrays of ``NUMBA_MIN_BYTES`` or more.
+        ``auto`` takes numba for arrays of ``NUMBA_MIN_BYTES`` or more, or of
+        ``NUMBA_LOADED_MIN_BYTES`` or more once its kernels are loaded; numpy otherwise.
     chunk_rows : int, optional
-        Examples per chunk for the numpy engine (default: about 8 MB of float64).
+        Examples per block for the numpy engine (default: about 1 MB of float64).
 
     Returns
     -------
@@ -365,7 +374,8 @@ def compute_stats(
             )
     if engine == "auto":
         nbytes = idx.size * H * W * X.dtype.itemsize
-        engine = "numba" if nbytes >= NUMBA_MIN_BYTES and _numba_ok(X) else "numpy"
+        loaded = _KERNELS is not None and nbytes >= NUMBA_LOADED_MIN_BYTES
+        engine = "numba" if (nbytes >= NUMBA_MIN_BYTES or loaded) and _numba_ok(X) else "numpy"
     elif engine == "numba" and not _numba_ok(X):
         raise NormScopeError(
             f"engine='numba' needs a C-contiguous float32 or float64 array, got {X.dtype}; "
@@ -374,6 +384,8 @@ def compute_stats(
     _advise_sequential(X)
     if engine == "numba":
         return _numba_stats(X, idx, labels, n_classes)
+    if X.dtype.kind in "fiu":
+        return _stream_stats(X, idx, labels, n_classes, chunk_rows or _block_rows(H * W))
     rows = chunk_rows or _chunk_rows(H * W * 8)
     acc = StatsAccumulator((H, W), n_classes=n_classes,
                            sample_every=max(1, idx.size * H * W // SAMPLE_VALUES))
@@ -397,7 +409,10 @@ def _as_indices(indices, n: int) -> np.ndarray:
         ind = np.flatnonzero(ind)
     elif ind.size and ind.dtype.kind not in "iu":
         raise NormScopeError(f"example indices must be integers, got {ind.dtype}")
-    idx = np.unique(ind.astype(np.int64).ravel())
+    idx = ind.astype(np.int64).ravel()
+    if idx.size > 1 and not (idx[1:] > idx[:-1]).all():  # np.unique would import numpy.ma
+        idx = np.sort(idx)
+        idx = idx[np.concatenate(([True], idx[1:] != idx[:-1]))]
     if idx.size == 0:
         raise NormScopeError("no examples to summarise; the selection is empty")
     if idx[0] < 0 or idx[-1] >= n:
@@ -405,13 +420,232 @@ def _as_indices(indices, n: int) -> np.ndarray:
     return idx
 
 
+# --- the numpy engine: blocks of rows on worker threads, shifted float64 sums, Chan merges ------
+
+#: Rows per block of the numpy engine: about this many bytes as float64, so the float64 copy of
+#: a block stays in a core's L2 cache between the few ufuncs that read it (bigger blocks run at
+#: half the speed; smaller ones pay the Python call overhead).
+BLOCK_F64_BYTES = 2**20
+#: A worker folds its shifted sums into its running moments (Chan's update) and moves the shift
+#: to its running mean after about this many bytes of float64 values: sums stay short and
+#: centred, so neither round-off nor a drifting mean builds up.
+FOLD_BYTES = 16 * 2**20
+#: Most worker threads of either engine (memory bandwidth is saturated well before more).
+MAX_THREADS = 4
+#: Environment variable that fixes the number of worker threads (default: see _n_threads).
+THREADS_ENV = "NORMSCOPE_THREADS"
+
+
+def _block_rows(P: int) -> int:
+    return max(1, BLOCK_F64_BYTES // max(8 * P, 1))
+
+
+class _Stream:
+    """One worker of the numpy engine: a running :class:`StatsAccumulator` plus shifted sums.
+
+    A block whose values are all finite (its per-pixel min and max are, which are needed
+    anyway) takes the fast way: ``d = x - K`` once in float64 (``K`` the worker's running mean,
+    so large offsets cancel before squaring), then the sums of ``d`` and ``d * d``; exact zeros
+    are counted only at pixels whose block range holds 0.  A block with a NaN or inf goes
+    through :meth:`StatsAccumulator.partial_fit`, which counts them and leaves them out.
+    """
+
+    def __init__(self, shape: tuple[int, int], dtype: np.dtype, K: np.ndarray, n_classes: int,
+                 block_rows: int):
+        P = int(np.prod(shape))
+        self.acc = StatsAccumulator(shape, n_classes=n_classes, sample_every=2**62)
+        self.K = K.copy()
+        self.s1, self.s2, self.tmp = np.zeros(P), np.zeros(P), np.empty(P)
+        self.csum = np.zeros((n_classes, P))
+        self.crows = np.zeros(n_classes, np.int64)
+        self.rows = 0
+        self.fold_rows = max(1, FOLD_BYTES // (8 * P))
+        self.lo: np.ndarray | None = None  # running min and max in X's dtype
+        self.hi: np.ndarray | None = None
+        self.d = np.empty((block_rows, P))
+        self.gather = np.empty((block_rows, *shape), dtype)
+
+    def add(self, x: np.ndarray, labels: np.ndarray | None) -> None:
+        """Add a block ``x`` of shape (m, P)."""
+        m = x.shape[0]
+        lo, hi = np.minimum.reduce(x, axis=0), np.maximum.reduce(x, axis=0)
+        # min and max propagate NaN and carry inf: the block is finite iff these two are.
+        bottom, top = float(lo.min()), float(hi.max())
+        if not (math.isfinite(bottom) and math.isfinite(top)):
+            self.acc.partial_fit(x.reshape(m, *self.acc.shape), labels)
+            return
+        if self.lo is None:
+            self.lo, self.hi = lo, hi
+        else:
+            np.minimum(self.lo, lo, out=self.lo)
+            np.maximum(self.hi, hi, out=self.hi)
+        if bottom <= 0 <= top:  # exact zeros are possible only where a pixel's range holds 0
+            cross = (lo <= 0) & (hi >= 0)
+            if cross.all():
+                self.acc.zeros += np.count_nonzero(x == 0, axis=0)
+            elif cross.any():
+                self.acc.zeros[cross] += np.count_nonzero(x[:, cross] == 0, axis=0)
+        d = self.d[:m]
+        np.copyto(d, x)  # a plain cast, then a float64 subtraction: twice as fast as mixed types
+        d -= self.K
+        if labels is not None:
+            for c in np.flatnonzero(np.bincount(labels)):
+                rows = labels == c
+                self.csum[c] += np.add.reduce(d[rows], axis=0)
+                self.crows[c] += int(rows.sum())
+        self.s1 += np.add.reduce(d, axis=0, out=self.tmp)
+        np.multiply(d, d, out=d)
+        self.s2 += np.add.reduce(d, axis=0, out=self.tmp)
+        self.rows += m
+        if self.rows >= self.fold_rows:
+            self.fold()
+
+    def fold(self) -> None:
+        """Merge the shifted sums into the accumulator; the shift moves to the running mean."""
+        m, acc = self.rows, self.acc
+        if m == 0:
+            return
+        shift = self.s1 / m
+        acc._merge_moments(np.full(self.K.size, m, np.int64), self.K + shift,
+                           self.s2 - self.s1 * shift)
+        if self.crows.size:
+            acc.class_sum += self.csum + self.K * self.crows[:, None]
+            acc.class_count += self.crows[:, None]
+            acc.class_n += self.crows
+            self.csum[:] = 0
+            self.crows[:] = 0
+        acc.n += m
+        self.K = np.where(acc.count > 0, acc.mean, self.K)
+        self.s1[:] = 0
+        self.s2[:] = 0
+        self.rows = 0
+
+    def finish(self) -> StatsAccumulator:
+        self.fold()
+        if self.lo is not None:
+            self.acc.min = np.fmin(self.acc.min, self.lo.astype(np.float64))
+            self.acc.max = np.fmax(self.acc.max, self.hi.astype(np.float64))
+        return self.acc
+
+
+def _stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_classes: int,
+                  block_rows: int) -> PixelStats:
+    """The numpy engine: blocks of ``block_rows`` examples handed out to worker threads on
+    demand (numpy's ufuncs release the GIL), each worker a :class:`_Stream`, merged at the end
+    with Chan's update.  Consecutive indices are read as slices (a view of a memmap, no copy)."""
+    N, H, W = X.shape
+    P = H * W
+    n = idx.size
+    head = np.asarray(X[idx[: min(8, n)]], dtype=np.float64).reshape(-1, P)
+    fin = np.isfinite(head)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        K = np.where(fin, head, 0.0).sum(0) / fin.sum(0)
+    K = np.where(np.isfinite(K), K, 0.0)  # first estimate of the mean: the shift
+    blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
+    workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows)
+               for _ in range(min(_n_threads(), len(blocks)))]
+
+    def work(w: _Stream, todo) -> None:
+        for lo, hi in todo:
+            sel = idx[lo:hi]
+            if sel[-1] - sel[0] == hi - lo - 1:
+                x = X[sel[0] : sel[-1] + 1]
+            else:
+                x = np.take(X, sel, axis=0, out=w.gather[: hi - lo])
+            w.add(x.reshape(hi - lo, P), None if labels is None else labels[sel])
+
+    if len(workers) == 1:
+        work(workers[0], blocks)
+    else:
+        _on_threads(work, workers, blocks)
+    acc = workers[0].finish()
+    for w in workers[1:]:
+        acc.merge(w.finish())
+    # Sample for the value distribution: evenly spaced examples.
+    step = max(1, n * P // SAMPLE_VALUES)
+    rows = np.asarray(X[idx[::step]], dtype=np.float32).ravel()
+    sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
+    return _finalize(
+        shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
+        vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
+        class_sum=acc.class_sum if n_classes else None,
+        class_count=acc.class_count if n_classes else None,
+        class_n=acc.class_n if n_classes else None, sample=sample,
+    )
+
+
+def _on_threads(work, workers: list, blocks: list) -> None:
+    """Run ``work(worker, blocks)`` on one thread per worker, every thread taking the next
+    block when it is free: a core that another process keeps busy slows the pass down, it
+    never stalls it (a static split across threads waits for the slowest one)."""
+    todo = iter(blocks)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def next_blocks():
+        while True:
+            with lock:
+                block = next(todo, None)
+            if block is None or errors:
+                return
+            yield block
+
+    def run(w) -> None:
+        try:
+            work(w, next_blocks())
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in workers[1:]]
+    for t in threads:
+        t.start()
+    run(workers[0])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _n_threads() -> int:
+    """Worker threads for one pass: the cores this process may run on less those that other
+    work keeps busy right now, between 1 and ``MAX_THREADS``; ``NORMSCOPE_THREADS`` fixes it.
+
+    On two cores with one busy process, two threads would share a core with it (and with each
+    other for the GIL between ufuncs), so one thread is faster; on an idle machine two are.
+    """
+    fixed = os.environ.get(THREADS_ENV, "").strip()
+    if fixed:
+        try:
+            return max(1, int(fixed))
+        except ValueError:
+            raise NormScopeError(f"{THREADS_ENV}={fixed!r} must be a whole number") from None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_THREADS, cpus - _busy_cpus()))
+
+
+def _busy_cpus() -> int:
+    """Cores that other work keeps busy: the tasks runnable this instant, less this thread
+    (/proc/loadavg's fourth field, which sees a process that just started, unlike the load
+    averages); elsewhere the 1-minute load average."""
+    try:
+        with open("/proc/loadavg") as fh:
+            return max(0, int(fh.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.getloadavg()[0] + 0.5)
+    except (AttributeError, OSError):
+        return 0
+
+
 def _numba_ok(X: np.ndarray) -> bool:
     return X.dtype in (np.float32, np.float64) and X.reshape(X.shape[0], -1).flags.c_contiguous
 
 
 _KERNELS = None
-#: Most worker threads of the numba engine (memory bandwidth is saturated well before more).
-MAX_THREADS = 4
 #: Rows handed to a worker at a time: small enough to balance load between threads on a busy
 #: machine, large enough that the call overhead (microseconds) does not count.
 BLOCK_BYTES = 4 * 2**20
@@ -512,13 +746,6 @@ def _get_kernels():
     return _KERNELS
 
 
-def _n_threads() -> int:
-    import numba
-
-    # numba's own setting (the NUMBA_NUM_THREADS variable, default: the CPU count).
-    return max(1, min(MAX_THREADS, int(numba.config.NUMBA_NUM_THREADS)))
-
-
 def _run_blocks(kernel, X2, idx, lab, K, n_classes, n_acc: int) -> list[list[np.ndarray]]:
     """Run ``kernel`` over all rows in blocks on worker threads; per-worker accumulators."""
     P = X2.shape[1]
@@ -537,24 +764,15 @@ def _run_blocks(kernel, X2, idx, lab, K, n_classes, n_acc: int) -> list[list[np.
         return acc
 
     accs = [new_acc() for _ in range(n_workers)]
+
+    def work(acc, todo):
+        for lo, hi in todo:
+            kernel(X2, idx, lo, hi, lab, K, n_classes, *acc)
+
     if n_workers == 1:
-        for lo, hi in blocks:
-            kernel(X2, idx, lo, hi, lab, K, n_classes, *accs[0])
-        return accs
-    todo = iter(blocks)
-    lock = threading.Lock()
-
-    def work(acc):
-        while True:
-            with lock:
-                block = next(todo, None)
-            if block is None:
-                return
-            kernel(X2, idx, block[0], block[1], lab, K, n_classes, *acc)
-
-    with ThreadPoolExecutor(n_workers) as pool:
-        for f in [pool.submit(work, acc) for acc in accs]:
-            f.result()
+        work(accs[0], blocks)
+    else:
+        _on_threads(work, accs, blocks)
     return accs
 
 

@@ -138,23 +138,43 @@ def test_numba_equals_numpy(spectro, labels, n):
 
 
 @pytest.mark.parametrize("with_nan", [False, True])
-def test_numba_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
-    """Many small blocks on several threads (the path big files take) give the same numbers."""
+def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
+    """Many small blocks on several threads (the path big files take) give the same numbers
+    in both engines as one block on one thread."""
     import diagnostics.stats as S
 
-    monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
-    monkeypatch.setattr(S, "MAX_THREADS", 3)
-    import numba
-
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)
-    assert S._n_threads() == 3
     X = spectro.copy()
     if with_nan:
-        X[rng.random(X.shape) < 0.01] = np.nan
+        X[rng.random(X.shape) < 0.001] = np.nan  # some blocks finite, some not
     idx = np.flatnonzero(rng.random(len(X)) < 0.8)
+    monkeypatch.setenv(S.THREADS_ENV, "1")
+    one = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy",
+                        chunk_rows=len(X))
+    monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
+    monkeypatch.setenv(S.THREADS_ENV, "3")
+    assert S._n_threads() == 3
     a = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numba")
-    b = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy")
-    assert_same_stats(a, b, rtol=1e-11)
+    b = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy", chunk_rows=5)
+    assert_same_stats(a, one, rtol=1e-11)
+    assert_same_stats(b, one, rtol=1e-11)
+
+
+def test_thread_count_follows_free_cores(monkeypatch):
+    import diagnostics.stats as S
+
+    monkeypatch.delenv(S.THREADS_ENV, raising=False)
+    monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(S, "_busy_cpus", lambda: 0)
+    assert S._n_threads() == 2
+    monkeypatch.setattr(S, "_busy_cpus", lambda: 1)  # one other busy process: one thread
+    assert S._n_threads() == 1
+    monkeypatch.setattr(S, "_busy_cpus", lambda: 5)
+    assert S._n_threads() == 1
+    monkeypatch.setenv(S.THREADS_ENV, "2")  # fixed by the user
+    assert S._n_threads() == 2
+    monkeypatch.setenv(S.THREADS_ENV, "two")
+    with pytest.raises(NormScopeError, match="NORMSCOPE_THREADS='two' must be a whole number"):
+        S._n_threads()
 
 
 def test_numba_equals_numpy_on_float64_subset_with_nonfinite(spectro, labels, rng):
