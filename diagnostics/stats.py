@@ -275,9 +275,7 @@ def _finalize(*, shape, n, count, mean, m2, vmin, vmax, nonfinite, zeros, class_
         amplification = gstd / std_safe
         zero_frac = np.where(has, zeros / np.maximum(count, 1), np.nan)
         snr2 = snr.reshape(H, W)
-        row_snr = np.full(H, np.nan)
-        ok = ~np.all(np.isnan(snr2), axis=1)
-        row_snr[ok] = np.nanmedian(snr2[ok], axis=1)
+        row_snr = _row_nanmedian(snr2)
         class_means = None
         if class_sum is not None:
             class_means = np.where(class_count > 0, class_sum / np.maximum(class_count, 1), np.nan)
@@ -292,6 +290,16 @@ def _finalize(*, shape, n, count, mean, m2, vmin, vmax, nonfinite, zeros, class_
         class_means=class_means, class_counts=None if class_n is None else class_n.copy(),
         sample=sample, sample_skewness=_skewness(sample),
     )
+
+
+def _row_nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median of each row's non-NaN values (NaN for a row without any): ``np.nanmedian(a,
+    axis=1)`` without its warning, and without the numpy.ma import it makes for small arrays."""
+    s = np.sort(a, axis=1)  # NaN sorts last
+    k = (~np.isnan(a)).sum(axis=1)
+    rows = np.arange(a.shape[0])
+    lo, hi = s[rows, np.maximum(k - 1, 0) // 2], s[rows, k // 2 - (k == 0)]
+    return np.where(k > 0, (lo + hi) / 2, np.nan)
 
 
 def _skewness(sample: np.ndarray) -> float:
@@ -425,7 +433,7 @@ def _as_indices(indices, n: int) -> np.ndarray:
 #: Rows per block of the numpy engine: about this many bytes as float64, so the float64 copy of
 #: a block stays in a core's L2 cache between the few ufuncs that read it (bigger blocks run at
 #: half the speed; smaller ones pay the Python call overhead).
-BLOCK_F64_BYTES = 2**20
+BLOCK_F64_BYTES = 2 * 2**20
 #: A worker folds its shifted sums into its running moments (Chan's update) and moves the shift
 #: to its running mean after about this many bytes of float64 values: sums stay short and
 #: centred, so neither round-off nor a drifting mean builds up.
@@ -544,20 +552,28 @@ def _stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_c
     blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
     workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows)
                for _ in range(min(_n_threads(), len(blocks)))]
+    source = _backing_file(X)
+    row_bytes = P * X.dtype.itemsize
 
     def work(w: _Stream, todo) -> None:
         for lo, hi in todo:
             sel = idx[lo:hi]
-            if sel[-1] - sel[0] == hi - lo - 1:
+            if source is not None:
+                x = _pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
+            elif sel[-1] - sel[0] == hi - lo - 1:
                 x = X[sel[0] : sel[-1] + 1]
             else:
                 x = np.take(X, sel, axis=0, out=w.gather[: hi - lo])
             w.add(x.reshape(hi - lo, P), None if labels is None else labels[sel])
 
-    if len(workers) == 1:
-        work(workers[0], blocks)
-    else:
-        _on_threads(work, workers, blocks)
+    try:
+        if len(workers) == 1:
+            work(workers[0], blocks)
+        else:
+            _on_threads(work, workers, blocks)
+    finally:
+        if source is not None:
+            os.close(source[0])
     acc = workers[0].finish()
     for w in workers[1:]:
         acc.merge(w.finish())
@@ -572,6 +588,54 @@ def _stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_c
         class_count=acc.class_count if n_classes else None,
         class_n=acc.class_n if n_classes else None, sample=sample,
     )
+
+
+def _backing_file(X: np.ndarray) -> tuple[int, int] | None:
+    """A descriptor open on the file that ``X`` maps, and the file offset of ``X[0]``.
+
+    Only where reading the file gives ``X``'s values: ``X`` a C-contiguous view of a shared
+    memmap (not copy-on-write) whose mapping is of that very file (same device and inode in
+    /proc/self/maps, so a file replaced since it was opened is never read).  Reading rows with
+    ``preadv`` into a block buffer costs a third less than touching a fresh mapping, which
+    page-faults every 64 KB.  None elsewhere: the caller then reads through the mapping.
+    """
+    mm, name = getattr(X, "_mmap", None), getattr(X, "filename", None)
+    if (mm is None or name is None or getattr(X, "mode", "c") not in ("r", "r+", "w+")
+            or not X.flags.c_contiguous or X.size == 0):
+        return None
+    try:
+        addr = np.frombuffer(mm, np.uint8).ctypes.data  # where the mapping starts
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                span, _, _, dev, inode = line.split(maxsplit=5)[:5]
+                lo, hi = (int(a, 16) for a in span.split("-"))
+                if lo <= addr < hi:
+                    break
+            else:
+                return None
+        fd = os.open(name, os.O_RDONLY)
+    except (OSError, ValueError, TypeError, BufferError):
+        return None
+    st = os.fstat(fd)
+    major, minor = (int(a, 16) for a in dev.split(":"))
+    if (int(inode), major, minor) != (st.st_ino, os.major(st.st_dev), os.minor(st.st_dev)):
+        os.close(fd)
+        return None
+    start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY  # the file offset of the mapping
+    return fd, X.ctypes.data - addr + start
+
+
+def _pread_rows(fd: int, pos: int, row_bytes: int, sel: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Read rows ``sel`` (sorted) of the file's array at ``pos`` into ``out``, one ``preadv``
+    per run of consecutive rows."""
+    m = sel.size
+    cuts = (np.flatnonzero(sel[1:] - sel[:-1] != 1) + 1).tolist()
+    buf = memoryview(out[:m].reshape(-1).view(np.uint8))
+    for a, b in zip([0, *cuts], [*cuts, m]):
+        want = (b - a) * row_bytes
+        if os.preadv(fd, [buf[a * row_bytes : b * row_bytes]], pos + int(sel[a]) * row_bytes) != want:
+            raise NormScopeError("the array file became shorter while it was read; open it again")
+    return out[:m]
 
 
 def _on_threads(work, workers: list, blocks: list) -> None:
