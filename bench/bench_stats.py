@@ -7,8 +7,10 @@ in the same run:
 * ``cat``     ``cat FILE > /dev/null`` (how fast the disk can be read, cold),
 * ``seed``    the question's code: ``X = np.load(f); np.mean(X, 0); np.std(X, 0)``,
 * ``sklearn`` ``StandardScaler().fit`` on the flattened memmap,
-* ``ours``    ``compute_stats(load_array_file(f).X)`` (engine auto: numba above 64 MB),
-  plus ``ours-1t`` (one numba thread) and ``ours-numpy`` (the numpy engine, for reference).
+* ``ours``    ``compute_stats(load_array_file(f).X)`` in a process whose numba kernels are
+  loaded already (not timed), so engine auto takes numba above 64 MB, as a long-running
+  process that used it before would; plus ``ours-1t`` (one thread) and ``ours-numpy`` (the
+  numpy engine, which a one-off ``stats`` command takes: see ``--process``).
 
 Each approach runs in its own subprocess, so its peak memory is its own: ``anon`` is the peak
 anonymous memory (RssAnon, sampled every 2 ms) above the process's level before the work,
@@ -378,7 +380,7 @@ def bench_size(path: Path, args) -> dict:
         approaches.append("sklearn")
     print(f"warm (page cache holds the file; best of {args.repeat}):")
     for a in approaches:
-        env = {"NUMBA_NUM_THREADS": "1"} if a == "ours-1t" else None
+        env = {"NORMSCOPE_THREADS": "1"} if a == "ours-1t" else None
         name = "ours" if a == "ours-1t" else a
         rep = 1 if a in ("sklearn", "seed", "ours-numpy") and n > 20_000 else args.repeat
         res["warm"][a] = r = run_worker(name, path, rep, env)

@@ -2,14 +2,20 @@
 
 Two engines give the same numbers:
 
-* :class:`StatsAccumulator` (numpy): ``partial_fit`` on chunks, each chunk reduced two-pass in
-  float64 and merged with the Chan-Golub-LeVeque update, as scikit-learn's
-  ``_incremental_mean_and_var`` does.  Accumulators also merge with each other.
-* ``_numba_stats`` (numba, shipped with librosa): one pass over a memmap, blocks of rows
-  handed to worker threads, with float64 sums of values shifted by an estimate of the mean
-  from the first rows (so large offsets cancel before squaring).  Used for big arrays, where
-  it runs at about the speed of one float32 ``np.sum`` with no copy of the data; small ones
-  take the numpy engine so that they never load numba or wait for a JIT compile.
+* numpy (``_stream_stats``, the default): blocks of rows (read with ``preadv`` from a
+  memmapped file, a view or a gather otherwise) handed to worker threads on demand.  Each
+  worker keeps float64 sums of ``x - K`` and of its square, ``K`` its running mean (so large
+  offsets cancel before squaring), and folds them into a :class:`StatsAccumulator` with the
+  Chan-Golub-LeVeque update every 16 MB; blocks holding NaN or inf go through
+  :meth:`StatsAccumulator.partial_fit` (two-pass per chunk in float64, as scikit-learn's
+  ``_incremental_mean_and_var``).  Accumulators merge with each other the same way.
+* numba (``_numba_stats``, shipped with librosa): the same sums in one compiled pass, about
+  four times faster per value, but importing numba and loading the compiled kernels costs
+  about 0.4 s, most of a one-off command's run.  ``auto`` takes it only where that is paid
+  already (kernels loaded in this process) or repaid (arrays of several GB).
+
+Worker threads: the cores this process may use less those other work keeps busy now
+(:func:`_n_threads`); two threads sharing a core with a busy process are slower than one.
 
 Non-finite values are counted per pixel and left out; constant pixels (std effectively zero,
 decided relative to float eps like scikit-learn's ``_is_constant_feature``) are flagged and
