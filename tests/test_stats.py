@@ -159,22 +159,23 @@ def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan
     assert_same_stats(b, one, rtol=1e-11)
 
 
-def test_thread_count_follows_free_cores(monkeypatch):
+def test_thread_count_follows_usable_cores(monkeypatch):
     import diagnostics.stats as S
 
     monkeypatch.delenv(S.THREADS_ENV, raising=False)
-    monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(S, "_busy_cpus", lambda: 0)
+    monkeypatch.setattr(S, "_usable_cores", lambda: 2)
     assert S._n_threads() == 2
-    monkeypatch.setattr(S, "_busy_cpus", lambda: 1)  # one other busy process: one thread
+    monkeypatch.setattr(S, "_usable_cores", lambda: 64)
+    assert S._n_threads() == S.MAX_THREADS
+    monkeypatch.setattr(S, "_usable_cores", lambda: 1)
     assert S._n_threads() == 1
-    monkeypatch.setattr(S, "_busy_cpus", lambda: 5)
-    assert S._n_threads() == 1
-    monkeypatch.setenv(S.THREADS_ENV, "2")  # fixed by the user
-    assert S._n_threads() == 2
+    monkeypatch.setenv(S.THREADS_ENV, "3")  # fixed by the user
+    assert S._n_threads() == 3
     monkeypatch.setenv(S.THREADS_ENV, "two")
     with pytest.raises(NormScopeError, match="NORMSCOPE_THREADS='two' must be a whole number"):
         S._n_threads()
+    monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert 1 <= S._usable_cores() <= 3
 
 
 def test_numba_equals_numpy_on_float64_subset_with_nonfinite(spectro, labels, rng):
