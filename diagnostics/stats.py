@@ -359,7 +359,7 @@ def compute_stats(
         ``auto`` takes numba for arrays of ``NUMBA_MIN_BYTES`` or more, or of
         ``NUMBA_LOADED_MIN_BYTES`` or more once its kernels are loaded; numpy otherwise.
     chunk_rows : int, optional
-        Examples per block for the numpy engine (default: about 1 MB of float64).
+        Examples per block for the numpy engine (default: about 2 MB of float64).
 
     Returns
     -------
@@ -546,7 +546,8 @@ def _stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_c
                   block_rows: int) -> PixelStats:
     """The numpy engine: blocks of ``block_rows`` examples handed out to worker threads on
     demand (numpy's ufuncs release the GIL), each worker a :class:`_Stream`, merged at the end
-    with Chan's update.  Consecutive indices are read as slices (a view of a memmap, no copy)."""
+    with Chan's update.  Rows of a memmapped file are read with ``preadv`` into the worker's
+    block buffer; rows of other arrays are a slice (a view) or a gather into it."""
     N, H, W = X.shape
     P = H * W
     n = idx.size
