@@ -297,18 +297,23 @@ def _load_text() -> str:
         return f"load {os.getloadavg()[0]:.2f}"
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, from wait4) of one fresh process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     # As installed code runs: from cached bytecode (numpy's is in site-packages already), not
     # recompiled from source on every start because this shell happens to forbid writing it.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - t
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
-    return took
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {err.strip()[-500:]}")
+    return took, usage.ru_utime + usage.ru_stime
 
 
 def bench_process(args) -> dict:
@@ -320,7 +325,8 @@ def bench_process(args) -> dict:
     for cmd in cmds.values():  # bytecode caches written, file and binaries in memory
         _timed(cmd)
     print(f"\n== whole process on {path.name} (warm): seed = python -c \"{SEED_CODE}\", "
-          f"ours = python -m diagnostics stats FILE --json; {args.rounds} rounds, alternating ==")
+          f"ours = python -m diagnostics stats FILE --json; {args.rounds} rounds, alternating; "
+          f"wall seconds (cpu = user + system seconds) ==")
     res: dict = {}
     for cond in ("quiet", "loaded"):
         burner = None
@@ -329,23 +335,29 @@ def bench_process(args) -> dict:
             time.sleep(1.0)
         try:
             print(f"{cond}: {_load_text()} at the start", flush=True)
-            times: dict[str, list[float]] = {"seed": [], "ours": []}
+            wall: dict[str, list[float]] = {"seed": [], "ours": []}
+            cpu: dict[str, list[float]] = {"seed": [], "ours": []}
             for i in range(args.rounds):
                 for name in (("seed", "ours") if i % 2 == 0 else ("ours", "seed")):
-                    times[name].append(_timed(cmds[name]))
-                print(f"  round {i + 1}: seed {times['seed'][-1]:6.3f} s   ours "
-                      f"{times['ours'][-1]:6.3f} s   ratio "
-                      f"{times['ours'][-1] / times['seed'][-1]:5.2f}   {_load_text()}",
-                      flush=True)
+                    w, c = _timed(cmds[name])
+                    wall[name].append(w)
+                    cpu[name].append(c)
+                print(f"  round {i + 1}: seed {wall['seed'][-1]:6.3f} s (cpu {cpu['seed'][-1]:.3f})"
+                      f"   ours {wall['ours'][-1]:6.3f} s (cpu {cpu['ours'][-1]:.3f})   ratio "
+                      f"{wall['ours'][-1] / wall['seed'][-1]:5.2f}   {_load_text()}", flush=True)
         finally:
             if burner is not None:
                 burner.kill()
                 burner.wait()
-        ratios = [o / s for o, s in zip(times["ours"], times["seed"])]
-        r = res[cond] = {"seed_s": float(np.median(times["seed"])),
-                         "ours_s": float(np.median(times["ours"])),
-                         "ratio": float(np.median(ratios)), "times": times}
-        print(f"  median: seed {r['seed_s']:.3f} s, ours {r['ours_s']:.3f} s")
+        med = lambda v: float(np.median(v))  # noqa: E731
+        r = res[cond] = {
+            "seed_s": med(wall["seed"]), "ours_s": med(wall["ours"]),
+            "ratio": med([o / s for o, s in zip(wall["ours"], wall["seed"])]),
+            "seed_cpu_s": med(cpu["seed"]), "ours_cpu_s": med(cpu["ours"]),
+            "cpu_ratio": med([o / s for o, s in zip(cpu["ours"], cpu["seed"])]),
+            "wall": wall, "cpu": cpu}
+        print(f"  median: seed {r['seed_s']:.3f} s (cpu {r['seed_cpu_s']:.3f}), ours "
+              f"{r['ours_s']:.3f} s (cpu {r['ours_cpu_s']:.3f}); cpu ratio {r['cpu_ratio']:.2f}")
         print(ratio_line(f"ours / seed, median of rounds ({cond})", r["ratio"],
                          TARGETS["process"], False) + f"   [{_load_text()}]", flush=True)
     return res
