@@ -159,23 +159,46 @@ def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan
     assert_same_stats(b, one, rtol=1e-11)
 
 
-def test_thread_count_follows_usable_cores(monkeypatch):
+def test_thread_count_follows_free_cores(monkeypatch):
     import diagnostics.stats as S
 
     monkeypatch.delenv(S.THREADS_ENV, raising=False)
+    usable_cores = S._usable_cores
+    monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert 1 <= usable_cores() <= 3
     monkeypatch.setattr(S, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(S, "_busy_cores", lambda: 0)
+    assert S._n_threads() == 2
+    monkeypatch.setattr(S, "_busy_cores", lambda: 1)  # one other busy process: one thread
+    assert S._n_threads() == 1
+    monkeypatch.setattr(S, "_busy_cores", lambda: 7)  # every core shared: one thread each
+    assert S._n_threads() == 2
+    monkeypatch.setattr(S, "_usable_cores", lambda: 8)
+    monkeypatch.setattr(S, "_busy_cores", lambda: 6)
     assert S._n_threads() == 2
     monkeypatch.setattr(S, "_usable_cores", lambda: 64)
+    monkeypatch.setattr(S, "_busy_cores", lambda: 0)
     assert S._n_threads() == S.MAX_THREADS
-    monkeypatch.setattr(S, "_usable_cores", lambda: 1)
-    assert S._n_threads() == 1
     monkeypatch.setenv(S.THREADS_ENV, "3")  # fixed by the user
     assert S._n_threads() == 3
     monkeypatch.setenv(S.THREADS_ENV, "two")
     with pytest.raises(NormScopeError, match="NORMSCOPE_THREADS='two' must be a whole number"):
         S._n_threads()
-    monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    assert 1 <= S._usable_cores() <= 3
+
+
+def test_a_busy_process_is_seen_at_once():
+    """A process spinning on a core is seen at once (not a minute later, as load averages)."""
+    import time
+
+    import diagnostics.stats as S
+
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert S._busy_cores() >= 1
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_numba_equals_numpy_on_float64_subset_with_nonfinite(spectro, labels, rng):
