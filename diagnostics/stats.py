@@ -477,6 +477,7 @@ class _Stream:
         self.lo: np.ndarray | None = None  # running min and max in X's dtype
         self.hi: np.ndarray | None = None
         self.d = np.empty((block_rows, P))
+        self.grouped = np.empty((block_rows if n_classes else 0, P))
         self.gather = np.empty((block_rows, *shape), dtype)
 
     def add(self, x: np.ndarray, labels: np.ndarray | None) -> None:
@@ -502,12 +503,19 @@ class _Stream:
         d = self.d[:m]
         np.copyto(d, x)  # a plain cast, then a float64 subtraction: twice as fast as mixed types
         d -= self.K
-        if labels is not None:
-            for c in np.flatnonzero(np.bincount(labels)):
-                rows = labels == c
-                self.csum[c] += np.add.reduce(d[rows], axis=0)
-                self.crows[c] += int(rows.sum())
-        self.s1 += np.add.reduce(d, axis=0, out=self.tmp)
+        if labels is None:
+            self.s1 += np.add.reduce(d, axis=0, out=self.tmp)
+        else:  # rows grouped by class, one sum per class; their total is the block's sum
+            order = np.argsort(labels, kind="stable")
+            grouped = np.take(d, order, axis=0, out=self.grouped[:m])
+            ordered = labels[order]
+            starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+            ends = np.append(starts[1:], m)
+            for a, b in zip(starts.tolist(), ends.tolist()):  # reduceat is 5x slower on axis 0
+                part = np.add.reduce(grouped[a:b], axis=0, out=self.tmp)
+                self.csum[ordered[a]] += part
+                self.s1 += part
+            self.crows[ordered[starts]] += ends - starts
         np.multiply(d, d, out=d)
         self.s2 += np.add.reduce(d, axis=0, out=self.tmp)
         self.rows += m
