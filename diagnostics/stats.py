@@ -28,6 +28,7 @@ import math
 import mmap
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -710,15 +711,19 @@ def _n_threads() -> int:
 
 
 def _busy_cores() -> int:
-    """Cores that other work keeps busy now: the tasks runnable at this instant less this
-    thread (/proc/loadavg's fourth field, which sees a process that started a moment ago,
-    unlike the load averages), the least of three looks so that a task that merely passes
-    through does not count; elsewhere the 1-minute load average."""
+    """Cores that other processes keep busy now: the tasks runnable at this instant
+    (/proc/loadavg's fourth field, which sees a process that started a moment ago, unlike the
+    load averages) less this process's own (this thread, and numpy's BLAS threads that spin a
+    while after numpy is imported); the least of three looks, so that a task that merely
+    passes through does not count (about 2 ms).  Elsewhere the 1-minute load average."""
     try:
         seen = []
-        for _ in range(3):
+        for look in range(3):
+            if look:
+                time.sleep(0.001)
             with open("/proc/loadavg") as fh:
-                seen.append(int(fh.read().split()[3].split("/")[0]) - 1)
+                total = int(fh.read().split()[3].split("/")[0])
+            seen.append(total - _runnable_here())
         return max(0, min(seen))
     except (OSError, ValueError, IndexError):
         pass
@@ -726,6 +731,18 @@ def _busy_cores() -> int:
         return int(os.getloadavg()[0] + 0.5)
     except (AttributeError, OSError):
         return 0
+
+
+def _runnable_here() -> int:
+    """Threads of this process that are running or runnable (state R in /proc/self/task)."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                n += fh.read().rpartition(")")[2].split()[0] == "R"
+        except (OSError, IndexError):
+            pass  # a thread that ended meanwhile
+    return n
 
 
 def _usable_cores() -> int:
