@@ -156,6 +156,26 @@ def test_stats_demo_imports_neither_torch_nor_streamlit_nor_numba():
     assert heavy == set()
 
 
+HEAVY = ("numba", "llvmlite", "scipy", "plotly", "sklearn", "librosa", "torch", "streamlit")
+
+
+def test_stats_on_a_large_npy_imports_nothing_heavy(tmp_path, rng):
+    """A 69 MB .npy (over the 64 MB from which the old engine took numba) is summarised with
+    numpy alone: none of numba, scipy, plotly, sklearn, librosa, torch, streamlit is loaded."""
+    path = tmp_path / "big.npy"
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(2_200, 60, 130))
+    X[:300] = rng.standard_exponential((300, 60, 130), dtype=np.float32)  # the rest: zeros
+    X.flush()
+    del X
+    out = run_cli("stats", str(path), "--on", "all", "--json", python_flags=("-X", "importtime"))
+    assert_ok(out)
+    assert strict_json(out.stdout)["n"] == 2_200
+    mods = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+    assert "diagnostics.stats" in mods  # the import log is really there
+    assert sorted(m for m in mods if m.split(".")[0] in HEAVY) == []
+
+
 # --- bad input: exit 2, one line, no traceback ------------------------------------------------
 
 def _bad_inputs(tmp_path, spectro):

@@ -43,3 +43,18 @@ def test_numba_kernel_is_cached_across_processes():
     _run_py(code)  # compiles and writes the cache if it is not there yet
     hits, misses = map(int, _run_py(code).split())
     assert (hits, misses) == (1, 0)
+
+
+def test_a_busy_process_is_seen_at_once():
+    """A process spinning on a core is seen at once (not a minute later, as load averages)."""
+    import time
+
+    import diagnostics.stats.moments as S
+
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert S._busy_cores() >= 1
+    finally:
+        spin.kill()
+        spin.wait()

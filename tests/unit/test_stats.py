@@ -126,23 +126,53 @@ def test_numba_equals_numpy(spectro, labels, n):
 
 
 @pytest.mark.parametrize("with_nan", [False, True])
-def test_numba_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
-    """Many small blocks on several threads (the path big files take) give the same numbers."""
+def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
+    """Many small blocks on several threads (the path big files take) give the same numbers
+    in both engines as one block on one thread."""
     import diagnostics.stats.moments as S
 
-    monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
-    monkeypatch.setattr(S, "MAX_THREADS", 3)
-    import numba
-
-    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)
-    assert S._n_threads() == 3
     X = spectro.copy()
     if with_nan:
-        X[rng.random(X.shape) < 0.01] = np.nan
+        X[rng.random(X.shape) < 0.001] = np.nan  # some blocks finite, some not
     idx = np.flatnonzero(rng.random(len(X)) < 0.8)
+    monkeypatch.setenv(S.THREADS_ENV, "1")
+    one = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy",
+                        chunk_rows=len(X))
+    monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
+    monkeypatch.setenv(S.THREADS_ENV, "3")
+    assert S._n_threads() == 3
     a = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numba")
-    b = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy")
-    assert_same_stats(a, b, rtol=1e-11)
+    b = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy", chunk_rows=5)
+    assert_same_stats(a, one, rtol=1e-11)
+    assert_same_stats(b, one, rtol=1e-11)
+
+
+def test_thread_count_follows_free_cores(monkeypatch):
+    import diagnostics.stats.moments as S
+
+    monkeypatch.delenv(S.THREADS_ENV, raising=False)
+    usable_cores = S._usable_cores
+    monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert 1 <= usable_cores() <= 3
+    monkeypatch.setattr(S, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(S, "_busy_cores", lambda: 0)
+    assert S._n_threads() == 2
+    monkeypatch.setattr(S, "_busy_cores", lambda: 1)  # one other busy process: one thread
+    assert S._n_threads() == 1
+    monkeypatch.setattr(S, "_busy_cores", lambda: 7)  # every core shared: one thread each
+    assert S._n_threads() == 2
+    monkeypatch.setattr(S, "_usable_cores", lambda: 8)
+    monkeypatch.setattr(S, "_busy_cores", lambda: 6)
+    assert S._n_threads() == 2
+    monkeypatch.setattr(S, "_usable_cores", lambda: 64)
+    monkeypatch.setattr(S, "_busy_cores", lambda: 0)
+    assert S._n_threads() == S.MAX_THREADS
+    monkeypatch.setenv(S.THREADS_ENV, "3")  # fixed by the user
+    assert S._n_threads() == 3
+    monkeypatch.setenv(S.THREADS_ENV, "two")
+    with pytest.raises(NormScopeError, match="NORMSCOPE_THREADS='two' must be a whole number"):
+        S._n_threads()
+
 
 
 def test_numba_equals_numpy_on_float64_subset_with_nonfinite(spectro, labels, rng):
@@ -163,6 +193,61 @@ def test_numba_on_readonly_memmap(spectro, tmp_path):
     X = np.load(path, mmap_mode="r")
     assert_same_stats(compute_stats(X, engine="numba"), compute_stats(spectro, engine="numpy"),
                       rtol=1e-11)
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_numpy_engine_reads_a_memmapped_file_as_memory(spectro, labels, rng, tmp_path, with_nan):
+    """Rows read from the file (preadv, runs of consecutive rows) give the array's numbers."""
+    import diagnostics.stats.moments as S
+
+    X = spectro.copy()
+    if with_nan:
+        X[rng.random(X.shape) < 0.001] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    M = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert S._backing_file(M) is not None  # the file path is really taken
+    assert S._backing_file(np.load(tmp_path / "x.npy", mmap_mode="c")) is None  # private copy
+    idx = np.flatnonzero(rng.random(len(X)) < 0.7)  # runs of consecutive rows and gaps
+    for ind in (idx, None):
+        for rows in (1, 5, 1000):
+            assert_same_stats(
+                compute_stats(M, indices=ind, labels=labels, n_classes=4, engine="numpy",
+                              chunk_rows=rows),
+                compute_stats(X, indices=ind, labels=labels, n_classes=4, engine="numpy",
+                              chunk_rows=len(X)), rtol=1e-12)
+
+
+def test_a_file_replaced_after_opening_is_never_read(spectro, tmp_path):
+    """The mapping's values count, not those of a newer file under the same name."""
+    path = tmp_path / "x.npy"
+    np.save(path, spectro)
+    M = np.load(path, mmap_mode="r")
+    np.save(tmp_path / "new.npy", spectro + 100)
+    (tmp_path / "new.npy").replace(path)
+    np.testing.assert_allclose(compute_stats(M, engine="numpy").mean,
+                               spectro.astype(np.float64).mean(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fold_rows, bound", [(50, 1e-11), (10**9, 1e-9)])
+def test_shift_follows_the_running_mean(rng, monkeypatch, fold_rows, bound):
+    """The first rows set the first shift; when they are far from the mean, the shift moves
+    to the running mean at each fold, so the squares stay small.  (Without folds the same data
+    loses two more digits: the second case, which says the first one measures something.)"""
+    import diagnostics.stats.moments as S
+
+    monkeypatch.setattr(S, "FOLD_BYTES", 8 * 6 * fold_rows)
+    N = 200_000
+    X = 1e5 + 0.01 * rng.standard_normal((N, 2, 3))
+    X[:8] += 1e3  # outliers first: a poor first estimate of the mean
+    x = X.reshape(N, -1)
+    mean = np.ascontiguousarray(x.T).sum(1) / N
+    std = np.sqrt((np.ascontiguousarray((x - mean).T) ** 2).sum(1) / N)
+    st = compute_stats(X, engine="numpy", chunk_rows=64)
+    assert np.max(np.abs(st.mean.ravel() - mean) / mean) < 1e-14
+    err = np.max(np.abs(st.std.ravel() - std) / std)
+    assert err < bound
+    if fold_rows > N:
+        assert err > 1e-11
 
 
 def test_integer_input_uses_numpy_engine(rng):
