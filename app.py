@@ -16,6 +16,7 @@ from __future__ import annotations
 import streamlit as st
 
 from diagnostics.errors import NormScopeError
+from webapp.text import grouped, md
 from webapp import runs, share, sidebar, state
 from webapp.cache import get_dataset, get_stats
 from webapp.compare import compare_page
@@ -32,15 +33,18 @@ def main() -> None:
     try:
         stats = get_stats(ds.id, on, ds)
     except NormScopeError as exc:  # a link to a dataset that cannot be summarised
-        st.error(f"{ds.name}: {exc}. Showing demo instead.")
+        st.error(f"{md(ds.name)}: {md(exc)}. Showing demo instead.")
         ds = get_dataset("demo")
         stats = get_stats(ds.id, on, ds)
     mask, threshold = sidebar.mask_ui(stats, ds)
     log_color, scale, report_view = sidebar.options_ui()
     share_box = st.sidebar.container()
     header_ui(ds, report_view)
-    for notice in state.notices():
-        st.warning(notice, icon="🔗")
+    grouped_notices = grouped(state.notices())
+    if grouped_notices:
+        st.warning(grouped_notices, icon="🔗")
+    if runs.store_notice():
+        st.warning(md(runs.store_notice()), icon="🗄️")
     tabs = st.tabs(list(share.TABS), key="tab", bind=state.BIND)
     with tabs[0]:
         if tabs[0].open:

@@ -229,6 +229,15 @@ def _owner_alive(pid: int, start: str | None) -> bool:
     return now is None or now == start
 
 
+#: Stores found damaged and moved aside in this process: path -> the notice.
+_MOVED_ASIDE: dict[str, str] = {}
+
+
+def moved_aside() -> list[str]:
+    """The notices of every run store this process found damaged and moved aside."""
+    return list(_MOVED_ASIDE.values())
+
+
 class RunStore:
     """Access to one ``runs.db``; every method opens its own short connection (thread-safe).
 
@@ -240,8 +249,9 @@ class RunStore:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else db_path()
-        #: One sentence when a damaged store was moved aside at open (for the app and CLI).
-        self.notice: str | None = None
+        #: One sentence when a damaged store was moved aside (by this or an earlier open in
+        #: this process), for the app and the CLI to show.
+        self.notice: str | None = _MOVED_ASIDE.get(str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._open()
@@ -255,6 +265,7 @@ class RunStore:
             self._open()
             self.notice = (f"the run store {self.path} was damaged ({exc}); it was moved to "
                            f"{aside.name} and a new, empty store was started")
+            _MOVED_ASIDE[str(self.path)] = self.notice
 
     def _open(self) -> None:
         with self._connect() as con:

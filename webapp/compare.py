@@ -21,6 +21,7 @@ from diagnostics.stats.moments import PixelStats
 from webapp import runs
 from webapp.charts import chart
 from webapp.state import BIND, config_ok
+from webapp.text import md
 
 
 def start_comparison(ds_id: str, threshold: float) -> None:
@@ -73,7 +74,7 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
     st.button("Start comparison", key="start", type="primary",
               on_click=start_comparison, args=(ds.id, threshold))
     if st.session_state.get("cmp_error"):
-        st.error(st.session_state["cmp_error"])
+        st.error(md(st.session_state["cmp_error"]))
 
 
 def draw_comparison(view: report.ComparisonView, key: str) -> None:
@@ -182,7 +183,7 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
                    help="Past comparisons of this dataset from the run store; the newest "
                         "started is selected. The ids go into the share link.")
     if stored:
-        with st.expander(f"{len(stored)} stored comparison(s) of {ds.name}"):
+        with st.expander(f"{len(stored)} stored comparison(s) of {md(ds.name)}"):
             st.dataframe([{"id": k, "comparison": v} for k, v in stored.items()], hide_index=True)
     cap = f"{ds.name} · train {stats.n:,} / val / test split (seed 0) · mask row SNR < {threshold:g}"
     for cid in st.session_state.get("runs", []):

@@ -13,6 +13,7 @@ from diagnostics.data.dataset import Dataset
 from diagnostics.plots.report import build_report
 from diagnostics.stats.moments import PixelStats
 from webapp import runs
+from webapp.text import md
 
 HIDE_CHROME = ("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
                "header{display:none !important}</style>")
@@ -22,7 +23,7 @@ def header_ui(ds: Dataset, report_view: bool) -> None:
     """The page title; in report view the sidebar and chrome are hidden and a button leaves."""
     if report_view:
         st.html(HIDE_CHROME)
-    st.title("NormScope" if not report_view else f"NormScope — {ds.name}")
+    st.title("NormScope" if not report_view else f"NormScope — {md(ds.name)}")
     if report_view:
         st.button("Leave report view", key="leave_report",
                   on_click=lambda: st.session_state.update(report=False))

@@ -96,3 +96,14 @@ def report_records(dataset_id: str, selected: list[str]) -> list:
     ids = selected or [rec.id for rec in s.list_comparisons(dataset_id, limit=NEWEST_COMPARISONS)]
     records = (s.load_comparison(cid) for cid in ids)
     return [rec for rec in records if rec is not None and rec.dataset_id == dataset_id]
+
+
+def store_notice() -> str | None:
+    """The run store's one-sentence notice when a damaged ``runs.db`` was moved aside at this
+    server's first open (None otherwise)."""
+    return _store_notice(str(config.home()))
+
+
+@st.cache_resource(show_spinner=False)
+def _store_notice(home: str) -> str | None:
+    return RunStore().notice

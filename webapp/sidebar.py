@@ -21,6 +21,7 @@ from diagnostics.plots import figures
 from diagnostics.stats.moments import PixelStats, row_mask
 from webapp import share
 from webapp.cache import dataset_ids, get_dataset, get_stats
+from webapp.text import md
 from webapp.state import BIND, MASK_MAX
 
 
@@ -40,14 +41,14 @@ def dataset_ui() -> tuple[Dataset, str]:
              "this server (by content id).",
     )
     if ids.get(choice, choice) != choice:
-        st.sidebar.caption(ids[choice])
+        st.sidebar.caption(md(ids[choice]))
     open_ui()
     if st.session_state.get("load_error"):
-        st.sidebar.error(st.session_state["load_error"])
+        st.sidebar.error(md(st.session_state["load_error"]))
     try:
         ds = get_dataset(choice)
     except NormScopeError as exc:  # e.g. the registry was cleaned under us
-        st.error(f"{exc}. Showing demo instead.")
+        st.error(f"{md(exc)}. Showing demo instead.")
         ds = get_dataset("demo")
     on = st.sidebar.radio("Statistics over", share.ON, horizontal=True, key="on", bind=BIND,
                           help="The training split (70%, stratified, seed 0) or every example.")

@@ -12,6 +12,7 @@ from diagnostics.stats.findings import find, ranges
 from diagnostics.stats.moments import PixelStats, energy_share, format_share
 from webapp.cache import histogram_bins
 from webapp.charts import chart, image_buttons
+from webapp.text import md
 from webapp.report_view import report_download_ui
 
 SEVERITY_BOX = {"error": st.error, "warning": st.warning, "info": st.info}
@@ -40,7 +41,7 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     else:
         st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")
     for note in ds.notes:
-        st.warning(note)
+        st.warning(md(note))
     skipped = store.dataset_meta(ds.id).get("skipped", []) if store.is_registered(ds.id) else []
     if skipped:
         with st.expander(f"{len(skipped)} clip(s) could not be read and were skipped"):
@@ -50,7 +51,7 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
 def findings_ui(stats: PixelStats, threshold: float, ds: Dataset) -> None:
     st.subheader("Findings")
     for f in find(stats, mask_snr=threshold, row_label=ds.row_noun):
-        SEVERITY_BOX[f.severity](f"**{f.code}** — {f.message}")
+        SEVERITY_BOX[f.severity](f"**{f.code}** — {md(f.message)}")
 
 
 def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,

@@ -308,6 +308,13 @@ def _os_error(exc: OSError) -> str:
     return f"{what}{where}{hint.get(exc.errno, '')}"
 
 
+def _store_notices() -> None:
+    """A run store found damaged (and moved aside) by this command is said once, on stderr."""
+    store = sys.modules.get("models.store")  # loaded only by the verbs that use the store
+    for notice in (store.moved_aside() if store is not None else []):
+        print(f"warning: {plain(notice)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, 1 for a bug, 2 for everything else)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -334,3 +341,5 @@ def main(argv: list[str] | None = None) -> int:
             where = f"details in {log}" if log else "no log file could be written"
             error_line(f"internal error ({type(exc).__name__}); {where}")
             return 1
+        finally:
+            _store_notices()

@@ -260,4 +260,15 @@ def test_a_damaged_store_is_moved_aside_and_a_new_one_started(home, damage):
     kept = list(home.glob("runs.db.damaged-*"))
     assert kept and any(k.name.endswith(tuple("0123456789")) for k in kept)
     assert fresh.list_comparisons() == [] and fresh.integrity_check() == "ok"
-    assert RunStore().notice is None  # the new store is sound
+    again = RunStore()  # the new store is sound; the notice stays for this process to show
+    assert again.integrity_check() == "ok" and again.notice == fresh.notice
+    assert len(list(home.glob("runs.db.damaged-*"))) == len(kept)  # not moved twice
+
+
+def test_the_cli_says_when_it_moved_a_damaged_store_aside(cli, home):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "runs.db").write_bytes(b"not a database" * 300)
+    r = cli("runs", "--json", env={"NORMSCOPE_HOME": str(home)})
+    assert r.returncode == 0 and r.stdout.strip() == "[]"
+    assert r.stderr.startswith("warning: the run store") and "damaged" in r.stderr
+    assert "Traceback" not in r.stderr and list(home.glob("runs.db.damaged-*"))
