@@ -158,12 +158,23 @@ def pending_open() -> None:
         holder.empty()
 
 
+def slider_top(row_snr: np.ndarray, current: float = 0.0) -> float:
+    """The mask slider's end: a round number just above the data's highest row SNR (the demo's
+    tops out near 1.3: a 0-5 slider masked every row over 75% of its travel), never below the
+    value a link asks for, and at most MASK_MAX."""
+    fin = row_snr[np.isfinite(row_snr)]
+    hi = float(fin.max()) * 1.05 if fin.size else MASK_MAX
+    top = next((s for s in (0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0) if s >= hi), MASK_MAX)
+    return float(min(MASK_MAX, max(top, current if 0 <= current <= MASK_MAX else 0.0)))
+
+
 def mask_ui(stats: PixelStats, ds: Dataset) -> tuple[np.ndarray, float]:
     """The row mask: rows under an SNR threshold, optionally a range of rows too."""
     st.sidebar.header("Row mask")
+    top = slider_top(stats.row_snr, float(st.session_state.get("mask_snr", DEFAULT_MASK_SNR)))
     threshold = st.sidebar.slider(
-        "Mask rows with SNR below", min_value=0.0, max_value=MASK_MAX, value=DEFAULT_MASK_SNR,
-        step=0.01, key="mask_snr", bind=BIND,
+        "Mask rows with SNR below", min_value=0.0, max_value=top,
+        value=min(DEFAULT_MASK_SNR, top), step=0.01, key="mask_snr", bind=BIND,
         help="Row SNR = median over the row of |mean| / std. Rows under the threshold are "
              "held out (drawn washed out). 0 masks nothing.",
     )

@@ -81,7 +81,7 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
 
 
 def class_maps_ui(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, threshold: float,
-                  log_color: bool, scale: str) -> None:
+                  log_color: bool, scale: str, report_view: bool = False) -> None:
     """Per-class mean maps behind a toggle (labelled datasets of two classes or more)."""
     if stats.class_means is None or len(ds.class_names) < 2:
         return
@@ -91,11 +91,13 @@ def class_maps_ui(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, thr
         return
     with st.container():
         cap = figures.caption(ds.name, stats.n, ds.n, on, mask, threshold)
-        chart(figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
+        fig = figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
                                   row_label=ds.row_label, col_label=ds.col_label,
                                   row_origin=ds.row_origin, caption_text=cap,
-                                  dataset_name=ds.name),
-              f"normscope-{ds.name}-class-means", "chart_class_means")
+                                  dataset_name=ds.name, mask=mask)
+        chart(fig, f"normscope-{ds.name}-class-means", "chart_class_means")
+        if not report_view:
+            image_buttons(fig, ds, on, "class_means", mask, threshold, log_color, scale)
 
 
 def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, threshold: float,
@@ -103,6 +105,7 @@ def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, t
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
     heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
-    class_maps_ui(ds, stats, on, mask, threshold, log_color, scale)
+    if not report_view:  # a toggle is a control: report view leaves it out
+        class_maps_ui(ds, stats, on, mask, threshold, log_color, scale, report_view)
     if not report_view:
         report_download_ui(ds, stats, threshold, on, log_color, scale, mask)

@@ -2,6 +2,7 @@
 
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 
 from webapp import share
@@ -76,3 +77,13 @@ def test_partial_lists_keep_the_good_items():
     assert view.configs == ("none", "per_pixel")
     assert view.runs == ("cmp-1",)
     assert len(notes) == 2
+
+
+def test_the_mask_slider_ends_just_above_the_data():
+    from webapp.sidebar import slider_top
+
+    assert slider_top(np.array([0.1, 1.3, np.nan])) == 1.5  # the demo: not 0-5
+    assert slider_top(np.array([0.02, 0.04])) == 0.1
+    assert slider_top(np.array([0.5, 40.0])) == 5.0  # capped at MASK_MAX
+    assert slider_top(np.array([0.1, 0.3]), current=0.9) == 0.9  # a link's value stays reachable
+    assert slider_top(np.array([np.nan])) == 5.0

@@ -2,6 +2,6 @@
 silence, so every worker forked from it starts with librosa's lazy imports, audioread's backend
 list and the BLAS thread limit already in place (about 50 ms less per worker and pool)."""
 
-from .features import _warm_up
+from .features import warm_up
 
-_warm_up()
+warm_up()

@@ -306,7 +306,7 @@ def _worker_init() -> None:
     warnings.simplefilter("ignore")
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Run the whole feature path once on silence (used by the forkserver; see PRELOAD)."""
     _worker_init()
     try:
