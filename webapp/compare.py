@@ -35,14 +35,24 @@ def start_comparison(ds_id: str, threshold: float) -> None:
             parse_config(bad[0])  # raises with the list of valid parts
         if len(configs) < 2:
             raise NormScopeError("choose at least two configs to compare (the first is the reference)")
-        cid = runs.start(ds_id, configs, seeds=int(s.get("cmp_seeds", 3)),
-                         model=s.get("cmp_model", "cnn"),
-                         epochs=int(s.get("cmp_epochs", runs.default_epochs())),
-                         mask_snr=threshold)
+        d = runs.SETTINGS
+        cid = runs.start(ds_id, configs, seeds=int(s.get("cmp_seeds", d["cmp_seeds"])),
+                         model=s.get("cmp_model", d["cmp_model"]),
+                         epochs=int(s.get("cmp_epochs", d["cmp_epochs"])), mask_snr=threshold,
+                         optimizer=s.get("cmp_opt", d["cmp_opt"]),
+                         lr=float(s.get("cmp_lr", d["cmp_lr"])),
+                         weight_decay=float(s.get("cmp_wd", d["cmp_wd"])),
+                         batch_size=int(s.get("cmp_bs", d["cmp_bs"])),
+                         patience=int(s.get("cmp_patience", d["cmp_patience"])))
     except NormScopeError as exc:
         s["cmp_error"] = str(exc)
         return
     s["runs"] = [cid]
+
+
+def _session_running() -> bool:
+    """Whether a comparison this page started (or shows) still runs: Start waits for it."""
+    return any(runs.running(cid) is not None for cid in st.session_state.get("runs", []))
 
 
 def stored_comparisons(ds_id: str) -> dict[str, str]:
@@ -66,13 +76,31 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
              "per_pixel, per_row, minmax, robust; @mask drops rows under the SNR threshold "
              f"(now {threshold:g}). Only the normalization changes between configs.",
     )
-    c[1].selectbox("Model", runs.model_names(), key="cmp_model",
-                   help="cnn: small plain CNN (no batch norm); mlp; linear (logistic).")
-    c[2].number_input("Epochs", 1, 200, runs.default_epochs(), key="cmp_epochs")
-    c[3].number_input("Seeds", 1, 20, 3, key="cmp_seeds",
+    d = runs.SETTINGS
+    c[1].selectbox("Model", runs.model_names(), key="cmp_model", bind=BIND,
+                   help=runs.model_help())
+    c[2].number_input("Epochs (most)", 1, 200, d["cmp_epochs"], key="cmp_epochs", bind=BIND,
+                      help="The most epochs a run trains; it stops earlier when validation "
+                           "accuracy has not improved for the patience below, and the best "
+                           "epoch's weights are tested.")
+    c[3].number_input("Seeds", 1, 20, d["cmp_seeds"], key="cmp_seeds", bind=BIND,
                       help="Each seed: same split, initial weights and batch order for every config.")
-    st.button("Start comparison", key="start", type="primary",
-              on_click=start_comparison, args=(ds.id, threshold))
+    with st.expander("Training settings (shared by every config)"):
+        t = st.columns(5)
+        t[0].selectbox("Optimiser", runs.OPTIMIZERS, key="cmp_opt", bind=BIND,
+                       help="adam (default), adamw (decoupled weight decay), sgd (momentum 0.9). "
+                            "With Adam the input scale interacts with the learning rate.")
+        t[1].number_input("Learning rate", 1e-6, 1.0, d["cmp_lr"], step=1e-4, format="%g",
+                          key="cmp_lr", bind=BIND)
+        t[2].number_input("Weight decay", 0.0, 1.0, d["cmp_wd"], step=1e-4, format="%g",
+                          key="cmp_wd", bind=BIND)
+        t[3].number_input("Batch size", 1, 4096, d["cmp_bs"], key="cmp_bs", bind=BIND)
+        t[4].number_input("Patience (epochs)", 0, 200, d["cmp_patience"], key="cmp_patience",
+                          bind=BIND, help="0 trains every epoch (still testing the best one).")
+    busy = _session_running()
+    st.button("Start comparison", key="start", type="primary", disabled=busy,
+              on_click=start_comparison, args=(ds.id, threshold),
+              help="A comparison of yours is running: wait for it or cancel it." if busy else None)
     if st.session_state.get("cmp_error"):
         st.error(md(st.session_state["cmp_error"]))
 
@@ -159,12 +187,28 @@ def stored_ui(cid: str, caption_text: str, name: str) -> None:
     status = f"**{rec.status}**"
     if rec.counts:
         status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
-    st.markdown(f"{status} · {rec.model}, {rec.hyper.get('epochs')} epochs, seeds "
+    h = rec.hyper
+    st.markdown(f"{status} · {md(rec.model)}, at most {h.get('epochs')} epochs (patience "
+                f"{h.get('patience', 'none')}), {h.get('optimizer', 'adam')} lr {h.get('lr', 1e-3):g}, "
+                f"weight decay {h.get('weight_decay', 0):g}, batch {h.get('batch_size')}, seeds "
                 f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
     draw_comparison(view, cid)
     st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
                        data=lambda: json.dumps(comparison_json(rec), indent=1),
                        file_name=f"normscope-compare-{cid}.json", mime="application/json")
+
+
+def run_caption(ds: Dataset, mask_snr: float | None) -> str:
+    """What a comparison ran on, from the comparison itself (never from today's sidebar): the
+    split's three counts and the mask threshold the run used."""
+    from diagnostics.data.dataset import split_indices
+
+    split = split_indices(ds.n, ds.y, seed=config.SPLIT_SEED)
+    text = (f"{ds.name} · train {len(split.train):,} / val {len(split.val):,} / test "
+            f"{len(split.test):,} split (seed {config.SPLIT_SEED})")
+    if mask_snr is not None:
+        text += f" · @mask rows: row SNR < {float(mask_snr):g}"
+    return text
 
 
 def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: bool) -> None:
@@ -185,10 +229,12 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
     if stored:
         with st.expander(f"{len(stored)} stored comparison(s) of {md(ds.name)}"):
             st.dataframe([{"id": k, "comparison": v} for k, v in stored.items()], hide_index=True)
-    cap = f"{ds.name} · train {stats.n:,} / val / test split (seed 0) · mask row SNR < {threshold:g}"
     for cid in st.session_state.get("runs", []):
         st.subheader(f"Comparison {cid}")
-        if runs.running(cid) is not None:
-            live_ui(cid, cap, ds.name)
+        live = runs.running(cid)
+        if live is not None:
+            live_ui(cid, run_caption(ds, live.mask_snr), ds.name)
         else:
-            stored_ui(cid, cap, ds.name)
+            rec = runs.store().load_comparison(cid, batches=False)
+            mask_snr = rec.hyper.get("mask_snr") if rec is not None else None
+            stored_ui(cid, run_caption(ds, mask_snr), ds.name)

@@ -60,18 +60,26 @@ def model_help() -> str:
 
 
 def default_epochs() -> int:
-    from models.train import TrainConfig
+    return int(SETTINGS["cmp_epochs"])
 
-    return TrainConfig().epochs
+
+#: The Compare tab's settings: widget key (and URL parameter) -> default.  Every config of one
+#: comparison shares them; they are stored with the comparison and carried in links.
+SETTINGS = {"cmp_model": "cnn", "cmp_epochs": 15, "cmp_seeds": 3, "cmp_opt": "adam",
+            "cmp_lr": 1e-3, "cmp_wd": 0.0, "cmp_bs": 32, "cmp_patience": 5}
+OPTIMIZERS = ("adam", "adamw", "sgd")  # models.train.OPTIMIZERS, without importing torch
 
 
 def start(dataset_id: str, configs: list[str], *, seeds: int, model: str, epochs: int,
-          mask_snr: float) -> str:
+          mask_snr: float, optimizer: str = "adam", lr: float = 1e-3,
+          weight_decay: float = 0.0, batch_size: int = 32, patience: int = 5) -> str:
     """Start a comparison in the background; return its id (NormScopeError on bad input)."""
     from models.train import TrainConfig
 
-    comp = registry().start(dataset_id, configs, seeds=seeds, model=model,
-                            train=TrainConfig(epochs=epochs), mask_snr=mask_snr)
+    train = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                        batch_size=batch_size, patience=patience)
+    comp = registry().start(dataset_id, configs, seeds=seeds, model=model, train=train,
+                            mask_snr=mask_snr)
     return comp.id
 
 

@@ -30,6 +30,9 @@ class View:
     configs: tuple[str, ...] = field(default_factory=tuple)
     runs: tuple[str, ...] = field(default_factory=tuple)
     report: bool = False
+    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)``; their
+    #: bound widgets parse and check them when a link is opened.
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 def _one(value) -> str:
@@ -160,6 +163,8 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
         p["configs"] = list(view.configs)
     if view.runs:
         p["runs"] = list(view.runs)
+    for key, value in view.settings:
+        p[key] = value
     return p
 
 
