@@ -414,8 +414,11 @@ def curves_figure(
                    font=dict(size=15)),
         xaxis=dict(title=dict(text=x_label), gridcolor="#e5e5e5"),
         yaxis=dict(title=dict(text=metric + (" (%)" if percent else "")), gridcolor="#e5e5e5"),
-        legend=dict(orientation="h", y=-0.3, yanchor="top"), height=400, plot_bgcolor="white",
-        margin=dict(l=60, r=20, t=70, b=90), font=dict(family="Arial, sans-serif"),
+        # Legend to the right of the plot: below it, it collided with the axis title whenever
+        # the configs needed a second row (report view, narrow columns).
+        legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top",
+                    font=dict(size=11)), height=400, plot_bgcolor="white",
+        margin=dict(l=60, r=150, t=70, b=50), font=dict(family="Arial, sans-serif"),
     )
     return fig
 
