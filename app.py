@@ -42,9 +42,9 @@ def main() -> None:
     header_ui(ds, report_view)
     grouped_notices = grouped(state.notices())
     if grouped_notices:
-        st.warning(grouped_notices, icon="🔗")
+        st.warning(grouped_notices, icon=":material/link:")
     if runs.store_notice():
-        st.warning(md(runs.store_notice()), icon="🗄️")
+        st.warning(md(runs.store_notice()), icon=":material/database:")
     tabs = st.tabs(list(share.TABS), key="tab", bind=state.BIND)
     with tabs[0]:
         if tabs[0].open:
