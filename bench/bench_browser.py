@@ -59,8 +59,8 @@ def start_server(home: str) -> tuple[subprocess.Popen, str]:
 
 
 def threshold_drawn(page) -> str:
-    """The row-SNR chart's threshold label ("mask < 0.3"): it changes only when redrawn."""
-    return "Array.from(document.querySelectorAll('.annotation-text')).map(e => e.textContent)"
+    """The row-SNR chart's threshold legend entry ("mask < 0.3"): it changes only when redrawn."""
+    return "Array.from(document.querySelectorAll('.legendtext')).map(e => e.textContent)"
 
 
 def main() -> None:
