@@ -173,3 +173,21 @@ def test_opening_an_audio_folder_can_be_cancelled(server, server_home, page):
         if (server_home / "datasets").exists() else []
     assert after == before  # nothing registered, not even half
     assert "12 of 60 bands masked" in masked_line(page)  # the demo is still open
+
+
+def test_magma_reaches_the_browser_as_drawn(server, page):
+    """Streamlit's front end swaps #000001-#0000ff placeholder colours anywhere in a figure;
+    Magma starts at #000004, so its zero turned lavender. The colourbar's first stop must be
+    Magma's near-black."""
+    page.goto(server + "/?colorscale=Magma&log_color=false")
+    wait_idle(page)
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 6")
+    stops = page.evaluate("""() => {
+        const g = document.querySelector('[data-testid="stPlotlyChart"] linearGradient');
+        return g ? Array.from(g.querySelectorAll('stop')).map(s => s.getAttribute('stop-color')) : [];
+    }""")
+    assert stops, "no colourbar gradient found"
+    rgb = [int(v) for v in re.findall(r"\d+", stops[0])[:3]] if stops[0].startswith("rgb") else [
+        int(stops[0][i:i + 2], 16) for i in (1, 3, 5)]
+    assert max(rgb) < 40, stops[:3]  # near-black, not lavender (about 200, 190, 230)
