@@ -30,6 +30,9 @@ ranges under ten float eps of the dtype scikit-learn holds them in, as its
 ``_handle_zeros_in_scale`` does for ``MinMaxScaler`` and ``RobustScaler``.  Nothing divides by
 zero and nothing non-finite comes out.  ``indices`` are a multiset: a repeated index counts as
 often as it is listed, as ``X[indices]`` does.
+
+Over 450 lines on purpose: the config grammar, the checks of a config against the data and
+the Normalizer that applies it are one contract (tested together against scikit-learn).
 """
 
 from __future__ import annotations

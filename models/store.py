@@ -13,6 +13,9 @@ users can point ``NORMSCOPE_HOME`` elsewhere at any time.
 
 The statuses of runs and comparisons are defined here, once: :data:`STATUSES`,
 :data:`ACTIVE` (may still change) and :data:`FINISHED` (never change again).
+
+Over 450 lines on purpose: one SQLite schema, its upgrade and every transaction on it live
+together, so a reader sees every write that can touch a table.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def _print_summary(info: dict) -> None:
 
     low = info["low_snr_rows"]
     print(f"  low-SNR rows (SNR < {info['mask_snr']:g}): {len(low)} [{ranges(np.array(low, int))}], "
-          f"{format_share(info['masked_energy_share'])} of the signal energy")
+          f"{format_share(info['masked_energy_share'])} of the summed |mean|")
     for note in info["notes"]:
         print(f"  note: {plain(note)}")
     print("findings:")

@@ -2,6 +2,9 @@
 
 Nothing here shows a figure or knows about Streamlit; callers customise with
 ``update_layout``.  Colours are colour-blind safe (viridis-family maps, Okabe-Ito lines).
+
+Over 450 lines on purpose: every figure builder in one module, as librosa.display keeps all
+plotting in one place (nothing else imports plotly's graph objects).
 """
 
 from __future__ import annotations
@@ -425,7 +428,8 @@ def curves_figure(
 
 def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "",
                    dataset_name: str = "") -> go.Figure:
-    """Mean test accuracy of each configuration with its 95% interval and the seeds' values."""
+    """Mean test accuracy of each configuration with its 95% interval (one marker and error bar
+    per configuration; the single runs are in the table, not drawn)."""
     fig = go.Figure()
     names = [c.name for c in res.configs]
     for i, c in enumerate(res.configs):

@@ -80,7 +80,7 @@ def statistics_sections(
         ["constant pixels", f"{stats.n_constant:,}"],
         ["non-finite values", f"{stats.n_nonfinite:,}"],
         ["masked rows", f"{int(mask.sum())} ({ranges(np.flatnonzero(mask))}), row SNR < "
-                        f"{mask_snr:g}, {format_share(energy_share(stats, mask))} of the signal energy"],
+                        f"{mask_snr:g}, {format_share(energy_share(stats, mask))} of the summed |mean|"],
     ]
     finds = "".join(
         f'<div class="finding {f.severity}"><b>{html.escape(f.code)}</b> — '

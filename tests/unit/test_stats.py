@@ -129,7 +129,8 @@ def test_numba_equals_numpy(spectro, labels, n):
 def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan):
     """Many small blocks on several threads (the path big files take) give the same numbers
     in both engines as one block on one thread."""
-    import diagnostics.stats.moments as S
+    import diagnostics.stats.kernels as K
+    import diagnostics.stats.stream as S
 
     X = spectro.copy()
     if with_nan:
@@ -138,9 +139,9 @@ def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan
     monkeypatch.setenv(S.THREADS_ENV, "1")
     one = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy",
                         chunk_rows=len(X))
-    monkeypatch.setattr(S, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
+    monkeypatch.setattr(K, "BLOCK_BYTES", 8 * spectro[0].nbytes)  # 8-row blocks: 30 of them
     monkeypatch.setenv(S.THREADS_ENV, "3")
-    assert S._n_threads() == 3
+    assert S.n_threads() == 3
     a = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numba")
     b = compute_stats(X, indices=idx, labels=labels, n_classes=4, engine="numpy", chunk_rows=5)
     assert_same_stats(a, one, rtol=1e-11)
@@ -148,30 +149,30 @@ def test_worker_threads_share_blocks(spectro, labels, rng, monkeypatch, with_nan
 
 
 def test_thread_count_follows_free_cores(monkeypatch):
-    import diagnostics.stats.moments as S
+    import diagnostics.stats.stream as S
 
     monkeypatch.delenv(S.THREADS_ENV, raising=False)
-    usable_cores = S._usable_cores
+    usable_cores = S.usable_cores
     monkeypatch.setattr(S.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert 1 <= usable_cores() <= 3
-    monkeypatch.setattr(S, "_usable_cores", lambda: 2)
-    monkeypatch.setattr(S, "_busy_cores", lambda: 0)
-    assert S._n_threads() == 2
-    monkeypatch.setattr(S, "_busy_cores", lambda: 1)  # one other busy process: one thread
-    assert S._n_threads() == 1
-    monkeypatch.setattr(S, "_busy_cores", lambda: 7)  # every core shared: one thread each
-    assert S._n_threads() == 2
-    monkeypatch.setattr(S, "_usable_cores", lambda: 8)
-    monkeypatch.setattr(S, "_busy_cores", lambda: 6)
-    assert S._n_threads() == 2
-    monkeypatch.setattr(S, "_usable_cores", lambda: 64)
-    monkeypatch.setattr(S, "_busy_cores", lambda: 0)
-    assert S._n_threads() == S.MAX_THREADS
+    monkeypatch.setattr(S, "usable_cores", lambda: 2)
+    monkeypatch.setattr(S, "busy_cores", lambda: 0)
+    assert S.n_threads() == 2
+    monkeypatch.setattr(S, "busy_cores", lambda: 1)  # one other busy process: one thread
+    assert S.n_threads() == 1
+    monkeypatch.setattr(S, "busy_cores", lambda: 7)  # every core shared: one thread each
+    assert S.n_threads() == 2
+    monkeypatch.setattr(S, "usable_cores", lambda: 8)
+    monkeypatch.setattr(S, "busy_cores", lambda: 6)
+    assert S.n_threads() == 2
+    monkeypatch.setattr(S, "usable_cores", lambda: 64)
+    monkeypatch.setattr(S, "busy_cores", lambda: 0)
+    assert S.n_threads() == S.MAX_THREADS
     monkeypatch.setenv(S.THREADS_ENV, "3")  # fixed by the user
-    assert S._n_threads() == 3
+    assert S.n_threads() == 3
     monkeypatch.setenv(S.THREADS_ENV, "two")
     with pytest.raises(NormScopeError, match="NORMSCOPE_THREADS='two' must be a whole number"):
-        S._n_threads()
+        S.n_threads()
 
 
 
@@ -198,7 +199,7 @@ def test_numba_on_readonly_memmap(spectro, tmp_path):
 @pytest.mark.parametrize("with_nan", [False, True])
 def test_numpy_engine_reads_a_memmapped_file_as_memory(spectro, labels, rng, tmp_path, with_nan):
     """Rows read from the file (preadv, runs of consecutive rows) give the array's numbers."""
-    import diagnostics.stats.moments as S
+    import diagnostics.stats.stream as S
 
     X = spectro.copy()
     if with_nan:
@@ -233,7 +234,7 @@ def test_shift_follows_the_running_mean(rng, monkeypatch, fold_rows, bound):
     """The first rows set the first shift; when they are far from the mean, the shift moves
     to the running mean at each fold, so the squares stay small.  (Without folds the same data
     loses two more digits: the second case, which says the first one measures something.)"""
-    import diagnostics.stats.moments as S
+    import diagnostics.stats.stream as S
 
     monkeypatch.setattr(S, "FOLD_BYTES", 8 * 6 * fold_rows)
     N = 200_000

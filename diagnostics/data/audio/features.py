@@ -16,6 +16,9 @@ only a source with no usable clip at all is an error.
 
 Work is spread over a process pool (forkserver where available, else spawn; file paths go in,
 float32 arrays come out) and reported through ``progress(done, total)``.
+
+Over 450 lines on purpose: the parameters, the one-clip path and the process pool are one
+pipeline whose budget checks and warm-up must agree; split, they would import each other.
 """
 
 from __future__ import annotations
