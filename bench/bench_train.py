@@ -1,0 +1,112 @@
+"""Per-batch overhead of models.train.fit with a user's model, against a bare torch loop.
+
+Both train the same user model (a ``package.module:factory`` built by models.nets.build_model)
+on the same data and batch order, one torch thread, alternating; the ratio fit / bare of the
+median time per minibatch is printed.  Target (issue 12): 1.1 or less.
+
+    python bench/bench_train.py [--rounds 5] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from models.nets import build_model  # noqa: E402
+from models.train import TrainConfig, batch_order, fit  # noqa: E402
+
+MODEL = "bench_train:user_cnn"
+
+
+def user_cnn(in_shape, n_classes):
+    """A user's model: (B, 1, H, W) -> (B, n_classes), two convolutions."""
+    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+                         nn.Flatten(), nn.Linear(32, n_classes))
+
+
+def bare(X, y, *, epochs: int, batch: int, seed: int) -> float:
+    """The plainest loop: forward, loss, backward, step.  Median seconds per minibatch."""
+    torch.manual_seed(seed)
+    net = build_model(MODEL, X.shape[1:], int(y.max()) + 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    stamps = [time.perf_counter()]
+    for order in batch_order(len(y), seed=seed, epochs=epochs):
+        o = torch.from_numpy(order)
+        for i in range(0, len(y), batch):
+            idx = o[i : i + batch]
+            loss = loss_fn(net(Xt[idx]), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            stamps.append(time.perf_counter())
+    return statistics.median(np.diff(stamps))
+
+
+def ours(X, y, *, epochs: int, batch: int, seed: int) -> float:
+    """models.train.fit, with a callback doing what a worker's does (a progress message at most
+    every 0.25 s).  Median seconds between consecutive minibatches: the per-epoch validation
+    pass falls between epochs and the median leaves it out, as the bare loop has none."""
+    torch.manual_seed(seed)
+    net = build_model(MODEL, X.shape[1:], int(y.max()) + 1)
+    stamps: list[float] = []
+    last = [0.0]
+
+    def callback(kind, data):
+        if kind == "batch":
+            now = time.perf_counter()
+            stamps.append(now)
+            if now - last[0] >= 0.25:
+                last[0] = now
+        elif kind == "start":
+            stamps.append(time.perf_counter())
+
+    n_val = 64
+    h = fit(X, y, X[:n_val], y[:n_val], X[:n_val], y[:n_val], n_classes=int(y.max()) + 1,
+            model=net, config=TrainConfig(epochs=epochs, batch_size=batch, patience=0),
+            seed=seed, callback=callback)
+    assert h.status == "done", h.message
+    return statistics.median(np.diff(stamps))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--n", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=32)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    X = rng.exponential(1.0, (a.n, 60, 130)).astype(np.float32)
+    y = (np.arange(a.n) % 6).astype(np.int64)
+    bare(X[:64], y[:64], epochs=1, batch=a.batch, seed=0)  # warm up both paths
+    ours(X[:64], y[:64], epochs=1, batch=a.batch, seed=0)
+    b, o = [], []
+    for r in range(a.rounds):  # alternate which goes first: neither always gets a warm cache
+        pair = [(b, bare), (o, ours)] if r % 2 == 0 else [(o, ours), (b, bare)]
+        for out, run in pair:
+            out.append(run(X, y, epochs=a.epochs, batch=a.batch, seed=r))
+    ratios = [x / z for x, z in zip(o, b)]
+    print(f"load {os.getloadavg()[0]:.2f}; {a.n} examples of 60 x 130, batch {a.batch}, "
+          f"{a.epochs} epochs x {a.rounds} rounds, one torch thread, user model {MODEL}")
+    print(f"  bare torch loop   {1e3 * statistics.median(b):7.2f} ms per minibatch")
+    print(f"  models.train.fit  {1e3 * statistics.median(o):7.2f} ms per minibatch")
+    print(f"  ratio fit / bare  {statistics.median(ratios):.3f} (median of rounds; target <= 1.1)")
+
+
+if __name__ == "__main__":
+    main()
