@@ -44,7 +44,8 @@ import numpy as np
 
 from .errors import NormScopeError
 from diagnostics.config import DEFAULT_MASK_SNR
-from diagnostics.stats.moments import CHUNK_BYTES, PixelStats, StatsAccumulator, is_constant, row_mask
+from diagnostics.stats.accumulate import PixelStats, StatsAccumulator, is_constant
+from diagnostics.stats.moments import CHUNK_BYTES, row_mask
 
 COMPRESSIONS = ("log1p", "db")
 SCALERS = ("none", "global", "per_pixel", "per_row", "minmax", "robust")

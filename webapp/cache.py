@@ -14,7 +14,7 @@ from diagnostics.data.dataset import Dataset
 from diagnostics.data.ingest import load_dataset
 from diagnostics.plots import figures
 from diagnostics.stats import summary
-from diagnostics.stats.moments import PixelStats
+from diagnostics.stats.accumulate import PixelStats
 
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=8)

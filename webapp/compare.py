@@ -17,7 +17,7 @@ from diagnostics.errors import NormScopeError
 from diagnostics.normalize import parse_config, valid_config_names
 from diagnostics.plots import report
 from diagnostics.stats.findings import suggested_configs
-from diagnostics.stats.moments import PixelStats
+from diagnostics.stats.accumulate import PixelStats
 from webapp import runs
 from webapp.charts import chart
 from webapp.state import BIND, config_ok

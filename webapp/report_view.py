@@ -11,7 +11,7 @@ import streamlit as st
 
 from diagnostics.data.dataset import Dataset
 from diagnostics.plots.report import build_report
-from diagnostics.stats.moments import PixelStats
+from diagnostics.stats.accumulate import PixelStats
 from webapp import runs
 from webapp.text import md
 

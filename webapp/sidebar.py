@@ -18,7 +18,8 @@ from diagnostics.data.dataset import Dataset
 from diagnostics.data.ingest import open_request
 from diagnostics.errors import NormScopeError
 from diagnostics.plots import figures
-from diagnostics.stats.moments import PixelStats, row_mask
+from diagnostics.stats.accumulate import PixelStats
+from diagnostics.stats.moments import row_mask
 from webapp import share
 from webapp.cache import dataset_ids, get_dataset, get_stats
 from webapp.text import md

@@ -9,7 +9,8 @@ from diagnostics.data import store
 from diagnostics.data.dataset import Dataset
 from diagnostics.plots import figures
 from diagnostics.stats.findings import find, ranges
-from diagnostics.stats.moments import PixelStats, energy_share, format_share
+from diagnostics.stats.accumulate import PixelStats
+from diagnostics.stats.moments import energy_share, format_share
 from webapp.cache import histogram_bins
 from webapp.charts import chart, image_buttons
 from webapp.text import md

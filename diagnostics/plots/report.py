@@ -16,7 +16,8 @@ from diagnostics.plots import figures
 from diagnostics.data.dataset import Dataset
 from diagnostics.stats.findings import find, ranges
 from diagnostics.errors import NormScopeError
-from diagnostics.stats.moments import PixelStats, energy_share, format_share, row_mask
+from diagnostics.stats.accumulate import PixelStats
+from diagnostics.stats.moments import energy_share, format_share, row_mask
 
 #: Stored comparisons a report includes when none are named: the newest of the dataset.
 NEWEST_COMPARISONS = 3

@@ -52,7 +52,7 @@ class PixelStats:
         Up to ``SAMPLE_VALUES`` finite values, evenly spread over the examples, for the value
         distribution (skewness, quantiles, histogram).
     band_info : BandInformation or None
-        Class information per row (see :func:`band_information`); filled by
+        Class information per row (see :func:`~diagnostics.stats.bands.band_information`); filled by
         :func:`diagnostics.stats.summary.dataset_stats` when labels exist.
     """
 
@@ -74,7 +74,7 @@ class PixelStats:
     class_counts: np.ndarray | None
     sample: np.ndarray
     sample_skewness: float = 0.0
-    band_info: object = None  # moments.BandInformation when labels were given, else None
+    band_info: object = None  # bands.BandInformation when labels were given, else None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from diagnostics.config import DEFAULT_MASK_SNR
-from diagnostics.stats.moments import PixelStats, row_mask
+from diagnostics.stats.accumulate import PixelStats
+from diagnostics.stats.moments import row_mask
 
 #: Per-pixel z-scoring that inflates a pixel more than this, relative to one global scale,
 #: is reported as amplified noise.

@@ -11,7 +11,9 @@ from diagnostics.data.dataset import Dataset, split_indices
 from diagnostics.errors import NormScopeError
 from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.stats.findings import data_kind, find, mask_information
-from diagnostics.stats.moments import PixelStats, band_information, compute_stats, energy_share, row_mask
+from diagnostics.stats.accumulate import PixelStats
+from diagnostics.stats.bands import band_information
+from diagnostics.stats.moments import compute_stats, energy_share, row_mask
 
 
 def dataset_stats(ds: Dataset, *, on: str = "train", seed: int = 0) -> PixelStats:

@@ -8,7 +8,8 @@ import pytest
 from band_helpers import speechlike as _speechlike
 from diagnostics.data.dataset import Dataset
 from diagnostics.stats.findings import find, mask_information
-from diagnostics.stats.moments import band_information, row_mask
+from diagnostics.stats.bands import band_information
+from diagnostics.stats.moments import row_mask
 from diagnostics.stats.summary import dataset_stats
 
 

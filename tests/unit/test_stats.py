@@ -9,7 +9,8 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 
 from diagnostics.errors import NormScopeError
-from diagnostics.stats.moments import PixelStats, StatsAccumulator, compute_stats, energy_share, format_share, is_constant, row_mask
+from diagnostics.stats.accumulate import PixelStats, StatsAccumulator, is_constant
+from diagnostics.stats.moments import compute_stats, energy_share, format_share, row_mask
 
 
 ENGINES = ("numpy", "numba")
