@@ -308,11 +308,19 @@ def _os_error(exc: OSError) -> str:
     return f"{what}{where}{hint.get(exc.errno, '')}"
 
 
-def _store_notices() -> None:
-    """A run store found damaged (and moved aside) by this command is said once, on stderr."""
+def _store_notices(before: list[str] | None = None) -> list[str]:
+    """The notices of run stores found damaged (and moved aside) so far in this process; with
+    ``before``, print on stderr those that are new since then (once, for this command)."""
     store = sys.modules.get("models.store")  # loaded only by the verbs that use the store
-    for notice in (store.moved_aside() if store is not None else []):
+    now = store.moved_aside() if store is not None else []
+    for notice in now if before is None else [n for n in now if n not in before]:
         print(f"warning: {plain(notice)}", file=sys.stderr)
+    return now
+
+
+def _known_notices() -> list[str]:
+    store = sys.modules.get("models.store")
+    return store.moved_aside() if store is not None else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         # Overflow, NaN and division warnings describe values the summary counts and reports.
         warnings.simplefilter("ignore", RuntimeWarning)
         args = build_parser().parse_args(argv)
+        seen = _known_notices()
         try:
             return COMMANDS[args.command](args)
         except NormScopeError as exc:
@@ -342,4 +351,4 @@ def main(argv: list[str] | None = None) -> int:
             error_line(f"internal error ({type(exc).__name__}); {where}")
             return 1
         finally:
-            _store_notices()
+            _store_notices(seen)
