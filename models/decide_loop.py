@@ -83,7 +83,9 @@ def check_budget(budget_s) -> float | None:
         b = float(budget_s)
     except (TypeError, ValueError):
         raise NormScopeError(f"budget {budget_s!r} is not a number of seconds") from None
-    if isinstance(budget_s, bool) or not math.isfinite(b) or b <= 0:
+    if isinstance(budget_s, bool) or math.isnan(b):
+        raise NormScopeError(f"budget {budget_s!r} is not a number of seconds")
+    if not math.isfinite(b) or b <= 0:
         raise NormScopeError(f"budget {budget_s!r} is too small for even one repetition; give "
                              "a number of seconds above 0, or no budget")
     return b
