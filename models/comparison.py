@@ -34,7 +34,7 @@ from .executors import Executor, LocalProcessExecutor
 from .jobs import Job, check_runnable, check_trainable, worker_spec
 from .catalog import MODELS, is_import_path
 from .decide_loop import DecideLoop, EvaluationOptions, Plan, make_plan
-from .store import ACTIVE, FINISHED, RunStore
+from .store import ACTIVE, RunStore
 from .train import TrainConfig
 from .snapshot import ComparisonSnapshot, RunState
 

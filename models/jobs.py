@@ -155,8 +155,8 @@ def check_runnable(ds: Dataset, design: Design, configs, *, model: str, batch_si
 
     split = design_folds(design, ds.y, repetition=0)[0]
     # A CV fold may leave a tiny class out of validation (it only stops training early).
-    check_trainable(ds, split, batch_size=batch_size,
-                    parts=("train", "val", "test") if design.kind == "holdout" else ("train", "test"))
+    parts = ("train", "val", "test") if design.kind == "holdout" else ("train", "test")
+    check_trainable(ds, split, batch_size=batch_size, parts=parts)
     if is_import_path(model):
         build_model(model, ds.X.shape[1:], len(ds.class_names))  # the contract, up front
     for name in configs:

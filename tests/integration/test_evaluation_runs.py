@@ -14,6 +14,7 @@ import pytest
 
 from diagnostics.cli.main import main
 from diagnostics.data.ingest import load_dataset
+from diagnostics.errors import NormScopeError
 from diagnostics.normalize import Normalizer
 from diagnostics.results import comparison_json, verdict_of
 from diagnostics.verdicts.design import design_folds
@@ -23,7 +24,7 @@ from models.jobs import Job, design_of, prepare_data
 from models.store import RunStore
 from models.train import TrainConfig
 
-from compare_helpers import write_tiny_npz
+from compare_helpers import tiny_arrays, write_tiny_npz
 
 pytestmark = pytest.mark.pool  # trains (in this process): one xdist worker
 QUICK = TrainConfig(epochs=2, batch_size=16)
@@ -231,3 +232,38 @@ def test_the_answer_never_calls_a_better_or_worse_pair_equivalent(home, data):
     if "either will do" in text:
         assert any(p.verdict == "equivalent" for p in d.pairs)
     assert d.answer.text == tuple(comparison_json(rec, preds)["answer"]["text"])
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(budget_s=0), "too small for even one repetition"),
+    (dict(budget_s="soon"), "not a number of seconds"),
+    (dict(margin=float("nan")), "margin=nan must be a non-negative number"),
+    (dict(margin=-0.01), "margin=-0.01 must be a non-negative number"),
+    (dict(folds=1), "folds=1 is too few for cross-validation"),
+    (dict(evaluation="bootstrap"), "evaluation 'bootstrap' is unknown"),
+])
+def test_bad_evaluation_options_store_nothing(home, data, kw, match):
+    with pytest.raises(NormScopeError, match=match):
+        Comparison(data, "none,per_pixel", train=QUICK, executor=InlineExecutor(), **kw).start()
+    assert RunStore().list_comparisons() == []
+
+
+def test_a_class_too_small_for_the_folds_falls_back_or_is_named(home, tmp_path):
+    X, y = tiny_arrays(0)
+    y[:2] = 3  # a fourth class of 2 examples: 2-fold CV instead of 5, said in the answer
+    y[2:][y[2:] == 3] = 0
+    np.savez(tmp_path / "small.npz", X=X, y=y)
+    ds = load_dataset(str(tmp_path / "small.npz"))
+    ex = Scripted(ds.y, {"none": 0.9, "global": 0.9})
+    comp = Comparison(str(tmp_path / "small.npz"), "none,global", train=QUICK, executor=ex,
+                      max_repetitions=1).start()
+    assert comp.wait(60)
+    assert comp.plan.design.folds == 2 and comp.evaluation()["note"].startswith(
+        "class '3' has only 2 examples, so 2-fold cross-validation is used instead of 5-fold")
+    assert comp.decision.answer.text[-1].startswith("Class '3' has only 2 examples")
+    y[1] = 0  # now a single example: no CV at all, and nothing stored
+    np.savez(tmp_path / "single.npz", X=X, y=y)
+    with pytest.raises(NormScopeError, match="class '3' has 1 example; cross-validation needs"):
+        Comparison(str(tmp_path / "single.npz"), "none", train=QUICK,
+                   executor=InlineExecutor()).start()
+    assert [c.id for c in RunStore().list_comparisons()] == [comp.id]
