@@ -9,13 +9,19 @@ Prints three figures, each against a baseline measured in the same run:
    worker vs a bare minimal torch loop in this process (target ratio <= 1.15);
 3. two workers vs one on 6 runs (target >= 1.6x);
 4. cancel latency: Cancel pressed mid-epoch until every worker has stopped (target <= 2 s),
-   against the time of one training epoch measured in the same comparison.
+   against the time of one training epoch measured in the same comparison;
+5. decide mode (``--only decide``): the app's default comparison on the built-in demo (none,
+   per_pixel, per_pixel@mask, db+per_row; auto evaluation = 5-fold CV, decide mode; 2
+   workers) against today's default (the same 4 configs x 3 seeds on the fixed holdout, every
+   seed run), alternating A B A B in one sitting: wall times, the ratio (target <= 1.5), the
+   repetitions decide mode took and its answer.
 
 ``--quick`` runs tiny sizes (1-2 epochs) to check that the script works; its figures are
 dominated by fixed costs and are not the targets.  The run store goes to a temporary
 ``NORMSCOPE_HOME`` so benchmarks never mix with real runs.
 
-    python bench/bench_compare.py [--quick] [--epochs E] [--only default|overhead|scaling]
+    python bench/bench_compare.py [--quick] [--epochs E]
+        [--only default|overhead|scaling|cancel|decide] [--folds K] [--budget S]
 """
 
 from __future__ import annotations
@@ -90,8 +96,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
     ap.add_argument("--epochs", type=int, help="override the epochs of every part")
-    ap.add_argument("--only", choices=("default", "overhead", "scaling", "cancel"),
-                    help="run one part only")
+    ap.add_argument("--only", choices=("default", "overhead", "scaling", "cancel", "decide"),
+                    help="run one part only (decide runs only when named)")
+    ap.add_argument("--folds", type=int, default=5, help="k of decide mode's CV (default 5)")
+    ap.add_argument("--budget", type=float, help="decide mode's time budget in seconds")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="normscope-bench-")
     os.environ["NORMSCOPE_HOME"] = tmp
@@ -133,6 +141,54 @@ def run(args) -> None:
     if args.only in (None, "cancel"):
         # 4. cancel latency (the tests only check that cancel stops runs, not how fast)
         cancel_latency(2 if args.quick else 5)
+    if args.only == "decide":
+        decide_vs_default(epochs, folds=args.folds, budget=args.budget)
+
+
+DEMO_CONFIGS = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
+
+
+def decide_vs_default(epochs: int, *, folds: int = 5, budget: float | None = None,
+                      rounds: int = 2, workers: int = 2) -> None:
+    """Decide mode (auto = 5-fold CV) vs today's default (holdout, 3 seeds, every one run)."""
+    import statistics
+
+    from diagnostics.results import comparison_json
+    from models.comparison import Comparison
+    from models.store import RunStore
+    from models.train import TrainConfig
+
+    tc = TrainConfig(epochs=epochs)
+
+    def timed(**kw):
+        t0 = time.perf_counter()
+        comp = Comparison("demo", DEMO_CONFIGS, train=tc, workers=workers, **kw).start()
+        comp.wait()
+        t = time.perf_counter() - t0
+        rec = comp.record()
+        doc = comparison_json(rec, RunStore().predictions(rec.id), elapsed_s=t)
+        runs = [r for r in rec.runs if r.status == "done"]
+        epochs_run = statistics.mean(len(r.history.get("epoch", [])) for r in runs) if runs else 0
+        return t, doc, len(rec.runs), epochs_run
+
+    fixed, dec = [], []
+    for k in range(rounds):
+        t, doc, n, ep = timed(seeds=3, evaluation="holdout", decide=False)
+        fixed.append(t)
+        print(f"  round {k + 1}: today's default (holdout, 3 seeds, {n} runs, {ep:.1f} epochs "
+              f"a run): {t:.1f} s", flush=True)
+        t, doc, n, ep = timed(folds=folds, budget_s=budget)
+        dec.append(t)
+        ev = doc["evaluation"]
+        print(f"  round {k + 1}: decide mode ({ev['kind']}, {ev['folds']} folds, "
+              f"{ev['repetitions']} repetition(s), stopped: {ev['stopped_because']}, {n} runs, "
+              f"{ep:.1f} epochs a run): {t:.1f} s", flush=True)
+    tf, td = sum(fixed) / rounds, sum(dec) / rounds
+    print(f"decide mode on demo ({len(DEMO_CONFIGS)} configs, {workers} workers, at most {epochs} "
+          f"epochs): {td:.1f} s vs today's default {tf:.1f} s: ratio {td / tf:.2f} "
+          f"(target <= 1.5); repetitions {ev['repetitions']}, stopped: {ev['stopped_because']}")
+    for line in doc["answer"]["text"]:
+        print(f"  answer: {line}")
 
 
 def cancel_latency(trials: int) -> None:

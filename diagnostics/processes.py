@@ -5,14 +5,19 @@ when it starts.  Each pool asks for its modules through :func:`context`; the ser
 the union of everything asked for so far, so whichever pool starts it first does not drop the
 modules of the other (as long as both asked before it started).  Keeping the list here means
 nobody has to read it back from CPython's private ``forkserver._forkserver``.
+
+:func:`process_start` and :func:`owner_alive` tell whether the process that owns a record
+(a comparison in the run store) still runs, even where pids are reused.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import threading
 from collections.abc import Iterable
 from multiprocessing.context import BaseContext
+from pathlib import Path
 
 _lock = threading.Lock()
 #: Every module asked for so far; ``__main__`` first, as in Python's own default.
@@ -40,3 +45,28 @@ def warm_up(preload: Iterable[str] = ()) -> BaseContext:
 
         forkserver.ensure_running()
     return ctx
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where /proc
+    cannot tell.  A pid plus its start time names one process even when pids are reused (a
+    server restarted as PID 1 in a container gets pid 1 again, with a new start time)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22 (starttime), after "(comm)"
+
+
+def owner_alive(pid: int, start: str | None) -> bool:
+    """True if the process that wrote a comparison still runs (same pid AND same start)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start is None:  # written before start times were kept: trust the pid alone
+        return True
+    now = process_start(pid)
+    return now is None or now == start

@@ -5,6 +5,10 @@ order, so the difference between two configurations is measured seed by seed (a 
 t-test), which removes the seed-to-seed spread that both share.  With fewer than two seeds
 no interval and no p-value exist, and the functions say so (None) instead of inventing one.
 
+A comparison with an evaluation design (cross-validation or holdout, repetitions) is judged
+by :func:`verdict_of` (corrected intervals, Holm-adjusted sequential pair verdicts, the
+answer; :mod:`diagnostics.verdicts`); :func:`comparison_json` carries both.
+
 NumPy and SciPy only: the app and the command line share it.
 """
 
@@ -18,6 +22,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from diagnostics.verdicts.stored import (complete_repetitions, scores_from_record,  # noqa: F401
+                                         verdict_of)
 
 #: Confidence level of the intervals and threshold of "clearly" in verdicts.
 CONFIDENCE = 0.95
@@ -311,36 +318,91 @@ def _json_number(x):
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def comparison_json(rec, *, elapsed_s: float | None = None) -> dict:
+def _ci_points(ci) -> str:
+    return "–" if ci is None else f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}"
+
+
+def pair_rows(pairs: Sequence[Mapping]) -> list[dict]:
+    """The pairs of :func:`comparison_json` as table rows in accuracy points (CLI, report)."""
+    def p(v):
+        return "–" if v is None else ("<0.001" if v < 0.001 else f"{v:.3g}")
+    return [{"a": q["a"], "b": q["b"],
+             "b − a (points)": "–" if q["diff"] is None else f"{100 * q['diff']:+.1f}",
+             "95% CI": _ci_points(q["ci95"]), "p_adjusted": p(q["p_adjusted"]),
+             "verdict": q["verdict"]} for q in pairs]
+
+
+def _no_verdict(rec, predictions) -> str:
+    """Why a stored comparison has no decision (one sentence for the answer)."""
+    if not (rec.hyper or {}).get("evaluation"):
+        return ("This comparison was stored before verdicts; it has no evaluation design, so "
+                "only its seed-paired tests below are available.")
+    if predictions is None:
+        return "No verdict: the per-example predictions were not given."
+    if not complete_repetitions(rec.runs):
+        return "No verdict yet: no repetition is complete."
+    return "No verdict: a config has no finished run to judge (every one of its runs failed)."
+
+
+def comparison_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
+                    elapsed_s: float | None = None) -> dict:
     """The results of a stored comparison as the JSON document of ``compare --json``.
 
-    ``{dataset, dataset_id, comparison_id, model, epochs, seeds, elapsed_s, configs: [{name,
-    test_acc_mean, test_acc_std, test_acc_ci95, runs: [{seed, run_id, status, test_acc,
-    history: {epoch, train_loss, train_acc, val_acc}}]}], paired: [{a, b, mean_diff,
-    p_value}], verdicts}``.
+    ``predictions`` is ``RunStore.predictions(rec.id)``; without it there is no verdict.
+
+    ``{dataset, dataset_id, comparison_id, status, model, epochs, seeds, elapsed_s, hyper,
+    evaluation: {kind, folds, repetitions, stopped_because}, configs: [{name, accuracy,
+    ci95, n_runs, n_examples, test_acc_mean, test_acc_std, test_acc_ci95, runs: [{seed,
+    repetition, fold, run_id, status, test_acc, history: {epoch, train_loss, train_acc,
+    val_acc}}]}], pairs: [{a, b, diff, ci95, p_value, p_adjusted, verdict}], answer: {best,
+    text}, paired: [{a, b, mean_diff, p_value, n}], verdicts, summary}``.  ``accuracy``,
+    ``pairs`` and ``answer`` are those of :func:`verdict_of` (pooled over the tested
+    examples, corrected intervals, Holm-adjusted sequential tests); ``test_acc_*``, ``paired``
+    and ``verdicts`` are the older per-run means and seed-paired t-tests, kept for existing
+    readers; ``summary`` is the answer's text as one string.
     """
     res = compare(rec.configs, rec.accuracies(), rec.statuses())
+    decision = verdict_of(rec, predictions)
+    made = decision.as_json() if decision is not None else None
     if elapsed_s is None:
         elapsed_s = (rec.finished or time.time()) - rec.created
+    ev = (rec.hyper or {}).get("evaluation") or {}
+    by_name = {c["name"]: c for c in made["configs"]} if made else {}
     configs = []
     for summary in res.configs:
-        runs = [{"seed": r.seed, "run_id": r.id, "status": r.status,
-                 "test_acc": _json_number(r.test_acc),
+        runs = [{"seed": r.seed, "repetition": r.repetition, "fold": r.fold, "run_id": r.id,
+                 "status": r.status, "test_acc": _json_number(r.test_acc),
                  "history": {k: [v if k == "epoch" else _json_number(v)
                                  for v in r.history.get(k, [])]
                              for k in ("epoch", "train_loss", "train_acc", "val_acc")}}
                 for r in rec.runs if r.config == summary.name]
-        configs.append({"name": summary.name, "test_acc_mean": summary.mean,
-                        "test_acc_std": summary.std,
+        new = by_name.get(summary.name) or {
+            "name": summary.name, "accuracy": summary.mean,
+            "ci95": None if summary.ci95 is None else list(summary.ci95), "n_runs": summary.n,
+            "n_examples": None}
+        configs.append({**new, "test_acc_mean": summary.mean, "test_acc_std": summary.std,
                         "test_acc_ci95": None if summary.ci95 is None else list(summary.ci95),
                         "runs": runs})
+    evaluation = {"kind": ev.get("kind", "holdout"), "folds": ev.get("folds", 1),
+                  "repetitions": len(complete_repetitions(rec.runs)) if ev else len(rec.seeds),
+                  "stopped_because": ev.get("stopped_because")}
+    if made:
+        evaluation["repetitions"] = made["evaluation"]["repetitions"]
+        evaluation["stopped_because"] = (ev.get("stopped_because")
+                                         or made["evaluation"]["stopped_because"])
+    answer = made["answer"] if made else {"best": None, "text": [_no_verdict(rec, predictions)]}
+    answer_pairs = made["pairs"] if made else []
     return {
         "dataset": rec.dataset_name, "dataset_id": rec.dataset_id, "comparison_id": rec.id,
         "status": rec.status, "model": rec.model, "epochs": rec.hyper.get("epochs"),
         "seeds": len(rec.seeds), "elapsed_s": round(float(elapsed_s), 3),
-        "hyper": rec.hyper, "configs": configs,
+        "hyper": rec.hyper, "evaluation": evaluation, "configs": configs,
+        "pairs": answer_pairs, "answer": answer,
         "paired": [{"a": p.a, "b": p.b, "mean_diff": p.mean_diff, "p_value": p.p_value,
                     "n": p.n} for p in res.paired],
-        "verdicts": list(res.verdicts),
-        "summary": res.summary,
+        # The older sentences only where no design exists: on CV cells their plain paired
+        # t-tests could contradict the adjusted verdicts.
+        "verdicts": list(res.verdicts) if not ev else [
+            f"{q['b']} vs {q['a']}: {q['verdict']}" for q in answer_pairs],
+        "summary": " ".join(answer["text"]) if ev else res.summary,
     }

@@ -1,10 +1,14 @@
-"""A comparison: configs x seeds as independent jobs on an :class:`~models.executors.Executor`.
+"""A comparison: configs x (repetition, fold) cells as independent jobs on an
+:class:`~models.executors.Executor`.
 
-:class:`Comparison` validates its inputs, stores the comparison and its queued runs, submits
-one job dict per run to its executor (the local process pool by default, anything with the
-same four methods otherwise) and, on a monitor thread, writes every event into the run store
-and into a live state that UIs read as a :class:`ComparisonSnapshot` (thread-safe).  It never
-shares memory with the workers: cancel goes through the executor.
+:class:`Comparison` validates its inputs, plans the evaluation (k-fold cross-validation x
+repetitions, or the fixed holdout x seeds; :mod:`models.decide_loop`), stores the comparison and
+its queued runs, submits one job dict per run to its executor (the local process pool by
+default, anything with the same four methods otherwise) and, on a monitor thread, writes every
+event into the run store and into a live state that UIs read as a :class:`ComparisonSnapshot`
+(thread-safe).  In decide mode (the default) it starts with one repetition and adds the next
+only while the pairs of the best config are undecided, the maximum is not reached and the
+time budget allows.  It never shares memory with the workers: cancel goes through the executor.
 
 :class:`RunningComparisons` is the process-wide set of comparisons an app keeps (e.g. in
 ``st.cache_resource``); it also makes a second comparison wait while one is running, so two
@@ -16,79 +20,29 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from diagnostics.config import DEFAULT_MASK_SNR, SPLIT_SEED, home
-from diagnostics.data.dataset import Dataset, split_indices
+from diagnostics.data.dataset import Dataset
 from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
-from diagnostics.normalize import Normalizer, parse_configs
+from diagnostics.normalize import parse_configs
 
 from .executors import Executor, LocalProcessExecutor
-from .jobs import Job, check_trainable, worker_spec
+from .jobs import Job, check_runnable, check_trainable, worker_spec
 from .catalog import MODELS, is_import_path
-from .nets import build_model
-from .store import ACTIVE, FINISHED, RunStore
+from .decide_loop import DecideLoop, EvaluationOptions, Plan, make_plan
+from .store import ACTIVE, RunStore
 from .train import TrainConfig
+from .snapshot import ComparisonSnapshot, RunState
 
-
-@dataclass(frozen=True)
-class RunState:
-    """Live state of one run (copied out of the comparison under its lock)."""
-
-    run_id: str
-    config: str
-    seed: int
-    status: str
-    epoch: int
-    epochs: int
-    fraction: float  # of this run's minibatches done
-    train_loss: tuple
-    train_acc: tuple
-    val_acc: tuple
-    batch_acc: tuple
-    test_acc: float | None
-    message: str | None
-
-
-@dataclass(frozen=True)
-class ComparisonSnapshot:
-    """A comparison's state for a UI poll."""
-
-    comparison_id: str
-    status: str  # new | waiting | queued | running | done | cancelled | failed
-    fraction: float  # of all minibatches of all runs
-    elapsed_s: float
-    eta_s: float | None
-    counts: dict  # run status -> number of runs
-    runs: tuple[RunState, ...]
-    error: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    def accuracies(self) -> dict[str, dict[int, float | None]]:
-        """``{config: {seed: test_acc or None}}`` so far, for diagnostics.results.compare."""
-        out: dict[str, dict[int, float | None]] = {}
-        for r in self.runs:
-            out.setdefault(r.config, {})[r.seed] = r.test_acc if r.status == "done" else None
-        return out
-
-    def curves(self, key: str = "val_acc") -> dict[str, list[tuple]]:
-        """``{config: [curve of each seed]}`` of ``train_loss``, ``train_acc``, ``val_acc`` or
-        ``batch_acc``, for diagnostics.results.seed_band."""
-        out: dict[str, list[tuple]] = {}
-        for r in self.runs:
-            out.setdefault(r.config, []).append(getattr(r, key))
-        return out
+__all__ = ["Comparison", "ComparisonSnapshot", "RunState", "RunningComparisons"]
 
 
 class Comparison:
-    """Configs x seeds on an executor, stored as it goes.
+    """Configs x evaluation cells on an executor, stored as it goes.
 
     Parameters
     ----------
@@ -99,7 +53,8 @@ class Comparison:
     labels : str, optional
         Labels spec for a ``.npy`` dataset.
     seeds : int or sequence of int
-        ``3`` means seeds 0, 1, 2.
+        Repetitions of a holdout: ``3`` means seeds 0, 1, 2 (CV derives its seeds from the
+        cells: ``1000 * repetition + fold``).
     model : one of :data:`models.catalog.MODELS`, or a user's ``package.module:factory``
     train : TrainConfig
     mask_snr, std_floor : float
@@ -112,6 +67,9 @@ class Comparison:
         the end, so give each comparison its own.
     store : RunStore, optional
         Default: the run store of the data directory.
+    evaluation, folds, max_repetitions, decide, budget_s, margin
+        The evaluation: see :class:`models.decide_loop.EvaluationOptions` (auto | cv |
+        holdout, k, most CV repetitions, decide mode, seconds or None, 0.01 = 1 point).
 
     Use ``start()`` (validates and returns at once; raises NormScopeError for bad input before
     anything is stored), then ``snapshot()`` from any thread, ``cancel()``, ``wait()``.
@@ -122,7 +80,9 @@ class Comparison:
                  train: TrainConfig = TrainConfig(), mask_snr: float = DEFAULT_MASK_SNR,
                  std_floor: float = 0.0, workers: int | None = None,
                  executor: Executor | None = None, store: RunStore | None = None,
-                 gate: threading.Semaphore | None = None):
+                 gate: threading.Semaphore | None = None, evaluation: str = "auto",
+                 folds: int = 5, max_repetitions: int = 5, decide: bool = True,
+                 budget_s: float | None = None, margin: float = 0.01):
         if executor is not None and workers is not None:
             raise ValueError("give workers (for the default executor) or an executor, not both")
         self.id = uuid.uuid4().hex[:12]
@@ -136,6 +96,10 @@ class Comparison:
         self.mask_snr = float(mask_snr)
         self.std_floor = float(std_floor)
         self.workers = workers
+        self.options = EvaluationOptions(evaluation, folds, max_repetitions, bool(decide),
+                                         budget_s, margin)
+        self.plan: Plan | None = None
+        self._loop: DecideLoop | None = None
         self._executor = executor
         self._store = store
         self._gate = gate
@@ -168,6 +132,7 @@ class Comparison:
             raise NormScopeError(f"workers={self.workers} must be at least 1")
         if not np.isfinite(self.mask_snr) or self.mask_snr < 0:
             raise NormScopeError(f"mask_snr={self.mask_snr} must be a finite number >= 0")
+        self.options.check()
 
     def _validate_data(self) -> Dataset:
         ds = self._dataset
@@ -175,26 +140,52 @@ class Comparison:
             ds = load_dataset(self.data, labels=self.labels, home=self._home)
         self._dataset = None  # the workers load their own copy; do not keep it alive here
         self.data, self.labels = worker_spec(ds, self.data, self.labels, home=self._home)
-        split = split_indices(ds.n, ds.y, seed=SPLIT_SEED)
-        check_trainable(ds, split, batch_size=self.train.batch_size)
-        if is_import_path(self.model):
-            build_model(self.model, ds.X.shape[1:], len(ds.class_names))  # the contract, up front
-        for name in self.configs:
-            # Fitting catches a mask that removes every row (and bad std floors) up front;
-            # the statistics pass is cheap next to training.
-            if "@" in name or self.std_floor:
-                Normalizer(name, mask_snr=self.mask_snr, std_floor=self.std_floor).fit(
-                    ds.X, indices=split.train)
+        check_trainable(ds, None, batch_size=self.train.batch_size)  # labels, two classes
+        self.plan = make_plan(self.options, ds.y, seeds=self.seeds, class_names=ds.class_names)
+        check_runnable(ds, self.plan.design, self.configs, model=self.model,
+                       batch_size=self.train.batch_size, mask_snr=self.mask_snr,
+                       std_floor=self.std_floor)
         return ds
 
-    def jobs(self) -> list[Job]:
-        """The jobs in run order: seed-major, so early results pair up across configs."""
-        return [Job(run_id=rid, comparison_id=self.id, data=self.data, labels=self.labels,
-                    dataset_id=self.dataset_id, config=self._runs[rid]["config"],
-                    seed=self._runs[rid]["seed"], model=self.model, train=self.train.as_dict(),
-                    mask_snr=self.mask_snr, std_floor=self.std_floor, split_seed=SPLIT_SEED,
-                    home=self._home)
-                for rid in self._order]
+    def jobs(self, run_ids: Sequence[str] | None = None) -> list[Job]:
+        """The jobs of ``run_ids`` (default: every run queued so far) in run order: cell-major
+        (repetition, then fold), so early results pair up across configs."""
+        design = self.plan.job_design()
+        out = []
+        for rid in self._order if run_ids is None else run_ids:
+            r = self._runs[rid]
+            out.append(Job(run_id=rid, comparison_id=self.id, data=self.data,
+                           labels=self.labels, dataset_id=self.dataset_id, config=r["config"],
+                           seed=r["seed"], model=self.model, train=self.train.as_dict(),
+                           mask_snr=self.mask_snr, std_floor=self.std_floor,
+                           split_seed=SPLIT_SEED, home=self._home, repetition=r["repetition"],
+                           fold=r["fold"], design=design))
+        return out
+
+    def _new_runs(self, repetition: int) -> list[str]:
+        """Add the runs of one repetition to the live state (fold-major); their ids."""
+        ids = []
+        with self._lock:
+            for rep, fold, seed in self.plan.cells(repetition):
+                for cfg in self.configs:
+                    pos = len(self._order)
+                    rid = f"{self.id}-{pos:03d}"
+                    self._order.append(rid)
+                    self._runs[rid] = dict(
+                        config=cfg, seed=seed, repetition=rep, fold=fold, position=pos,
+                        status="queued", epoch=0, step=0, steps=1, test_acc=None, message=None,
+                        **{k: [] for k in ("train_loss", "train_acc", "val_acc", "batch_acc")})
+                    ids.append(rid)
+        return ids
+
+    def _stored_runs(self, ids: Sequence[str]) -> list[dict]:
+        keys = ("position", "config", "seed", "repetition", "fold")
+        return [{"id": rid, **{k: self._runs[rid][k] for k in keys}} for rid in ids]
+
+    def _queued_labels(self) -> list[int]:
+        """``comparisons.seeds``: the seed (holdout) or index (CV) of each repetition queued."""
+        reps = sorted({r["repetition"] for r in self._runs.values()})
+        return [self.plan.labels[r] for r in reps]
 
     def start(self) -> "Comparison":
         """Validate, store the comparison and its queued runs, and start in the background.
@@ -218,27 +209,17 @@ class Comparison:
             raise
         self.dataset_id, self.dataset_name = ds.id, ds.name
         del ds
-        pos = 0
-        for seed in self.seeds:
-            for cfg in self.configs:
-                rid = f"{self.id}-{pos:03d}"
-                self._order.append(rid)
-                self._runs[rid] = {"config": cfg, "seed": seed, "status": "queued", "epoch": 0,
-                                   "step": 0, "steps": 1, "train_loss": [], "train_acc": [],
-                                   "val_acc": [], "batch_acc": [], "test_acc": None,
-                                   "message": None, "position": pos}
-                pos += 1
+        self._loop = DecideLoop(self.plan, self.configs)
+        self._first = [self._new_runs(r) for r in self._loop.first_repetitions()]
         if self._store is None:
             self._store = RunStore()
         hyper = {**self.train.as_dict(), "mask_snr": self.mask_snr, "std_floor": self.std_floor,
-                 "split_seed": SPLIT_SEED}
+                 "split_seed": SPLIT_SEED, "evaluation": self.plan.hyper()}
         self._store.create_comparison(
             {"id": self.id, "dataset_id": self.dataset_id, "dataset_name": self.dataset_name,
              "data_spec": self.data, "labels_spec": self.labels, "model": self.model,
-             "configs": self.configs, "seeds": self.seeds, "hyper": hyper},
-            [{"id": rid, "position": r["position"], "config": r["config"], "seed": r["seed"]}
-             for rid, r in self._runs.items()],
-        )
+             "configs": self.configs, "seeds": self._queued_labels(), "hyper": hyper},
+            self._stored_runs(self._order))
         self._t0 = time.time()
         self._status = "waiting" if self._gate is not None else "queued"
         self._thread = threading.Thread(target=self._monitor, name=f"comparison-{self.id}",
@@ -282,7 +263,8 @@ class Comparison:
                     epoch=r["epoch"], epochs=self.train.epochs, fraction=frac,
                     train_loss=tuple(r["train_loss"]), train_acc=tuple(r["train_acc"]),
                     val_acc=tuple(r["val_acc"]), batch_acc=tuple(r["batch_acc"]),
-                    test_acc=r["test_acc"], message=r["message"]))
+                    test_acc=r["test_acc"], message=r["message"], repetition=r["repetition"],
+                    fold=r["fold"]))
             status, error = self._status, self._error
         elapsed = time.time() - self._t0 if self._t0 else 0.0
         fraction = done / total if total else 0.0
@@ -290,17 +272,28 @@ class Comparison:
         if 0.02 < fraction < 1 and status == "running":
             eta = elapsed * (1 - fraction) / fraction
         return ComparisonSnapshot(self.id, status, fraction, elapsed, eta, counts, tuple(runs),
-                                  error)
+                                  error, self.evaluation(), self.decision)
+
+    @property
+    def decision(self):
+        """The latest :class:`~diagnostics.verdicts.decide.Decision` (None before the first
+        repetition is complete, or when a config has no outcome at all)."""
+        return None if self._loop is None else self._loop.decision
+
+    def evaluation(self) -> dict | None:
+        """See :meth:`models.decide_loop.DecideLoop.evaluation` (None before :meth:`start`)."""
+        return None if self._loop is None else self._loop.evaluation()
 
     # -- monitor thread --------------------------------------------------------------------
     def _set(self, rid: str, **kw) -> None:
         with self._lock:
             self._runs[rid].update(kw)
 
-    def _handle(self, event: dict) -> None:
+    def _handle(self, event: dict) -> bool:
+        """Apply one event; True when a finished run completed its repetition."""
         kind, rid, store = event["kind"], event["run_id"], self._store
         if rid not in self._runs:
-            return
+            return False
         if kind == "started":
             store.start_run(rid, versions=event.get("versions"))
             self._set(rid, status="running", pid=event.get("pid"))
@@ -318,22 +311,47 @@ class Comparison:
                 r["batch_acc"].extend(event["batch_acc"])
         elif kind == "finished":
             status, message = event["status"], event.get("message") or None
+            preds = None
+            if status == "done" and event.get("test_index") is not None:
+                preds = (event["test_index"], event["pred"], event["label"])
             store.finish_run(rid, status, test_acc=event.get("test_acc"),
                              elapsed_s=event.get("elapsed_s"), message=message,
-                             n_params=event.get("n_params"), init_digest=event.get("init_digest"))
+                             n_params=event.get("n_params"), init_digest=event.get("init_digest"),
+                             predictions=preds)
             self._set(rid, status=status, test_acc=event.get("test_acc"), message=message)
+            r, (_, pred, label) = self._runs[rid], preds or (None, None, None)
+            return self._loop.finished(rid, config=r["config"], repetition=r["repetition"],
+                                       fold=r["fold"], status=status, pred=pred, label=label)
+        return False
+
+    def _submit(self, run_ids: list[str], open_runs: set) -> None:
+        self._loop.queued(self._runs[run_ids[0]]["repetition"], run_ids)
+        open_runs.update(run_ids)
+        for job in self.jobs(run_ids):
+            self._executor.submit(job.as_dict())
 
     def _run_jobs(self) -> None:
-        """Submit every job, then apply the executor's events until each run has finished."""
+        """Submit the first repetitions' jobs, apply the executor's events until each run has
+        finished and, in decide mode, queue the next repetition while the loop asks for it."""
         ex = self._executor
-        open_runs = set(self._order)
-        for job in self.jobs():
-            ex.submit(job.as_dict())
+        open_runs: set = set()
+        for ids in self._first:
+            self._submit(ids, open_runs)
         while open_runs:
             for event in ex.events(timeout=0.2):
-                self._handle(event)
+                completed = self._handle(event)
                 if event["kind"] == "finished":
                     open_runs.discard(event["run_id"])
+                if not completed:
+                    continue
+                nxt = self._loop.next_repetition(cancelled=self._cancel_evt.is_set())
+                if nxt is not None and not self._cancel_evt.is_set():
+                    ids = self._new_runs(nxt)
+                    self._store.add_runs(self.id, self._stored_runs(ids),
+                                         seeds=self._queued_labels())
+                    self._submit(ids, open_runs)
+        if self._loop.stopped_because is not None:
+            self._store.set_evaluation(self.id, stopped_because=self._loop.stopped_because)
 
     def _monitor(self) -> None:
         final = "failed"

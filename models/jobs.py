@@ -15,7 +15,14 @@ and a worker never changes ``os.environ``.
 ``epoch``     the metrics of a finished epoch (see :func:`models.train.fit`) with
               ``first_step`` and ``steps``
 ``finished``  ``status``, ``test_acc``, ``message``, ``elapsed_s``, ``n_params``,
-              ``init_digest``; always the last event of a job, exactly once
+              ``init_digest``, ``best_epoch``; a done run adds its per-example predictions as
+              plain lists: ``test_index`` (dataset rows), ``pred``, ``label``; always the
+              last event of a job, exactly once
+
+The split of a job comes from its evaluation design (``design``, ``repetition``, ``fold``):
+fold ``fold`` of repetition ``repetition`` of stratified k-fold cross-validation, or the fixed
+holdout.  Every config of one (repetition, fold) gets the same split, and the comparison gives
+them the same ``seed``, hence the same initial weights and batch order.
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from typing import Any, Callable
 import numpy as np
 
 from diagnostics.config import DEFAULT_MASK_SNR, SPLIT_SEED
-from diagnostics.data.dataset import Dataset, Split, split_indices
+from diagnostics.data.dataset import Dataset
 from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
 from diagnostics.normalize import Normalizer
+from diagnostics.verdicts.design import Design, Fold, design_folds
 
 from .train import TrainConfig
 
@@ -44,6 +52,17 @@ PROGRESS_EVERY_S = 0.25
 CACHE_BYTES = 512 * 2**20
 #: The kinds of event a job emits, in order (``progress`` and ``epoch`` repeat).
 EVENT_KINDS = ("started", "progress", "epoch", "finished")
+
+
+def holdout_design(split_seed: int = SPLIT_SEED) -> dict:
+    """The design dict of today's fixed 70/15/15 split (a job's default)."""
+    return {"kind": "holdout", "folds": 1, "seed": int(split_seed), "val_fraction": 0.15}
+
+
+def design_of(d: dict) -> Design:
+    """A :class:`~diagnostics.verdicts.design.Design` from a job's design dict."""
+    return Design(str(d["kind"]), int(d["folds"]), seed=int(d.get("seed", SPLIT_SEED)),
+                  val_fraction=float(d.get("val_fraction", 0.15)))
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,10 @@ class Job:
     #: The data directory that holds registered datasets; None: the worker's own default
     #: (diagnostics.config.home()).  A comparison always names its own.
     home: str | None = None
+    repetition: int = 0  # which repetition of the design (holdout: the index of the seed)
+    fold: int = 0  # which fold of that repetition (holdout: 0)
+    #: kind (cv | holdout), folds, seed (of the splits), val_fraction; see holdout_design
+    design: dict = field(default_factory=holdout_design)
 
     def as_dict(self) -> dict:
         """The job as a plain dict (JSON-serialisable); :meth:`from_dict` reverses it."""
@@ -83,8 +106,14 @@ def library_versions() -> dict:
 
 
 # -- validation (parent side, before anything is written) ---------------------------------
-def check_trainable(ds: Dataset, split: Split, *, batch_size: int) -> None:
-    """Raise NormScopeError unless a classifier can be trained and tested on ``ds``."""
+def check_trainable(ds: Dataset, split, *, batch_size: int,
+                    parts: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """Raise NormScopeError unless a classifier can be trained and tested on ``ds``.
+
+    ``split`` has ``train``, ``val`` and ``test`` index arrays (a holdout Split or a CV Fold);
+    every class must be present in each of ``parts``.  With ``split=None`` only the labels are
+    checked (present, two classes or more).
+    """
     if ds.y is None:
         raise NormScopeError(
             f"{ds.name} has no labels, and comparisons need labels to train a classifier: "
@@ -96,8 +125,10 @@ def check_trainable(ds: Dataset, split: Split, *, batch_size: int) -> None:
         raise NormScopeError(
             f"{ds.name} has a single class ({only}); a comparison needs at least two classes"
         )
-    for part in ("train", "val", "test"):
-        idx = split.part(part)
+    if split is None:  # labels only
+        return
+    for part in parts:
+        idx = getattr(split, part)
         missing = np.setdiff1d(present, np.unique(ds.y[idx]))
         if missing.size:
             c = int(missing[0])
@@ -113,6 +144,26 @@ def check_trainable(ds: Dataset, split: Split, *, batch_size: int) -> None:
             f"the training split has {n_train} examples, fewer than one batch of {batch_size}; "
             f"use a batch size of at most {n_train} or more data"
         )
+
+
+def check_runnable(ds: Dataset, design: Design, configs, *, model: str, batch_size: int,
+                   mask_snr: float, std_floor: float) -> None:
+    """Raise NormScopeError unless every config can train under ``design`` (checked on the
+    first fold: the others have the same sizes and class counts, within one example)."""
+    from .catalog import is_import_path
+    from .nets import build_model
+
+    split = design_folds(design, ds.y, repetition=0)[0]
+    # A CV fold may leave a tiny class out of validation (it only stops training early).
+    parts = ("train", "val", "test") if design.kind == "holdout" else ("train", "test")
+    check_trainable(ds, split, batch_size=batch_size, parts=parts)
+    if is_import_path(model):
+        build_model(model, ds.X.shape[1:], len(ds.class_names))  # the contract, up front
+    for name in configs:
+        # Fitting catches a mask that removes every row (and bad std floors) up front; the
+        # statistics pass is cheap next to training.
+        if "@" in name or std_floor:
+            Normalizer(name, mask_snr=mask_snr, std_floor=std_floor).fit(ds.X, indices=split.train)
 
 
 def worker_spec(ds: Dataset, data: str, labels: str | None, *,
@@ -135,29 +186,48 @@ def worker_spec(ds: Dataset, data: str, labels: str | None, *,
 
 
 # -- the worker side ----------------------------------------------------------------------
-def prepare_data(job: Job, cache: dict | None = None):
-    """Load the dataset named by ``job`` (from ``job.home``), split it and normalize it
-    (train-fitted).  Never touches ``os.environ``.
+def job_split(job: Job, ds: Dataset, cache: dict | None = None) -> Fold:
+    """The (train, val, test) indices of ``job``: its fold of its repetition of the design."""
+    design = design_of(job.design)
+    folds_cache = {} if cache is None else cache.setdefault("folds", {})
+    key = (tuple(sorted(job.design.items())), job.repetition if design.kind == "cv" else 0)
+    if key not in folds_cache:
+        folds_cache.clear()  # one repetition at a time: jobs come repetition by repetition
+        folds_cache[key] = design_folds(design, ds.y, repetition=job.repetition)
+    parts = folds_cache[key]
+    if not 0 <= job.fold < len(parts):
+        raise NormScopeError(f"fold {job.fold} does not exist; the design has {len(parts)}")
+    return parts[job.fold]
 
-    Returns ``(normalizer, Xn, ds, split)``; ``cache`` (a dict) reuses the dataset and the
-    normalized arrays between jobs of one worker.
+
+def prepare_data(job: Job, cache: dict | None = None):
+    """Load the dataset named by ``job`` (from ``job.home``), take the job's split and
+    normalize it (fitted on that split's training part only).  Never touches ``os.environ``.
+
+    Returns ``(normalizer, Xn, ds, split)`` (``split`` a
+    :class:`~diagnostics.verdicts.design.Fold`); ``cache`` (a dict) reuses the dataset, the
+    folds and the normalized arrays between jobs of one worker.
     """
     cache = {} if cache is None else cache
     key = (job.data, job.labels, job.home)
     if cache.get("data_key") != key:
         cache.clear()
-        ds = load_dataset(job.data, labels=job.labels, home=job.home)
-        cache.update(data_key=key, ds=ds, split=split_indices(ds.n, ds.y, seed=job.split_seed))
-    ds, split = cache["ds"], cache["split"]
+        cache.update(data_key=key, ds=load_dataset(job.data, labels=job.labels, home=job.home))
+    ds = cache["ds"]
     if ds.id != job.dataset_id:
         raise NormScopeError(
             f"{job.data} changed since the comparison started (id {ds.id}, expected "
             f"{job.dataset_id}); start the comparison again"
         )
-    # Jobs come seed-major (none s0, per_pixel s0, none s1, ...): keep a few normalized
-    # copies, least recently used first out, within a memory budget.
+    split = job_split(job, ds, cache)
+    # Jobs come fold-major (none f0, per_pixel f0, none f1, ...): keep a few normalized
+    # copies, least recently used first out, within a memory budget.  A copy is fitted on one
+    # training part, so the key names the split: (repetition, fold) for CV (one split for
+    # every repetition of a holdout).
     norms: dict = cache.setdefault("norms", {})
-    nkey = (job.config, job.mask_snr, job.std_floor)
+    cv = job.design.get("kind") == "cv"
+    nkey = (job.config, job.mask_snr, job.std_floor, tuple(sorted(job.design.items())),
+            job.repetition if cv else None, job.fold)
     if nkey not in norms:
         norm = Normalizer(job.config, mask_snr=job.mask_snr, std_floor=job.std_floor)
         norm.fit(ds.X, indices=split.train)
@@ -212,7 +282,11 @@ def run_job(job: Job, *, emit: Callable[[dict], Any], stop=None,
                 Xn[split.test], ds.y[split.test], n_classes=len(ds.class_names),
                 model=job.model, config=tc, seed=job.seed, callback=callback, stop=stop)
         result = {"status": h.status, "test_acc": h.test_acc, "message": h.message,
-                  "n_params": h.n_params, "init_digest": h.init_digest}
+                  "n_params": h.n_params, "init_digest": h.init_digest,
+                  "best_epoch": h.best_epoch}
+        if h.status == "done":  # per-example predictions, as plain lists of ints
+            result.update(test_index=[int(i) for i in split.test], pred=list(h.test_pred),
+                          label=[int(v) for v in ds.y[split.test]])
     except NormScopeError as exc:
         result = {"status": "failed", "test_acc": None, "message": str(exc), **info}
     except Exception as exc:  # a bug or a resource problem: keep the other runs going

@@ -26,13 +26,18 @@ import socket
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from diagnostics.config import home
+
+from diagnostics.processes import owner_alive as _owner_alive, process_start
+
+from .records import ComparisonRecord, RunRecord, _comparison_record, _run_record
+
+__all__ = ["ACTIVE", "FINISHED", "STATUSES", "ComparisonRecord", "RunRecord", "RunStore"]
 
 SCHEMA_VERSION = 2  # 2: runs.repetition, runs.fold, comparisons.pid_start, predictions
 #: Every status a run can have; a comparison has one of these too (never ``diverged``).
@@ -125,111 +130,20 @@ def db_path() -> Path:
     return home() / "runs.db"
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One stored run and, when loaded with curves, its per-epoch and per-minibatch metrics."""
-
-    id: str
-    comparison_id: str
-    position: int
-    dataset_id: str
-    config: str
-    seed: int
-    model: str
-    hyper: dict
-    status: str
-    test_acc: float | None
-    message: str | None
-    created: float
-    started: float | None
-    finished: float | None
-    elapsed_s: float | None
-    n_params: int | None
-    init_digest: str | None
-    versions: dict
-    repetition: int | None = None  # cross-validation: which repetition and fold (None: holdout)
-    fold: int | None = None
-    history: dict = field(default_factory=dict)  # epoch, train_loss, train_acc, val_acc, elapsed_s
-    batches: dict = field(default_factory=dict)  # step, epoch, train_acc, train_loss
-
-
-@dataclass(frozen=True)
-class ComparisonRecord:
-    """One stored comparison; ``runs`` is filled by :meth:`RunStore.load_comparison`."""
-
-    id: str
-    created: float
-    finished: float | None
-    status: str
-    dataset_id: str
-    dataset_name: str
-    data_spec: str
-    labels_spec: str | None
-    model: str
-    configs: list
-    seeds: list
-    hyper: dict
-    host: str
-    pid: int
-    pid_start: str | None = None  # the owner's start time, so a reused pid is not taken for it
-    runs: tuple[RunRecord, ...] = ()
-    counts: dict = field(default_factory=dict)  # status -> number of runs
-
-    def accuracies(self) -> dict[str, dict[int, float | None]]:
-        """``{config: {seed: test_acc or None}}`` for :func:`diagnostics.results.compare`."""
-        out: dict[str, dict[int, float | None]] = {c: {} for c in self.configs}
-        for r in self.runs:
-            out.setdefault(r.config, {})[r.seed] = r.test_acc if r.status == "done" else None
-        return out
-
-    def statuses(self) -> dict[str, dict[int, str]]:
-        out: dict[str, dict[int, str]] = {c: {} for c in self.configs}
-        for r in self.runs:
-            out.setdefault(r.config, {})[r.seed] = r.status
-        return out
-
-
-def _run_record(row: sqlite3.Row) -> RunRecord:
-    d = dict(row)
-    d["hyper"] = json.loads(d["hyper"] or "{}")
-    d["versions"] = json.loads(d["versions"] or "{}")
-    return RunRecord(**d)
-
-
-def _comparison_record(row: sqlite3.Row, runs=(), counts=None) -> ComparisonRecord:
-    d = dict(row)
-    for k in ("configs", "seeds", "hyper"):
-        d[k] = json.loads(d[k])
-    return ComparisonRecord(**d, runs=tuple(runs), counts=counts or {})
-
-
-def process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), or None where /proc
-    cannot tell.  A pid plus its start time names one process even when pids are reused (a
-    server restarted as PID 1 in a container gets pid 1 again, with a new start time)."""
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    return stat.rpartition(")")[2].split()[19]  # field 22 (starttime), after "(comm)"
-
-
 #: This process: pid and start time, written with every comparison it owns.
 _SELF = (os.getpid(), process_start(os.getpid()))
 
 
-def _owner_alive(pid: int, start: str | None) -> bool:
-    """True if the process that wrote a comparison still runs (same pid AND same start)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if start is None:  # written before start times were kept: trust the pid alone
-        return True
-    now = process_start(pid)
-    return now is None or now == start
+def _insert_runs(con, comparison_id: str, dataset_id: str, model: str, hyper: dict,
+                 runs: list[dict], now: float) -> None:
+    con.executemany(
+        "INSERT INTO runs (id, comparison_id, position, dataset_id, config, seed, model, "
+        "hyper, status, created, repetition, fold) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+        [(r["id"], comparison_id, r["position"], dataset_id, r["config"], int(r["seed"]),
+          r.get("model", model), json.dumps(hyper), now, r.get("repetition"), r.get("fold"))
+         for r in runs],
+    )
 
 
 #: Stores found damaged and moved aside in this process: path -> the notice.
@@ -339,14 +253,39 @@ class RunStore:
                  int(c.get("pid", _SELF[0])),
                  c.get("pid_start", _SELF[1]) if "pid" not in c else c.get("pid_start")),
             )
-            con.executemany(
-                "INSERT INTO runs (id, comparison_id, position, dataset_id, config, seed, model, "
-                "hyper, status, created, repetition, fold) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                [(r["id"], c["id"], r["position"], c["dataset_id"], r["config"], int(r["seed"]),
-                  r.get("model", c["model"]), json.dumps(c["hyper"]), now, r.get("repetition"),
-                  r.get("fold")) for r in runs],
-            )
+            _insert_runs(con, c["id"], c["dataset_id"], c["model"], c["hyper"], runs, now)
+
+    def add_runs(self, comparison_id: str, runs: list[dict], *,
+                 seeds: list[int] | None = None) -> None:
+        """Insert more queued runs into a stored comparison (decide mode's next repetition),
+        in one transaction; ``seeds`` replaces the comparison's list of repetitions queued.
+
+        Each run holds id, position, config, seed, repetition, fold; the dataset, model and
+        hyper-parameters are the comparison's.
+        """
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute("SELECT dataset_id, model, hyper FROM comparisons WHERE id=?",
+                              (comparison_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"comparison {comparison_id} is not in the run store")
+            _insert_runs(con, comparison_id, row["dataset_id"], row["model"],
+                         json.loads(row["hyper"]), runs, now)
+            if seeds is not None:
+                con.execute("UPDATE comparisons SET seeds=? WHERE id=?",
+                            (json.dumps([int(x) for x in seeds]), comparison_id))
+
+    def set_evaluation(self, comparison_id: str, **fields) -> None:
+        """Merge ``fields`` (e.g. ``stopped_because``) into ``hyper["evaluation"]``."""
+        with self.transaction() as con:
+            row = con.execute("SELECT hyper FROM comparisons WHERE id=?",
+                              (comparison_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"comparison {comparison_id} is not in the run store")
+            hyper = json.loads(row["hyper"])
+            hyper["evaluation"] = {**hyper.get("evaluation", {}), **fields}
+            con.execute("UPDATE comparisons SET hyper=? WHERE id=?",
+                        (json.dumps(hyper), comparison_id))
 
     def set_comparison_status(self, comparison_id: str, status: str, *, final: bool = False) -> None:
         with self.transaction() as con:

@@ -43,7 +43,13 @@ def start_comparison(ds_id: str, threshold: float) -> None:
                          lr=float(s.get("cmp_lr", d["cmp_lr"])),
                          weight_decay=float(s.get("cmp_wd", d["cmp_wd"])),
                          batch_size=int(s.get("cmp_bs", d["cmp_bs"])),
-                         patience=int(s.get("cmp_patience", d["cmp_patience"])))
+                         patience=int(s.get("cmp_patience", d["cmp_patience"])),
+                         evaluation=s.get("cmp_eval", d["cmp_eval"]),
+                         folds=int(s.get("cmp_folds", d["cmp_folds"])),
+                         max_repetitions=int(s.get("cmp_reps", d["cmp_reps"])),
+                         decide=bool(s.get("cmp_decide", d["cmp_decide"])),
+                         budget_min=float(s.get("cmp_budget", d["cmp_budget"])),
+                         margin_points=float(s.get("cmp_margin", d["cmp_margin"])))
     except NormScopeError as exc:
         s["cmp_error"] = str(exc)
         return
@@ -60,7 +66,10 @@ def stored_comparisons(ds_id: str) -> dict[str, str]:
     out = {}
     for rec in runs.store().list_comparisons(ds_id):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created))
-        out[rec.id] = (f"{when} · {', '.join(rec.configs)} · {len(rec.seeds)} seeds · "
+        ev = rec.hyper.get("evaluation") or {}
+        design = (f"{ev.get('folds')}-fold CV" if ev.get("kind") == "cv"
+                  else f"{len(rec.seeds)} seed{'s' if len(rec.seeds) != 1 else ''}")
+        out[rec.id] = (f"{when} · {', '.join(rec.configs)} · {design} · "
                        f"{rec.model} {rec.hyper.get('epochs', '?')} epochs · {rec.status}")
     return out
 
@@ -83,8 +92,28 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
                       help="The most epochs a run trains; it stops earlier when validation "
                            "accuracy has not improved for the patience below, and the best "
                            "epoch's weights are tested.")
-    c[3].number_input("Seeds", 1, 20, d["cmp_seeds"], key="cmp_seeds", bind=BIND,
-                      help="Each seed: same split, initial weights and batch order for every config.")
+    c[3].selectbox("Evaluation", runs.EVALUATIONS, key="cmp_eval", bind=BIND,
+                   help="cv: stratified k-fold cross-validation, every example tested once per "
+                        "repetition, repeated with reshuffled folds; holdout: one 70/15/15 "
+                        "split, repeated over seeds (for big datasets); auto: cv up to 20,000 "
+                        "examples. Every config shares each split, initial weights and batch "
+                        "order.")
+    e = st.columns(5)
+    e[0].toggle("Decide (stop when clear)", value=d["cmp_decide"], key="cmp_decide", bind=BIND,
+                help="Start with one repetition and add repetitions until every pair "
+                     "involving the best config is decided (better, worse or equivalent), "
+                     "within the most repetitions and the time budget. The tests account for "
+                     "stopping early (alpha spending), so deciding early does not inflate "
+                     "false verdicts.")
+    e[1].number_input("Folds (cv)", 2, 10, d["cmp_folds"], key="cmp_folds", bind=BIND)
+    e[2].number_input("Most repetitions", 1, 10, d["cmp_reps"], key="cmp_reps", bind=BIND,
+                      help="CV repetitions at most (decide mode may stop sooner).")
+    e[3].number_input("Seeds (holdout)", 1, 20, d["cmp_seeds"], key="cmp_seeds", bind=BIND,
+                      help="Holdout repetitions: each seed gives every config the same initial "
+                           "weights and batch order.")
+    e[4].number_input("Time budget (min, 0: none)", 0, 600, d["cmp_budget"], key="cmp_budget",
+                      bind=BIND, help="No repetition starts that would not finish in time; an "
+                                      "undecided answer then says so, with its interval.")
     with st.expander("Training settings (shared by every config)"):
         t = st.columns(5)
         t[0].selectbox("Optimiser", runs.OPTIMIZERS, key="cmp_opt", bind=BIND,
@@ -97,6 +126,11 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
         t[3].number_input("Batch size", 1, 4096, d["cmp_bs"], key="cmp_bs", bind=BIND)
         t[4].number_input("Patience (epochs)", 0, 200, d["cmp_patience"], key="cmp_patience",
                           bind=BIND, help="0 trains every epoch (still testing the best one).")
+        st.number_input("Equivalence margin (accuracy points)", 0.1, 20.0, d["cmp_margin"],
+                        step=0.5, key="cmp_margin", bind=BIND,
+                        help="'equivalent' means the whole interval of a difference lies "
+                             "within ± this margin (TOST); failing to find a difference is "
+                             "never called equivalence.")
     busy = _session_running()
     st.button("Start comparison", key="start", type="primary", disabled=busy,
               on_click=start_comparison, args=(ds.id, threshold),
@@ -105,8 +139,52 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
         st.error(md(st.session_state["cmp_error"]))
 
 
-def draw_comparison(view: report.ComparisonView, key: str) -> None:
-    """Curves side by side, then the one-line answer, verdicts, table and intervals."""
+VERDICT_BOX = {"better": st.success, "worse": st.error, "equivalent": st.info,
+               "unclear": st.warning}
+
+
+def _pts(x, signed: bool = False) -> str:
+    return "n/a" if x is None else (f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}")
+
+
+def verdict_ui(doc: dict, key: str) -> None:
+    """The answer (the user's question first), then every config's accuracy with its interval
+    and every pair's adjusted verdict: the same text as the CLI, the JSON and the report."""
+    lines = doc["answer"]["text"]
+    if lines:
+        st.markdown(f"**{md(lines[0])}**")
+        for line in lines[1:]:
+            st.markdown(md(line))
+    ev = doc.get("evaluation") or {}
+    if ev:
+        kind = ("stratified " + str(ev.get("folds")) + "-fold cross-validation"
+                if ev.get("kind") == "cv" else "holdout")
+        reps = ev.get("repetitions")
+        why = {"decided": "every pair of the best is decided", "max_repetitions":
+               "the most repetitions were run", "budget": "the time budget ran out"}.get(
+            ev.get("stopped_because") or "", "")
+        st.caption(f"{kind}, {reps} repetition{'s' if reps != 1 else ''}"
+                   + (f"; stopped because {why}" if why else ""))
+    rows = [{"config": c["name"], "accuracy (%)": _pts(c["accuracy"]),
+             "95% interval": "n/a" if not c.get("ci95") else
+             f"{_pts(c['ci95'][0])} to {_pts(c['ci95'][1])}",
+             "runs": c.get("n_runs"), "tested examples": c.get("n_examples")}
+            for c in doc["configs"]]
+    st.dataframe(rows, hide_index=True, key=f"cfg_{key}")
+    pairs = doc.get("pairs") or []
+    if pairs:
+        st.dataframe([{"b vs a": f"{p['b']} vs {p['a']}", "verdict": p["verdict"],
+                       "difference (points)": _pts(p["diff"], signed=True),
+                       "95% interval": "n/a" if not p.get("ci95") else
+                       f"{_pts(p['ci95'][0], True)} to {_pts(p['ci95'][1], True)}",
+                       "p (Holm, sequential)": "n/a" if p.get("p_adjusted") is None
+                       else f"{p['p_adjusted']:.3g}"} for p in pairs],
+                     hide_index=True, key=f"pairs_{key}")
+
+
+def draw_comparison(view: report.ComparisonView, key: str, doc: dict | None = None) -> None:
+    """Curves side by side, then the answer with intervals and verdicts (``doc``: the
+    comparison's verdict as JSON; without one, the older per-seed summary)."""
     if view.val is None:
         st.caption("Curves appear after the first minibatches (workers start in a few seconds).")
     else:
@@ -116,7 +194,10 @@ def draw_comparison(view: report.ComparisonView, key: str) -> None:
         with c[1]:
             chart(view.batch, f"normscope-{key}-batches", f"batch_{key}")
     res = view.res
-    if any(c.n for c in res.configs):
+    if doc is not None and doc.get("configs"):
+        verdict_ui(doc, key)
+        chart(view.tested, f"normscope-{key}-test-accuracy", f"res_{key}")
+    elif any(c.n for c in res.configs):
         from diagnostics.results import table_rows
 
         if res.summary:
@@ -155,6 +236,16 @@ def stored_comparison(cid: str, caption_text: str, name: str):
         return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _stored_json(home: str, cid: str) -> dict:
+    # A finished comparison's verdict never changes: computed once per server (cache_data:
+    # each session gets its own copy of the dict).
+    from diagnostics.results import comparison_json
+
+    rec = runs.store().load_comparison(cid, batches=False)
+    return comparison_json(rec, runs.predictions(cid))
+
+
 def live_ui(cid: str, caption_text: str, name: str) -> None:
     """Progress, live curves and Cancel of a running comparison; redrawn every second."""
 
@@ -165,14 +256,24 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
         if p.finished:
             st.rerun(scope="app")  # draw the final results from the store
         eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        ev = p.evaluation or {}
+        rep = (f" · repetition {ev.get('repetitions', 0) + 1} of at most "
+               f"{ev.get('max_repetitions')}" if ev.get("decide") else "")
         st.progress(min(p.fraction, 1.0),
-                    text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta} · "
+                    text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta}{rep} · "
                          + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
+        doc = p.decision.as_json() if p.decision is not None else None
+        if doc is not None:
+            decided = [f"{q['b']} vs {q['a']}: {q['verdict']}" for q in doc["pairs"]
+                       if q["verdict"] != "unclear"]
+            open_ = [f"{q['b']} vs {q['a']}" for q in doc["pairs"] if q["verdict"] == "unclear"]
+            st.caption(md(f"Decided so far: {'; '.join(decided) or 'none'}. Undecided: "
+                          f"{', '.join(open_) or 'none'}."))
         st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
                   help="Stops every run within a second or two; finished runs are kept.")
         draw_comparison(report.comparison_view(
             p.curves, list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(),
-            caption_text=caption_text, dataset_name=name), cid)
+            caption_text=caption_text, dataset_name=name), cid, doc)
 
     monitor()
 
@@ -192,20 +293,28 @@ def stored_ui(cid: str, caption_text: str, name: str) -> None:
                 f"{h.get('patience', 'none')}), {h.get('optimizer', 'adam')} lr {h.get('lr', 1e-3):g}, "
                 f"weight decay {h.get('weight_decay', 0):g}, batch {h.get('batch_size')}, seeds "
                 f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
-    draw_comparison(view, cid)
+    doc = _stored_json(str(config.home()), cid) if rec.status in runs.FINISHED else \
+        comparison_json(rec, runs.predictions(cid))
+    draw_comparison(view, cid, doc)
     st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
-                       data=lambda: json.dumps(comparison_json(rec), indent=1),
+                       data=lambda: json.dumps(doc, indent=1),
                        file_name=f"normscope-compare-{cid}.json", mime="application/json")
 
 
-def run_caption(ds: Dataset, mask_snr: float | None) -> str:
-    """What a comparison ran on, from the comparison itself (never from today's sidebar): the
-    split's three counts and the mask threshold the run used."""
+def run_caption(ds: Dataset, mask_snr: float | None, evaluation: dict | None = None) -> str:
+    """What a comparison ran on, from the comparison itself (never from today's sidebar): its
+    evaluation design (the split's three counts for a holdout) and its mask threshold."""
     from diagnostics.data.dataset import split_indices
 
-    split = split_indices(ds.n, ds.y, seed=config.SPLIT_SEED)
-    text = (f"{ds.name} · train {len(split.train):,} / val {len(split.val):,} / test "
-            f"{len(split.test):,} split (seed {config.SPLIT_SEED})")
+    ev = evaluation or {}
+    if ev.get("kind") == "cv":
+        k = int(ev.get("folds") or 5)
+        text = (f"{ds.name} · {ds.n:,} examples, stratified {k}-fold cross-validation (each "
+                f"tested once per repetition, about {ds.n // k:,} a fold)")
+    else:
+        split = split_indices(ds.n, ds.y, seed=config.SPLIT_SEED)
+        text = (f"{ds.name} · train {len(split.train):,} / val {len(split.val):,} / test "
+                f"{len(split.test):,} split (seed {config.SPLIT_SEED})")
     if mask_snr is not None:
         text += f" · @mask rows: row SNR < {float(mask_snr):g}"
     return text
@@ -233,8 +342,9 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
         st.subheader(f"Comparison {cid}")
         live = runs.running(cid)
         if live is not None:
-            live_ui(cid, run_caption(ds, live.mask_snr), ds.name)
+            live_ui(cid, run_caption(ds, live.mask_snr, live.evaluation()), ds.name)
         else:
             rec = runs.store().load_comparison(cid, batches=False)
-            mask_snr = rec.hyper.get("mask_snr") if rec is not None else None
-            stored_ui(cid, run_caption(ds, mask_snr), ds.name)
+            hyper = rec.hyper if rec is not None else {}
+            stored_ui(cid, run_caption(ds, hyper.get("mask_snr"), hyper.get("evaluation")),
+                      ds.name)

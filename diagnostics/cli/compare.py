@@ -1,10 +1,14 @@
 """The ``compare`` and ``runs`` verbs of the command line (registered by :mod:`diagnostics.cli`).
 
 ``python -m diagnostics compare DATA --configs none,per_pixel ...`` trains every configuration
-with every seed on a local process pool, shows a progress line, prints a results table with
-intervals and paired differences, and can write the results as JSON.  ``python -m diagnostics
-runs`` lists the run store and exports its curves as CSV.  torch is imported only inside these
-verbs (through :mod:`models`).
+on every (repetition, fold) of the evaluation design (5-fold cross-validation by default, or
+the fixed holdout with seeds) on a local process pool; in decide mode (the default) it adds
+repetitions until the pairs of the best config are decided, the maximum is reached or the time
+budget would be overrun.  It shows progress (which pairs are decided after each repetition),
+prints the answer first, then the results in accuracy points with 95% intervals and the
+adjusted pair verdicts, and can write the results as JSON.  ``python -m diagnostics runs``
+lists the run store and exports its curves (CSV) and per-example predictions (CSV or JSON).
+torch is imported only inside these verbs (through :mod:`models`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,30 @@ def _float(lo: float, *, strict: bool = False):
     return parse
 
 
+def _margin_points(text: str) -> float:
+    """``--margin`` in accuracy points (1 = 0.01), returned as a fraction."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of accuracy points") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number of accuracy "
+                                         "points, such as 1")
+    if v >= 50:
+        raise argparse.ArgumentTypeError(f"{text!r} points is too wide a margin; give accuracy "
+                                         "points below 50, such as 1")
+    return v / 100.0
+
+
+def _budget(text: str) -> float:
+    from models.decide_loop import check_budget  # plain Python: no torch
+
+    try:
+        return check_budget(text)
+    except NormScopeError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("budget ", "", 1)) from None
+
+
 def _model_name(text: str) -> str:
     from models.catalog import MODELS, is_import_path  # plain Python: no torch
 
@@ -80,9 +108,28 @@ def add_parsers(sub) -> None:
                         + "; or your own package.module:factory (factory(in_shape, n_classes) "
                           "returns an nn.Module taking (B, 1, H, W)) (default cnn)")
     c.add_argument("--epochs", type=_int(1), default=None, help="training epochs (default 15)")
+    c.add_argument("--eval", dest="evaluation", choices=("auto", "cv", "holdout"),
+                   default="auto", help="evaluation design: stratified k-fold cross-validation "
+                   "(every example tested once per repetition), the fixed 70/15/15 holdout, "
+                   "or auto: CV up to 20,000 examples, holdout above (default auto)")
+    c.add_argument("--folds", type=_int(2), default=5,
+                   help="k of cross-validation (default 5; fewer, with a note, when a class "
+                        "has fewer examples)")
+    c.add_argument("--max-repetitions", type=_int(1), default=5,
+                   help="most repetitions of cross-validation, each with re-shuffled folds "
+                        "(default 5)")
+    c.add_argument("--budget", type=_budget, default=None, metavar="SECONDS",
+                   help="time budget of decide mode: no repetition starts that would not end "
+                        "within it (default: none)")
+    c.add_argument("--margin", type=_margin_points, default=0.01, metavar="POINTS",
+                   help="equivalence margin in accuracy points (default 1): two configs within "
+                        "it are equivalent")
+    c.add_argument("--no-decide", dest="decide", action="store_false",
+                   help="run every repetition (--max-repetitions, or every seed of a holdout) "
+                        "instead of stopping once the pairs of the best config are decided")
     c.add_argument("--seeds", type=_int(1), default=3,
-                   help="seeds 0..S-1; each seed gives every configuration the same initial "
-                        "weights and batch order (default 3)")
+                   help="holdout only: seeds 0..S-1, its repetitions; each gives every "
+                        "configuration the same initial weights and batch order (default 3)")
     c.add_argument("--batch-size", type=_int(1), default=None, help="minibatch size (default 32)")
     c.add_argument("--lr", type=_float(0.0, strict=True), default=None,
                    help="learning rate (default 0.001)")
@@ -102,6 +149,10 @@ def add_parsers(sub) -> None:
     r = sub.add_parser("runs", help="list the stored training runs; export their curves")
     r.add_argument("--json", action="store_true", help="print the runs with curves as one JSON list")
     r.add_argument("--csv", metavar="OUT", help="write every run's per-epoch curves to this CSV file")
+    r.add_argument("--predictions", metavar="OUT",
+                   help="write the per-example test predictions of --comparison to OUT.csv "
+                        "(run_id, config, repetition, fold, test_index, pred, label) or OUT.json "
+                        "(one object per run with those lists)")
     r.add_argument("--comparison", help="only the runs of this comparison id")
     r.add_argument("--dataset", help="only the runs on this dataset id")
 
@@ -110,39 +161,54 @@ def _fmt(x, spec=".3f"):
     return "-" if x is None else format(x, spec)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def design_words(doc: dict) -> str:
+    """``"5-fold CV, 2 repetitions (decided)"`` or ``"holdout, 1 seed"``."""
+    ev = doc["evaluation"]
+    if ev["kind"] == "cv":
+        text = f"{ev['folds']}-fold CV, {_plural(ev['repetitions'], 'repetition')}"
+    else:
+        text = f"holdout, {_plural(ev['repetitions'], 'seed')}"
+    why = ev.get("stopped_because")
+    return text + (f" (stopped: {why.replace('_', ' ')})" if why else "")
+
+
 def print_table(doc: dict, file=None) -> None:
-    """The results table of ``compare`` (from :func:`diagnostics.results.comparison_json`)."""
+    """The results of ``compare`` in accuracy points (from
+    :func:`diagnostics.results.comparison_json`): configs with their 95% intervals, then the
+    pairs with their adjusted verdicts."""
+    from diagnostics.results import pair_rows
+
     file = file or sys.stdout
-    ref = doc["configs"][0]["name"]
     width = max(12, *(len(c["name"]) for c in doc["configs"]))
-    print(f"{'config':{width}}  {'runs':>5}  {'test acc':>8} {'± std':>7}  {'95% CI':>15}  "
-          f"vs {ref} (paired)", file=file)
-    paired = {p["b"]: p for p in doc["paired"]}
+    print(f"{'config':{width}}  {'runs':>5}  {'accuracy %':>10}  {'95% CI (points)':>17}",
+          file=file)
     for c in doc["configs"]:
         done = sum(r["status"] == "done" for r in c["runs"])
-        ci = c["test_acc_ci95"]
-        ci_s = "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-        if c["name"] == ref:
-            vs = "reference"
-        else:
-            p = paired[c["name"]]
-            if p["mean_diff"] is None:
-                vs = "-"
-            else:
-                pv = "p n/a" if p["p_value"] is None else f"p={p['p_value']:.3g}"
-                vs = f"{p['mean_diff'] * 100:+.1f} points, {pv}"
-        print(f"{c['name']:{width}}  {done:>2}/{len(c['runs']):<2}  {_fmt(c['test_acc_mean']):>8} "
-              f"{_fmt(c['test_acc_std']):>7}  {ci_s:>15}  {vs}", file=file)
-    for v in doc["verdicts"]:
-        print(f"verdict: {v}", file=file)
-    if doc.get("summary"):
-        print(f"summary: {doc['summary']}", file=file)
+        acc = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:.1f}"
+        ci = "-" if c["ci95"] is None else f"{100 * c['ci95'][0]:.1f} to {100 * c['ci95'][1]:.1f}"
+        print(f"{c['name']:{width}}  {done:>2}/{len(c['runs']):<2}  {acc:>10}  {ci:>17}",
+              file=file)
+    rows = pair_rows(doc["pairs"])
+    if rows:
+        pw = max(len(f"{r['b']} vs {r['a']}") for r in rows)
+        print(f"{'pair (b vs a)':{pw}}  {'b − a':>7}  {'95% CI (points)':>16}  {'p_adj':>7}  "
+              "verdict", file=file)
+        for r in rows:
+            print(f"{r['b'] + ' vs ' + r['a']:{pw}}  {r['b − a (points)']:>7}  "
+                  f"{r['95% CI']:>16}  {r['p_adjusted']:>7}  {r['verdict']}", file=file)
     bad = [(c["name"], r) for c in doc["configs"] for r in c["runs"] if r["status"] != "done"]
     for name, r in bad:
-        print(f"note: {name} seed {r['seed']} ended {r['status']}", file=file)
+        where = (f"seed {r['seed']}" if r.get("repetition") is None else
+                 f"repetition {r['repetition']} fold {r['fold']}")
+        print(f"note: {name} {where} ended {r['status']}", file=file)
 
 
 def _progress(comp, tty: bool, state: dict) -> None:
+    from diagnostics.verdicts.stored import pair_words
     from models.store import FINISHED
 
     p = comp.snapshot()
@@ -153,12 +219,21 @@ def _progress(comp, tty: bool, state: dict) -> None:
         print(f"\rtraining: {done}/{total} runs, {p.fraction:.0%}, {p.elapsed_s:.0f} s{eta}   ",
               end="", file=sys.stderr, flush=True)
     else:
+        seen = state.setdefault("runs", set())
         for r in p.runs:
-            if r.status in FINISHED and r.run_id not in state:
-                state[r.run_id] = True
+            if r.status in FINISHED and r.run_id not in seen:
+                seen.add(r.run_id)
                 acc = "" if r.test_acc is None else f", test acc {r.test_acc:.3f}"
-                print(f"run {len(state)}/{total}: {r.config} seed {r.seed} {r.status}{acc}",
-                      file=sys.stderr, flush=True)
+                print(f"run {len(seen)}/{total}: {r.config} repetition {r.repetition} fold "
+                      f"{r.fold} seed {r.seed} {r.status}{acc}", file=sys.stderr, flush=True)
+    d, ev = p.decision, p.evaluation or {}
+    if d is not None and state.get("look") != (d.look, ev.get("stopped_because")):
+        state["look"] = (d.look, ev.get("stopped_because"))
+        decided, undecided = pair_words(d)
+        line = (f"after repetition {d.look} of at most {ev.get('max_repetitions')}: decided: "
+                f"{'; '.join(decided) or 'none yet'}"
+                + (f"; undecided: {'; '.join(undecided)}" if undecided else ""))
+        print(("\n" if tty else "") + line, file=sys.stderr, flush=True)
 
 
 def checked_data(args: argparse.Namespace):
@@ -199,7 +274,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      patience=defaults.patience if args.patience is None else args.patience)
     comp = Comparison(data, args.configs, labels=args.labels, seeds=args.seeds,
                       model=args.model, train=tc, mask_snr=args.mask_snr,
-                      std_floor=args.std_floor, workers=args.workers, store=store)
+                      std_floor=args.std_floor, workers=args.workers, store=store,
+                      evaluation=args.evaluation, folds=args.folds,
+                      max_repetitions=args.max_repetitions, decide=args.decide,
+                      budget_s=args.budget, margin=args.margin)
     t0 = time.perf_counter()
     comp.start()  # validates first: a NormScopeError here has stored nothing
     tty = sys.stderr.isatty()
@@ -217,17 +295,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     from diagnostics.results import comparison_json  # scipy: only when results are shown
 
-    doc = comparison_json(comp.record(), elapsed_s=elapsed)
+    doc = comparison_json(comp.record(), store.predictions(comp.id), elapsed_s=elapsed)
     if args.json:
         try:
             with atomic_output(args.json, "w") as fh:
                 json.dump(doc, fh, indent=1, allow_nan=False)
         except OSError as exc:
             raise NormScopeError(f"cannot write {args.json}: {exc.strerror}") from None
-    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), model {doc['model']}, "
-          f"{doc['epochs']} epochs, "
-          f"{doc['seeds']} seeds, {elapsed:.1f} s; comparison {doc['comparison_id']} in "
-          f"{store.path}")
+    for line in doc["answer"]["text"]:
+        print(plain(line))
+    print()
+    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), model {doc['model']}, at most "
+          f"{_plural(doc['epochs'], 'epoch')}, {design_words(doc)}, {elapsed:.1f} s; "
+          f"comparison {doc['comparison_id']} in {store.path}")
     print_table(doc)
     failed = [r for c in doc["configs"] for r in c["runs"] if r["status"] == "failed"]
     if failed:
@@ -246,6 +326,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     store = RunStore()
     store.mark_interrupted()
+    if args.predictions:
+        return export_predictions(store, args.comparison, args.predictions)
     want_curves = bool(args.json or args.csv)
     runs = store.list_runs(comparison_id=args.comparison, dataset_id=args.dataset,
                            curves=want_curves)
@@ -279,3 +361,42 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.csv:
         print(f"curves of {len(runs)} run(s) written to {args.csv}")
     return 0
+
+
+PREDICTION_FIELDS = ("run_id", "config", "repetition", "fold", "test_index", "pred", "label")
+
+
+def export_predictions(store, comparison_id: str | None, out: str) -> int:
+    """``runs --predictions OUT``: every done run's per-example predictions of one comparison,
+    as CSV (one row per example) or JSON (one object per run, the columns as lists)."""
+    if not comparison_id:
+        raise NormScopeError("--predictions needs --comparison ID (python -m diagnostics runs "
+                             "lists the ids)")
+    if not out.endswith((".csv", ".json")):
+        raise NormScopeError(f"--predictions {out}: name a .csv or a .json file")
+    rec = store.load_comparison(comparison_id, batches=False)
+    if rec is None:
+        raise NormScopeError(f"comparison {comparison_id} is not in the run store {store.path}; "
+                             "list them with python -m diagnostics runs")
+    preds = store.predictions(comparison_id)
+    runs = [r for r in rec.runs if r.id in preds]
+    try:
+        with atomic_output(out, "w", newline="") as fh:
+            if out.endswith(".json"):
+                json.dump([{"run_id": r.id, "config": r.config, "repetition": r.repetition,
+                            "fold": r.fold, **{k: preds[r.id][k].tolist()
+                                               for k in ("test_index", "pred", "label")}}
+                           for r in runs], fh)
+            else:
+                w = csv.writer(fh)
+                w.writerow(PREDICTION_FIELDS)
+                for r in runs:
+                    p = preds[r.id]
+                    for i, pr, lb in zip(p["test_index"], p["pred"], p["label"]):
+                        w.writerow([r.id, r.config, r.repetition, r.fold, int(i), int(pr), int(lb)])
+    except OSError as exc:
+        raise NormScopeError(f"cannot write {out}: {exc.strerror}") from None
+    n = sum(preds[r.id]["test_index"].size for r in runs)
+    print(f"predictions of {len(runs)} run(s), {n:,} test examples, written to {out}")
+    return 0
+

@@ -283,7 +283,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                                  "them with python -m diagnostics runs")
         records.append(rec)
     page = build_report(ds, stats, mask_snr=args.mask_snr, on=args.on,
-                        log_color=not args.linear_color, comparisons=records)
+                        log_color=not args.linear_color, comparisons=records,
+                        predictions={rec.id: store.predictions(rec.id) for rec in records})
     try:
         with atomic_output(args.out, "w", encoding="utf-8") as fh:
             fh.write(page)

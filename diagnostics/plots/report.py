@@ -181,32 +181,55 @@ def stored_view(rec, *, caption_text: str = "", dataset_name: str = "") -> Compa
                            dataset_name=dataset_name)
 
 
-def comparison_section(rec, *, caption_text: str = "") -> Section:
-    """Curves, results table, interval plot and verdicts of one stored comparison.
+def _design_text(doc: dict) -> str:
+    ev = doc["evaluation"]
+    n = ev["repetitions"]
+    if ev["kind"] == "cv":
+        text = f"{ev['folds']}-fold cross-validation, {n} repetition{'s' if n != 1 else ''}"
+        same = "every config of a (repetition, fold)"
+    else:
+        text = f"fixed holdout, {n} seed{'s' if n != 1 else ''}"
+        same = "every config of a seed"
+    why = ev.get("stopped_because")
+    return (text + (f", stopped: {why.replace('_', ' ')}" if why else "")
+            + f". Same split, initial weights and batch order for {same}; only the "
+              "normalization changes")
 
-    ``rec`` is a :class:`models.store.ComparisonRecord` (duck-typed: this module stays
-    free of torch and of the store).
+
+def comparison_section(rec, predictions=None, *, caption_text: str = "") -> Section:
+    """The answer, the pairs table (a, b, difference with its 95% interval, Holm-adjusted p,
+    verdict), the configs' accuracies, curves and interval plot of one stored comparison.
+
+    ``rec`` is a :class:`models.store.ComparisonRecord` and ``predictions`` its
+    ``RunStore.predictions`` (duck-typed: this module stays free of torch and of the store);
+    without predictions there is no verdict, and the answer says so.
     """
-    from diagnostics.results import table_rows
+    from diagnostics.results import comparison_json, pair_rows
 
     view = stored_view(rec, caption_text=caption_text, dataset_name=rec.dataset_name)
-    res = view.res
-    rows = table_rows(res)
-    head = (f"<p>{html.escape(rec.model)}, {rec.hyper.get('epochs', '?')} epochs, seeds "
-            f"{', '.join(map(str, rec.seeds))}; status {html.escape(rec.status)}; id "
-            f"<code>{html.escape(rec.id)}</code>. Same split, initial weights and batch order "
-            "for every config of a seed; only the normalization changes.</p>")
-    verdicts = (f"<p class='summary'>{html.escape(res.summary)}</p>" if res.summary else "") + \
-        "".join(f"<p class='verdict'>{html.escape(v)}</p>" for v in res.verdicts)
-    table = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
+    doc = comparison_json(rec, predictions)
+    answer = "".join(f"<p class='{'summary' if i < 2 else 'verdict'}'>{html.escape(line)}</p>"
+                     for i, line in enumerate(doc["answer"]["text"]))
+    head = (f"<p>{html.escape(rec.model)}, at most {rec.hyper.get('epochs', '?')} epochs, "
+            f"{html.escape(_design_text(doc))}; status {html.escape(rec.status)}; id "
+            f"<code>{html.escape(rec.id)}</code>.</p>")
+    rows = pair_rows(doc["pairs"])
+    pairs = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f}"
+    crow = [[c["name"], c["n_runs"], pct(c["accuracy"]),
+             "–" if c["ci95"] is None else f"{pct(c['ci95'][0])} – {pct(c['ci95'][1])}",
+             "–" if c["n_examples"] is None else f"{c['n_examples']:,}"] for c in doc["configs"]]
+    configs = table_html(["config", "runs", "accuracy %", "95% CI", "test predictions"], crow)
     figs = tuple(f for f in (view.val, view.batch, view.tested) if f is not None)
-    return Section(f"Comparison {rec.id}", head + verdicts + table, figs)
+    return Section(f"Comparison {rec.id}", answer + head + pairs + configs, figs)
 
 
 def build_report(
     ds: Dataset, stats: PixelStats, *, mask_snr: float, on: str = "train",
     log_color: bool = True, colorscale: str | None = None, mask: np.ndarray | None = None,
-    comparisons=(),
+    comparisons=(), predictions=None,
 ) -> str:
     """The whole report of a dataset as one self-contained HTML page (the app and the CLI).
 
@@ -218,6 +241,8 @@ def build_report(
         Row-SNR threshold of the mask; ``mask`` (bool, shape (H,)) overrides the rows masked.
     comparisons : sequence of :class:`models.store.ComparisonRecord`
         Stored comparisons to append (duck-typed: no store or torch here).
+    predictions : mapping, optional
+        ``{comparison id: RunStore.predictions(id)}``; a comparison without them has no verdict.
 
     Raises
     ------
@@ -230,6 +255,7 @@ def build_report(
         if rec.dataset_id != ds.id:
             raise NormScopeError(f"comparison {rec.id} ran on dataset {rec.dataset_id}, not on "
                                  f"{ds.name} ({ds.id}); give that dataset or leave --runs out")
-        sections.append(comparison_section(rec, caption_text=f"{ds.name} · {rec.model}"))
+        sections.append(comparison_section(rec, (predictions or {}).get(rec.id),
+                                           caption_text=f"{ds.name} · {rec.model}"))
     return render(f"NormScope report — {ds.name}",
                   f"dataset id {ds.id} · made {time.strftime('%Y-%m-%d %H:%M')}", sections)

@@ -3,4 +3,5 @@ corrected paired tests with Holm adjustment, TOST equivalence, a group-sequentia
 and the answer text.  NumPy and SciPy only.
 
 Layers: ``design``, ``sequential`` <- ``decide`` <-> ``answer`` (answer reads decide's types for
-annotations only)."""
+annotations only) <- ``stored`` (scores and the decision of a comparison's runs, live or
+stored)."""

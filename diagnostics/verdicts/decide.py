@@ -325,7 +325,8 @@ def _word(s: dict, p_adj, e_adj, look: int, alpha: float) -> str:
 # ---------------------------------------------------------------- the decision
 
 
-def _check_margin(margin) -> float:
+def check_margin(margin) -> float:
+    """``margin`` as a float in [0, 0.5), or NormScopeError with one sentence."""
     try:
         m = float(margin)
     except (TypeError, ValueError):
@@ -372,7 +373,7 @@ def decide(scores: Scores, design: Design, *, look: int | None = None,
     NormScopeError
         Bad scores, a bad margin, or ``look`` beyond ``max_repetitions``.
     """
-    margin = _check_margin(margin)
+    margin = check_margin(margin)
     if not 0 < alpha < 1:
         raise NormScopeError(f"alpha={alpha} must be between 0 and 1")
     names, cells, parsed, look = _collect(scores, look)

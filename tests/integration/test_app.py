@@ -285,25 +285,35 @@ def test_compare_tab_runs_a_tiny_comparison_and_reopens_it(home):
     assert at.multiselect(key="configs").value == ["none", "per_pixel"]  # digits: no low-SNR rows
     at.selectbox(key="cmp_model").set_value("linear")
     at.number_input(key="cmp_epochs").set_value(2)
-    at.number_input(key="cmp_seeds").set_value(2)
+    at.selectbox(key="cmp_eval").set_value("cv")
+    at.number_input(key="cmp_folds").set_value(2)
+    at.number_input(key="cmp_reps").set_value(2)
     at.button(key="start").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     cid = at.multiselect(key="runs").value[0]
-    _run_until(at, lambda a: any("over 2 seeds" in str(m.value) or "differ" in str(m.value)
-                                 for m in [*a.success, *a.warning, *a.info]))
-    table = at.dataframe[-1].value
-    assert list(table["config"]) == ["none", "per_pixel"]
-    assert (table["seeds done"] == 2).all()
-    assert any(str(m.value).startswith("**") and " scored highest, " in str(m.value)
-               for m in at.markdown)  # the one-line answer above the verdicts
+
+    def answered(a):
+        return any("accuracy (%)" in df.value.columns for df in a.dataframe)
+
+    _run_until(at, lambda a: answered(a) and not a.get("progress"))
+    at.run()  # the finished comparison, drawn from the store
+    configs = next(df.value for df in at.dataframe if "accuracy (%)" in df.value.columns)
+    assert list(configs["config"]) == ["none", "per_pixel"]
+    pairs = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
+    assert set(pairs["verdict"]) <= {"better", "worse", "equivalent", "unclear"}
+    bold = [str(m.value) for m in at.markdown if str(m.value).startswith("**")]
+    assert any("no normalization" in b or "per-pixel" in b.lower() or "per_pixel" in b
+               for b in bold), bold  # the answer leads with the user's question
+    assert any("2-fold cross-validation" in str(c.value) for c in at.caption)
     # A link with the comparison id reopens it from the store in a new session.
     other = AppTest.from_file(APP, default_timeout=TIMEOUT)
     other.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid})
     other.run()
     assert not other.exception, other.exception
     assert other.multiselect(key="runs").value == [cid]
-    assert list(other.dataframe[-1].value["config"]) == ["none", "per_pixel"]
+    again = next(df.value for df in other.dataframe if "accuracy (%)" in df.value.columns)
+    assert list(again["config"]) == ["none", "per_pixel"]
     curves = [f for f in _figures(other) if "accuracy" in f["layout"]["title"]["text"].lower()]
     assert len(curves) >= 2
 

@@ -84,7 +84,8 @@ def test_a_stored_comparison_is_captioned_with_its_own_mask(home):
     from models.train import TrainConfig
 
     comp = Comparison("digits", "none,per_pixel", seeds=1, model="linear", mask_snr=0.2,
-                      train=TrainConfig(epochs=1, batch_size=64), workers=1).start()
+                      train=TrainConfig(epochs=1, batch_size=64), workers=1,
+                      evaluation="holdout").start()
     assert comp.wait(240)
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update({"dataset": "digits", "tab": "Compare", "runs": comp.id,

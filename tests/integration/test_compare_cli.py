@@ -19,18 +19,22 @@ pytestmark = pytest.mark.pool  # starts training worker pools: one xdist worker
 
 
 def _check_schema(doc: dict, configs: list[str], seeds: int, epochs: int) -> None:
-    assert {"dataset", "model", "epochs", "seeds", "elapsed_s", "configs", "paired"} <= set(doc)
+    assert {"dataset", "model", "epochs", "seeds", "elapsed_s", "configs", "paired",
+            "evaluation", "pairs", "answer"} <= set(doc)
     assert doc["epochs"] == epochs and doc["seeds"] == seeds and doc["model"] == "cnn"
     assert isinstance(doc["elapsed_s"], float) and doc["elapsed_s"] > 0
     assert [c["name"] for c in doc["configs"]] == configs
     for c in doc["configs"]:
-        assert set(c) == {"name", "test_acc_mean", "test_acc_std", "test_acc_ci95", "runs"}
+        # today's keys kept for existing readers, the verdict's keys merged in
+        assert set(c) == {"name", "test_acc_mean", "test_acc_std", "test_acc_ci95", "runs",
+                          "accuracy", "ci95", "n_runs", "n_examples"}
         assert 0 <= c["test_acc_mean"] <= 1 and c["test_acc_std"] >= 0
         lo, hi = c["test_acc_ci95"]
         assert lo <= c["test_acc_mean"] <= hi
         assert [r["seed"] for r in c["runs"]] == list(range(seeds))
         for r in c["runs"]:
-            assert set(r) == {"seed", "run_id", "status", "test_acc", "history"}
+            assert set(r) == {"seed", "repetition", "fold", "run_id", "status", "test_acc",
+                              "history"}
             assert r["status"] == "done" and 0 <= r["test_acc"] <= 1
             assert set(r["history"]) == {"epoch", "train_loss", "train_acc", "val_acc"}
             assert r["history"]["epoch"] == list(range(1, epochs + 1))
@@ -45,17 +49,21 @@ def _check_schema(doc: dict, configs: list[str], seeds: int, epochs: int) -> Non
 def test_compare_json_schema_and_same_numbers_twice(home, tmp_path, cli):
     data = write_tiny_npz(tmp_path / "tiny.npz")
     args = ["compare", str(data), "--configs", "none,per_pixel@mask", "--seeds", "2",
-            "--epochs", "2", "--batch-size", "16"]
+            "--epochs", "2", "--batch-size", "16", "--eval", "holdout", "--no-decide"]
     env = {"NORMSCOPE_HOME": str(home)}
     first = cli(*args, "--json", str(tmp_path / "a.json"), env=env)
     assert first.returncode == 0, first.stderr
-    assert "verdict: per_pixel@mask" in first.stdout and "95% CI" in first.stdout
+    assert "per_pixel@mask vs none" in first.stdout and "95% CI" in first.stdout
     assert "run 4/4" in first.stderr  # the progress lines (stderr is not a terminal here)
     second = cli(*args, "--json", str(tmp_path / "b.json"), env=env)
     assert second.returncode == 0, second.stderr
     a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
     _check_schema(a, ["none", "per_pixel@mask"], seeds=2, epochs=2)
-    assert " scored highest, " in a["summary"] and f"summary: {a['summary']}" in first.stdout
+    # the answer leads the output, and the JSON's summary is that same text
+    assert first.stdout.splitlines()[: len(a["answer"]["text"])] == a["answer"]["text"]
+    assert a["summary"] == " ".join(a["answer"]["text"]) and "2 seeds" in first.stdout
+    assert a["evaluation"] == {"kind": "holdout", "folds": 1, "repetitions": 2,
+                               "stopped_because": a["evaluation"]["stopped_because"]}
     for ca, cb in zip(a["configs"], b["configs"]):
         assert [r["test_acc"] for r in ca["runs"]] == [r["test_acc"] for r in cb["runs"]]
         assert [r["history"] for r in ca["runs"]] == [r["history"] for r in cb["runs"]]
@@ -73,7 +81,7 @@ def test_compare_json_schema_and_same_numbers_twice(home, tmp_path, cli):
 def test_runs_json_lists_runs_with_curves(home, tmp_path, capsys):
     data = write_tiny_npz(tmp_path / "tiny.npz")
     assert main(["compare", str(data), "--configs", "none", "--seeds", "1", "--epochs", "1",
-                 "--batch-size", "16", "--model", "linear"]) == 0
+                 "--batch-size", "16", "--model", "linear", "--eval", "holdout"]) == 0
     capsys.readouterr()
     assert main(["runs", "--json"]) == 0
     (run,) = json.loads(capsys.readouterr().out)
@@ -89,11 +97,23 @@ def _bad_inputs(tmp_path):
     y_small[:2] = 3  # a fourth class with 2 examples: no room in val and test
     y_small[2:][y_small[2:] == 3] = 0
     np.savez(tmp_path / "small.npz", X=X, y=y_small)
+    y_single = y.copy()
+    y_single[0] = 3  # a fourth class with a single example: no 2-fold CV either
+    np.savez(tmp_path / "single.npz", X=X, y=y_single)
     good = write_tiny_npz(tmp_path / "good.npz")
     return [
         ([str(tmp_path / "nolabels.npy")], "has no labels, and comparisons need labels"),
         ([str(tmp_path / "oneclass.npz")], "a single class"),
-        ([str(tmp_path / "small.npz")], "class '3' has only 2 example.*too few for the 70/15/15 split"),
+        ([str(tmp_path / "small.npz"), "--eval", "holdout"],
+         "class '3' has only 2 example.*too few for the 70/15/15 split"),
+        ([str(tmp_path / "single.npz")], "class '3' has 1 example; cross-validation needs at "
+                                         "least 2 per class"),
+        ([str(good), "--budget", "0"], "too small for even one repetition"),
+        ([str(good), "--budget", "nan"], "not a number of seconds"),
+        ([str(good), "--margin", "-1"], "non-negative number of accuracy points"),
+        ([str(good), "--margin", "nan"], "non-negative number of accuracy points"),
+        ([str(good), "--folds", "1"], "--folds: '1' must be at least 2"),
+        ([str(good), "--max-repetitions", "0"], "--max-repetitions: '0' must be at least 1"),
         ([str(good), "--configs", "none,per-pixel"], "unknown scaler 'per-pixel'.*valid parts"),
         ([str(good), "--configs", "per_pixel@mask", "--mask-snr", "1e9"], "removes all 12 rows"),
         ([str(good), "--batch-size", "500"], "fewer than one batch of 500"),

@@ -216,11 +216,13 @@ def test_a_comparison_runs_unchanged_on_another_executor(home, data):
     try:
         rec = Recording(InlineExecutor())
         assert isinstance(rec, Executor) and isinstance(rec.inner, Executor)
-        inline = Comparison(data, "none,per_pixel", seeds=[3], train=QUICK, executor=rec).start()
+        inline = Comparison(data, "none,per_pixel", seeds=[3], train=QUICK, executor=rec,
+                            evaluation="holdout").start()
         assert inline.wait(60)
     finally:
         torch.set_num_threads(threads)
-    local = Comparison(data, "none,per_pixel", seeds=[3], train=QUICK, workers=1).start()
+    local = Comparison(data, "none,per_pixel", seeds=[3], train=QUICK, workers=1,
+                       evaluation="holdout").start()
     assert local.wait(60)
     a, b = inline.record(), local.record()
     assert a.status == b.status == "done" and inline.snapshot().status == "done"
@@ -237,7 +239,8 @@ def test_a_comparison_runs_unchanged_on_another_executor(home, data):
 @pytest.mark.slow
 def test_cancel_reaches_the_runs_only_through_the_executor(home, data):
     rec = Recording(InlineExecutor(), forward_cancel=False)
-    comp = Comparison(data, "none,per_pixel", seeds=2, train=FOREVER, executor=rec).start()
+    comp = Comparison(data, "none,per_pixel", seeds=2, train=FOREVER, executor=rec,
+                      evaluation="holdout", decide=False).start()
     try:
         assert _wait(lambda: any(r.epoch >= 1 for r in comp.snapshot().runs))
         comp.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
 
 import pytest
 
@@ -37,9 +38,11 @@ def test_report_of_the_demo_is_self_contained(cli, home):
 def test_report_includes_a_stored_comparison(cli, home):
     js = home / "c.json"
     res = cli("compare", "digits", "--configs", "none,per_pixel", "--model", "linear",
-              "--epochs", "1", "--seeds", "2", "--json", str(js), env=_env(home), timeout=300)
+              "--epochs", "1", "--folds", "3", "--max-repetitions", "2", "--json", str(js),
+              env=_env(home), timeout=300)
     assert res.returncode == 0, res.stderr
-    cid = json.loads(js.read_text())["comparison_id"]
+    doc = json.loads(js.read_text())
+    cid = doc["comparison_id"]
     out = home / "r.html"
     res = cli("report", "digits", "--runs", cid, "--out", str(out), env=_env(home))
     assert res.returncode == 0, res.stderr
@@ -47,6 +50,14 @@ def test_report_includes_a_stored_comparison(cli, home):
     assert f"Comparison {cid}" in html
     assert "Validation accuracy" in html and "Test accuracy" in html
     assert "per_pixel" in html and "95% CI" in html
+    # The section leads with the answer (the CLI's and the JSON's text), then the pairs table.
+    section = html[html.index(f"Comparison {cid}"):]
+    first = doc["answer"]["text"][0]
+    assert first and escape(first) in section
+    assert section.index(escape(first)) < section.index("<table>")
+    for head in ("p_adjusted", "verdict", "b − a (points)"):
+        assert head in section
+    assert doc["pairs"][0]["verdict"] in section
     # Without --runs the newest comparisons of the dataset are included.
     res = cli("report", "digits", "--out", str(out), env=_env(home))
     assert res.returncode == 0 and f"Comparison {cid}" in out.read_text()

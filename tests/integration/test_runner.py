@@ -20,6 +20,8 @@ from models.train import TrainConfig
 from compare_helpers import write_tiny_npz
 
 QUICK = TrainConfig(epochs=2, batch_size=16)
+#: Today's design: the fixed holdout, every seed run (the tests here are about the executor).
+HOLDOUT = dict(evaluation="holdout", decide=False)
 
 
 
@@ -41,7 +43,8 @@ def _wait_for(pred, timeout=60.0):
 
 
 def test_comparison_stores_paired_runs_with_shared_initial_weights(home, data):
-    comp = Comparison(data, "none,per_pixel@mask", seeds=2, train=QUICK, workers=2).start()
+    comp = Comparison(data, "none,per_pixel@mask", seeds=2, train=QUICK, workers=2,
+                      **HOLDOUT).start()
     assert comp.wait(60)
     snap = comp.snapshot()
     assert snap.status == "done" and snap.fraction == 1.0 and snap.counts == {"done": 4}
@@ -70,7 +73,7 @@ def test_worker_results_equal_an_in_process_run(home, data):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    comp = Comparison(data, "per_pixel", seeds=[3], train=QUICK, workers=1).start()
+    comp = Comparison(data, "per_pixel", seeds=[3], train=QUICK, workers=1, **HOLDOUT).start()
     assert comp.wait(60)
     (stored,) = comp.record().runs
     ds = load_dataset(data)
@@ -93,7 +96,7 @@ def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
     # Runs long enough (about 5 s each) that the victim cannot finish between being picked
     # and being killed; we do not wait for both workers to be busy, since under load the
     # second one may start only after the first has finished several short runs.
-    comp = Comparison(data, "none,per_pixel", seeds=2, workers=2,
+    comp = Comparison(data, "none,per_pixel", seeds=2, workers=2, **HOLDOUT,
                       train=TrainConfig(epochs=600, batch_size=16, patience=0)).start()
 
     def started():
@@ -117,7 +120,7 @@ def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
 
 @pytest.mark.slow
 def test_cancel_stops_within_two_seconds_and_nothing_stays_running(home, data):
-    comp = Comparison(data, "none,per_pixel", seeds=3, workers=2,
+    comp = Comparison(data, "none,per_pixel", seeds=3, workers=2, **HOLDOUT,
                       train=TrainConfig(epochs=100_000, batch_size=16, patience=0)).start()
     assert _wait_for(lambda: any(r.epoch >= 1 for r in comp.snapshot().runs))
     comp.cancel()
@@ -145,9 +148,9 @@ def test_bad_input_stores_nothing(home, tmp_path):
 def test_running_comparisons_run_one_at_a_time_and_keep_runs_apart(home, data):
     running = RunningComparisons()
     # a cannot finish by itself (100,000 epochs), so b must still be waiting when we look.
-    a = running.start(data, "none,per_pixel", seeds=1, workers=1,
+    a = running.start(data, "none,per_pixel", seeds=1, workers=1, **HOLDOUT,
                       train=TrainConfig(epochs=100_000, batch_size=16, patience=0))
-    b = running.start(data, "global", seeds=2, train=QUICK, workers=1)
+    b = running.start(data, "global", seeds=2, train=QUICK, workers=1, **HOLDOUT)
     assert running.get(a.id) is a and running.get(b.id) is b and running.get("nope") is None
     assert _wait_for(lambda: any(r.epoch >= 1 for r in a.snapshot().runs))
     time.sleep(0.5)  # time enough for b to start, were it not waiting
@@ -171,6 +174,7 @@ def test_running_comparisons_run_one_at_a_time_and_keep_runs_apart(home, data):
 @pytest.mark.slow
 def test_a_loaded_dataset_object_is_reopened_by_workers(home):
     ds = load_dataset("digits")
-    comp = Comparison(ds, "none", seeds=1, train=TrainConfig(epochs=1), workers=1).start()
+    comp = Comparison(ds, "none", seeds=1, train=TrainConfig(epochs=1), workers=1,
+                      **HOLDOUT).start()
     assert comp.data == "digits" and comp.wait(60)
     assert comp.record().runs[0].status == "done"

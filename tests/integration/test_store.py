@@ -158,6 +158,7 @@ def test_server_killed_mid_comparison_leaves_interrupted_runs(home, tmp_path):
     data = write_tiny_npz(tmp_path / "tiny.npz")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     p = subprocess.Popen([sys.executable, "-m", "diagnostics", "compare", str(data), "--seeds", "2",
+                          "--eval", "holdout", "--no-decide",
                           "--epochs", "5000", "--patience", "0", "--batch-size", "16",
                           "--workers", "1"],
                          cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,7 +16,8 @@ TESTS = str(REPO / "tests")
 
 def _compare(cli, home, data, *extra):
     env = {"NORMSCOPE_HOME": str(home), "PYTHONPATH": f"{REPO}:{TESTS}"}
-    return cli("compare", str(data), "--configs", "none,per_pixel", "--seeds", "1",
+    return cli("compare", str(data), "--configs", "none,per_pixel", "--seeds", "1", "--eval",
+               "holdout",
                "--epochs", "2", "--batch-size", "16", "--workers", "1", *extra, env=env,
                timeout=300)
 
