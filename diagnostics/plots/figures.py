@@ -164,8 +164,8 @@ def heatmap(
         notes.append(dict(x=W - 1, y=(lo + hi) / 2, text="masked", showarrow=False,
                           xanchor="right", font=dict(size=11, color="#333")))
     title = spec.title + (f" — {dataset_name}" if dataset_name else "")
-    if kept is not z and caption_text:
-        caption_text += " · colours scaled to the kept rows"
+    if kept is not z:  # said on the colourbar: the caption line is full in a narrow column
+        trace.colorbar.title.text += ", kept rows"
     # One layout dict: plotly validates once instead of once per update call (reruns are hot).
     layout = dict(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
@@ -216,8 +216,8 @@ def row_snr_profile(
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        legend=dict(orientation="h", y=-0.3, yanchor="top", font=dict(size=11)), height=430,
-        margin=dict(l=60, r=20, t=110 if stats.band_info is not None else 85, b=110),
+        legend=dict(orientation="h", y=-0.42, yanchor="top", font=dict(size=11)), height=500,
+        margin=dict(l=60, r=20, t=150 if stats.band_info is not None else 85, b=150),
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"), shapes=[], annotations=[],
     )
     info = stats.band_info

@@ -230,3 +230,11 @@ def test_row_snr_threshold_is_a_legend_entry_and_eta_axis_has_a_title(stats):
     if stats.band_info is not None:
         ax = fig.layout.xaxis2
         assert ax.title.text == "class information η²" and ax.dtick in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def test_the_colourbar_says_when_its_range_comes_from_the_kept_rows(stats):
+    mask = np.zeros(stats.mean.shape[0], bool)
+    mask[-3:] = True
+    assert figures.heatmap(stats, "mean", mask=mask).data[0].colorbar.title.text.endswith(
+        ", kept rows")
+    assert "kept" not in figures.heatmap(stats, "mean").data[0].colorbar.title.text
