@@ -85,3 +85,10 @@ def test_repo_config_keeps_xsrf_on():
     text = (ROOT / ".streamlit" / "config.toml").read_text()
     assert "enableXsrfProtection = true" in text
     assert "enableXsrfProtection = false" not in text
+
+
+def test_repo_config_hides_tracebacks_from_viewers():
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["client"]["showErrorDetails"] in ("type", "none")
