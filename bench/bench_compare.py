@@ -100,6 +100,10 @@ def main() -> None:
                     help="run one part only (decide runs only when named)")
     ap.add_argument("--folds", type=int, default=5, help="k of decide mode's CV (default 5)")
     ap.add_argument("--budget", type=float, help="decide mode's time budget in seconds")
+    ap.add_argument("--decide-epochs", type=int,
+                    help="most epochs of decide mode's runs (default: as today's default)")
+    ap.add_argument("--decide-patience", type=int,
+                    help="early-stopping patience of decide mode's runs (default 5)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="normscope-bench-")
     os.environ["NORMSCOPE_HOME"] = tmp
@@ -142,14 +146,16 @@ def run(args) -> None:
         # 4. cancel latency (the tests only check that cancel stops runs, not how fast)
         cancel_latency(2 if args.quick else 5)
     if args.only == "decide":
-        decide_vs_default(epochs, folds=args.folds, budget=args.budget)
+        decide_vs_default(epochs, folds=args.folds, budget=args.budget,
+                          decide_epochs=args.decide_epochs, patience=args.decide_patience)
 
 
 DEMO_CONFIGS = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
 
 
 def decide_vs_default(epochs: int, *, folds: int = 5, budget: float | None = None,
-                      rounds: int = 2, workers: int = 2) -> None:
+                      rounds: int = 2, workers: int = 2, decide_epochs: int | None = None,
+                      patience: int | None = None) -> None:
     """Decide mode (auto = 5-fold CV) vs today's default (holdout, 3 seeds, every one run)."""
     import statistics
 
@@ -159,10 +165,12 @@ def decide_vs_default(epochs: int, *, folds: int = 5, budget: float | None = Non
     from models.train import TrainConfig
 
     tc = TrainConfig(epochs=epochs)
+    tc_decide = TrainConfig(epochs=decide_epochs or epochs,
+                            patience=TrainConfig().patience if patience is None else patience)
 
-    def timed(**kw):
+    def timed(train=tc, **kw):
         t0 = time.perf_counter()
-        comp = Comparison("demo", DEMO_CONFIGS, train=tc, workers=workers, **kw).start()
+        comp = Comparison("demo", DEMO_CONFIGS, train=train, workers=workers, **kw).start()
         comp.wait()
         t = time.perf_counter() - t0
         rec = comp.record()
@@ -177,15 +185,18 @@ def decide_vs_default(epochs: int, *, folds: int = 5, budget: float | None = Non
         fixed.append(t)
         print(f"  round {k + 1}: today's default (holdout, 3 seeds, {n} runs, {ep:.1f} epochs "
               f"a run): {t:.1f} s", flush=True)
-        t, doc, n, ep = timed(folds=folds, budget_s=budget)
+        t, doc, n, ep = timed(train=tc_decide, folds=folds, budget_s=budget)
         dec.append(t)
         ev = doc["evaluation"]
         print(f"  round {k + 1}: decide mode ({ev['kind']}, {ev['folds']} folds, "
               f"{ev['repetitions']} repetition(s), stopped: {ev['stopped_because']}, {n} runs, "
               f"{ep:.1f} epochs a run): {t:.1f} s", flush=True)
     tf, td = sum(fixed) / rounds, sum(dec) / rounds
-    print(f"decide mode on demo ({len(DEMO_CONFIGS)} configs, {workers} workers, at most {epochs} "
-          f"epochs): {td:.1f} s vs today's default {tf:.1f} s: ratio {td / tf:.2f} "
+    # Each round's own ratio too: on a shared machine one slow round can move the means.
+    print("  ratio per round: " + ", ".join(f"{d / f:.2f}" for d, f in zip(dec, fixed)))
+    print(f"decide mode on demo ({len(DEMO_CONFIGS)} configs, {workers} workers, at most "
+          f"{tc_decide.epochs} epochs, patience {tc_decide.patience}; today's default "
+          f"{epochs} epochs): {td:.1f} s vs today's default {tf:.1f} s: ratio {td / tf:.2f} "
           f"(target <= 1.5); repetitions {ev['repetitions']}, stopped: {ev['stopped_because']}")
     for line in doc["answer"]["text"]:
         print(f"  answer: {line}")

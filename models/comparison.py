@@ -150,6 +150,8 @@ class Comparison:
     def jobs(self, run_ids: Sequence[str] | None = None) -> list[Job]:
         """The jobs of ``run_ids`` (default: every run queued so far) in run order: cell-major
         (repetition, then fold), so early results pair up across configs."""
+        if self.plan is None:  # not started: no run is planned yet
+            return []
         design = self.plan.job_design()
         out = []
         for rid in self._order if run_ids is None else run_ids:
@@ -276,8 +278,7 @@ class Comparison:
 
     @property
     def decision(self):
-        """The latest :class:`~diagnostics.verdicts.decide.Decision` (None before the first
-        repetition is complete, or when a config has no outcome at all)."""
+        """The latest Decision (see :attr:`models.decide_loop.DecideLoop.decision`)."""
         return None if self._loop is None else self._loop.decision
 
     def evaluation(self) -> dict | None:

@@ -181,6 +181,8 @@ class DecideLoop:
         self._times: list[float] = []  # wall seconds of each completed repetition
         self._t0: float | None = None
         self.completed: list[int] = []
+        #: The latest decision: None before the first repetition is complete, or when a
+        #: config has no outcome at all (then :attr:`error` says why)
         self.decision: Decision | None = None
         self.stopped_because: str | None = None
         self.error: str | None = None  # why no decision could be made (every run failed)
@@ -251,9 +253,11 @@ class DecideLoop:
         """
         now = time.monotonic() if now is None else now
         with self._lock:
-            if cancelled and self.completed:  # what the complete repetitions say, no stop
-                self.decision, self.stopped_because = self._decide(), "cancelled"
-            if cancelled or any(self._open.values()) or not self.completed:
+            if cancelled:  # what the complete repetitions say (if any); nothing more runs
+                self.decision = self._decide() if self.completed else None
+                self.stopped_because = "cancelled"
+                return None
+            if any(self._open.values()) or not self.completed:
                 return None  # fixed mode: wait for the rest; cut short: nothing to add
             d = self._decide()
             self.decision = d

@@ -255,6 +255,7 @@ def test_cancel_reaches_the_runs_only_through_the_executor(home, data):
     assert "cancelled in epoch" in runs[0].message
     assert [r.message for r in runs[1:]] == [NOT_STARTED] * 3
     assert rec.shutdowns == 1
+    assert comp.record().hyper["evaluation"]["stopped_because"] == "cancelled"
 
 
 def test_workers_and_an_executor_are_exclusive(home, data):
