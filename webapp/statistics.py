@@ -37,7 +37,7 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     if mask.any():
         st.markdown(
             f"**{int(mask.sum())} of {H} {label}s masked** ({label}s {ranges(np.flatnonzero(mask))}), "
-            f"holding **{format_share(share_)}** of the summed \|mean\| (for power, of the mean energy)."
+            f"holding **{format_share(share_)}** of the summed \\|mean\\| (for power, of the mean energy)."
         )
     else:
         st.markdown(f"**No {label}s masked** at SNR threshold {threshold:g}.")
