@@ -309,14 +309,13 @@ def run_caption(ds: Dataset, mask_snr: float | None, evaluation: dict | None = N
     ev = evaluation or {}
     if ev.get("kind") == "cv":
         k = int(ev.get("folds") or 5)
-        text = (f"{ds.name} · {ds.n:,} examples, stratified {k}-fold cross-validation (each "
-                f"tested once per repetition, about {ds.n // k:,} a fold)")
+        text = f"{ds.name} · {ds.n:,} examples · stratified {k}-fold CV"
     else:
         split = split_indices(ds.n, ds.y, seed=config.SPLIT_SEED)
         text = (f"{ds.name} · train {len(split.train):,} / val {len(split.val):,} / test "
                 f"{len(split.test):,} split (seed {config.SPLIT_SEED})")
     if mask_snr is not None:
-        text += f" · @mask rows: row SNR < {float(mask_snr):g}"
+        text += f" · @mask: row SNR < {float(mask_snr):g}"
     return text
 
 
@@ -335,7 +334,7 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
     st.multiselect("Comparisons to show", options, key="runs", bind=BIND,
                    help="Past comparisons of this dataset from the run store; the newest "
                         "started is selected. The ids go into the share link.")
-    if stored:
+    if stored and not report_view:  # report view: the results only
         with st.expander(f"{len(stored)} stored comparison(s) of {md(ds.name)}"):
             st.dataframe([{"id": k, "comparison": v} for k, v in stored.items()], hide_index=True)
     for cid in st.session_state.get("runs", []):

@@ -405,7 +405,7 @@ def curves_figure(
             showlegend=False, legendgroup=name,
         ))
         fig.add_trace(go.Scatter(
-            x=x, y=(k * band.mean).tolist(), mode="lines", name=f"{name} ({n_seeds} seeds)",
+            x=x, y=(k * band.mean).tolist(), mode="lines", name=f"{name} ({n_seeds} run{'s' if n_seeds != 1 else ''})",
             line=dict(color=color, width=2), legendgroup=name,
             hovertemplate=f"{name}<br>{x_label} %{{x}}<br>{metric} %{{y:.1f}}" + ("%" if percent else "")
                           + "<extra>mean of seeds</extra>",

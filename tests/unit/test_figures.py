@@ -154,11 +154,11 @@ def test_curves_figure_draws_the_mean_and_min_max_band_of_each_config():
     assert fig.layout.title.text == "Validation accuracy — demo"
     assert fig.layout.title.subtitle.text == "cap"
     band, mean = fig.data[0], fig.data[1]
-    assert mean.name == "none (2 seeds)"
+    assert mean.name == "none (2 runs)"
     np.testing.assert_allclose(mean.y, [40.0, 50.0, 70.0])  # ragged: point 3 has one seed
     np.testing.assert_allclose(band.y, [50, 60, 70, 70, 40, 30])  # max forwards, min back
     assert [t.name for t in fig.data if t.showlegend is not False] == \
-        ["none (2 seeds)", "per_pixel (1 seeds)"]  # nothing for a config with no points
+        ["none (2 runs)", "per_pixel (1 run)"]  # nothing for a config with no points
     smooth = figures.curves_figure({"a": [[0.0, 1.0, 0.0, 1.0]]}, smooth=2)
     np.testing.assert_allclose(smooth.data[1].y, [50.0, 50.0, 50.0])
 
