@@ -19,7 +19,7 @@ from diagnostics.errors import NormScopeError
 from webapp.text import grouped, md
 from webapp import runs, share, sidebar, state
 from webapp.cache import get_dataset, get_stats
-from webapp.compare import compare_page
+from webapp.compare import compare_page, runs_picker_ui
 from webapp.report_view import header_ui
 from webapp.statistics import statistics_page
 
@@ -38,6 +38,7 @@ def main() -> None:
         stats = get_stats(ds.id, on, ds)
     mask, threshold = sidebar.mask_ui(stats, ds)
     log_color, scale, report_view = sidebar.options_ui()
+    runs_picker_ui(ds)
     share_box = st.sidebar.container()
     header_ui(ds, report_view)
     grouped_notices = grouped(state.notices())

@@ -319,6 +319,19 @@ def run_caption(ds: Dataset, mask_snr: float | None, evaluation: dict | None = N
     return text
 
 
+def runs_picker_ui(ds: Dataset) -> None:
+    """The comparisons to show, in the sidebar: drawn on every run of the script, so the
+    ``runs`` of a link survive a switch to the Statistics tab, and hidden with the sidebar in
+    report view (the results stay, the picker goes)."""
+    stored = stored_comparisons(ds.id) if ds.y is not None else {}
+    # Comparisons of another dataset (after switching datasets) are not shown here.
+    if "runs" in st.session_state:
+        st.session_state["runs"] = [r for r in st.session_state["runs"] if r in stored]
+    st.sidebar.multiselect("Comparisons to show", list(stored), key="runs", bind=BIND,
+                           help="Past comparisons of this dataset from the run store; the "
+                                "newest started is selected. The ids go into the share link.")
+
+
 def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: bool) -> None:
     if ds.y is None:
         st.info("Comparisons train classifiers, so they need labels: open the data with a "
@@ -327,13 +340,6 @@ def compare_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: 
     if not report_view:
         compare_controls_ui(ds, stats, threshold)
     stored = stored_comparisons(ds.id)  # running ones are stored from their start
-    options = list(stored)
-    # Comparisons of another dataset (after switching datasets) are not shown here.
-    if "runs" in st.session_state:
-        st.session_state["runs"] = [r for r in st.session_state["runs"] if r in stored]
-    st.multiselect("Comparisons to show", options, key="runs", bind=BIND,
-                   help="Past comparisons of this dataset from the run store; the newest "
-                        "started is selected. The ids go into the share link.")
     if stored and not report_view:  # report view: the results only
         with st.expander(f"{len(stored)} stored comparison(s) of {md(ds.name)}"):
             st.dataframe([{"id": k, "comparison": v} for k, v in stored.items()], hide_index=True)

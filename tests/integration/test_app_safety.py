@@ -73,3 +73,23 @@ def test_a_damaged_run_store_is_moved_aside_and_the_app_keeps_working(env):
         assert not at.exception, at.exception
         assert any("damaged" in str(w.value) for w in at.warning)
     assert list(home.glob("runs.db.damaged-*"))
+
+
+def test_report_view_keeps_runs_in_the_link_on_every_tab_and_hides_the_picker(env):
+    from models.store import RunStore
+
+    RunStore().create_comparison(
+        {"id": "abc123def456", "dataset_id": "digits", "dataset_name": "digits",
+         "data_spec": "digits", "model": "cnn", "configs": ["none", "per_pixel"], "seeds": [0],
+         "hyper": {"epochs": 1}}, [{"id": "abc123def456-0", "position": 0, "config": "none",
+                                    "seed": 0}])
+    for tab in ("Compare", "Statistics"):
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params.update({"dataset": "digits", "tab": tab, "report": "true",
+                                "runs": "abc123def456"})
+        at.run()
+        assert not at.exception, at.exception
+        assert at.multiselect(key="runs").value == ["abc123def456"]
+        assert at.query_params.get("runs") in ("abc123def456", ["abc123def456"])
+        # The picker lives in the sidebar, which report view hides.
+        assert at.sidebar.multiselect(key="runs") is not None
