@@ -26,3 +26,15 @@ def write_tiny_npz(path: Path, seed: int = 0, **kw) -> Path:
     X, y = tiny_arrays(seed, **kw)
     np.savez(path, X=X, y=y)
     return path
+
+
+def wait_for(pred, timeout: float = 60.0) -> bool:
+    """Poll ``pred`` every 50 ms until it is true (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False

@@ -4,6 +4,8 @@ changing the environment, and a comparison that runs unchanged on another execut
 
 from __future__ import annotations
 
+from compare_helpers import wait_for as _wait
+
 import json
 import os
 import signal
@@ -264,11 +266,3 @@ def test_workers_and_an_executor_are_exclusive(home, data):
     with pytest.raises(NormScopeError, match="model 'transformer' is unknown; use cnn, cnn_bn"):
         Comparison(data, "none", model="transformer", executor=InlineExecutor()).start()
 
-
-def _wait(pred, timeout=60.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False

@@ -3,6 +3,8 @@ running comparisons."""
 
 from __future__ import annotations
 
+from compare_helpers import wait_for as _wait_for
+
 import os
 import signal
 import time
@@ -32,14 +34,6 @@ def data(tmp_path):
 
 pytestmark = pytest.mark.pool  # starts training worker pools: one xdist worker
 
-
-def _wait_for(pred, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_comparison_stores_paired_runs_with_shared_initial_weights(home, data):
