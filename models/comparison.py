@@ -430,15 +430,39 @@ class RunningComparisons:
         self._lock = threading.Lock()
         self._items: dict[str, Comparison] = {}
         self._gate = threading.BoundedSemaphore(max_running)
+        self._owners: dict[str, str | None] = {}  # comparison id -> its starter's key
+        self._starting: list[str | None] = []  # starters whose comparison is being started
 
-    def start(self, data: str, configs, **options) -> Comparison:
+    def start(self, data: str, configs, *, owner: str | None = None, limits=None,
+              **options) -> Comparison:
         """Create, validate and start a comparison (options as for :class:`Comparison`);
-        raises NormScopeError on bad input."""
-        comp = Comparison(data, configs, gate=self._gate, **options)
-        comp.start()
+        raises NormScopeError on bad input.
+
+        ``owner``: a key of the starter (see :meth:`owner`); ``limits``: a
+        :class:`diagnostics.limits.Limits` whose queue limits (comparisons running or waiting,
+        in all and per owner) are checked, counting those still being started."""
         with self._lock:
-            self._items[comp.id] = comp
+            if limits is not None:
+                owners = [self._owners.get(c.id) for c in self._items.values()
+                          if not c.finished] + self._starting
+                limits.check_queue(queued=len(owners), of_session=0 if owner is None else
+                                   sum(o == owner for o in owners))
+            self._starting.append(owner)
+        try:
+            comp = Comparison(data, configs, gate=self._gate, **options)
+            comp.start()
+            with self._lock:
+                self._items[comp.id] = comp
+                self._owners[comp.id] = owner
+        finally:
+            with self._lock:
+                self._starting.remove(owner)
         return comp
+
+    def owner(self, comparison_id: str) -> str | None:
+        """The ``owner`` key a comparison was started with (None: none given, or unknown)."""
+        with self._lock:
+            return self._owners.get(comparison_id)
 
     def get(self, comparison_id: str) -> Comparison | None:
         with self._lock:

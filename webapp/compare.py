@@ -18,7 +18,7 @@ from diagnostics.normalize import parse_config, valid_config_names
 from diagnostics.plots import report
 from diagnostics.stats.findings import suggested_configs
 from diagnostics.stats.accumulate import PixelStats
-from webapp import runs
+from webapp import runs, state
 from webapp.charts import chart
 from webapp.state import BIND, config_ok
 from webapp.text import md
@@ -36,7 +36,8 @@ def start_comparison(ds_id: str, threshold: float) -> None:
         if len(configs) < 2:
             raise NormScopeError("choose at least two configs to compare (the first is the reference)")
         d = runs.SETTINGS
-        cid = runs.start(ds_id, configs, seeds=int(s.get("cmp_seeds", d["cmp_seeds"])),
+        token = state.owner_token(create=True)
+        cid = runs.start(ds_id, configs, owner=token, seeds=int(s.get("cmp_seeds", d["cmp_seeds"])),
                          model=s.get("cmp_model", d["cmp_model"]),
                          epochs=int(s.get("cmp_epochs", d["cmp_epochs"])), mask_snr=threshold,
                          optimizer=s.get("cmp_opt", d["cmp_opt"]),
@@ -54,6 +55,7 @@ def start_comparison(ds_id: str, threshold: float) -> None:
         s["cmp_error"] = str(exc)
         return
     s["runs"] = [cid]
+    state.keep_owner_in_url()
 
 
 def _session_running() -> bool:
@@ -86,9 +88,11 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
              f"(now {threshold:g}). Only the normalization changes between configs.",
     )
     d = runs.SETTINGS
+    lim = server_limits()
     c[1].selectbox("Model", runs.model_names(), key="cmp_model", bind=BIND,
                    help=runs.model_help())
-    c[2].number_input("Epochs (most)", 1, 200, d["cmp_epochs"], key="cmp_epochs", bind=BIND,
+    c[2].number_input("Epochs (most)", 1, lim.max_epochs, min(d["cmp_epochs"], lim.max_epochs),
+                      key="cmp_epochs", bind=BIND,
                       help="The most epochs a run trains; it stops earlier when validation "
                            "accuracy has not improved for the patience below, and the best "
                            "epoch's weights are tested.")
@@ -105,10 +109,16 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
                      "within the most repetitions and the time budget. The tests account for "
                      "stopping early (alpha spending), so deciding early does not inflate "
                      "false verdicts.")
-    e[1].number_input("Folds (cv)", 2, 10, d["cmp_folds"], key="cmp_folds", bind=BIND)
-    e[2].number_input("Most repetitions", 1, 10, d["cmp_reps"], key="cmp_reps", bind=BIND,
+    # The most each widget offers is this server's limit (a link asking for more gets the
+    # default); Start checks again (runs.start).
+    folds = max(2, lim.max_folds)
+    e[1].number_input("Folds (cv)", 2, folds, min(d["cmp_folds"], folds), key="cmp_folds",
+                      bind=BIND)
+    e[2].number_input("Most repetitions", 1, lim.max_repetitions,
+                      min(d["cmp_reps"], lim.max_repetitions), key="cmp_reps", bind=BIND,
                       help="CV repetitions at most (decide mode may stop sooner).")
-    e[3].number_input("Seeds (holdout)", 1, 20, d["cmp_seeds"], key="cmp_seeds", bind=BIND,
+    e[3].number_input("Seeds (holdout)", 1, lim.max_seeds, min(d["cmp_seeds"], lim.max_seeds),
+                      key="cmp_seeds", bind=BIND,
                       help="Holdout repetitions: each seed gives every config the same initial "
                            "weights and batch order.")
     e[4].number_input("Time budget (min, 0: none)", 0, 600, d["cmp_budget"], key="cmp_budget",
@@ -137,6 +147,26 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
               help="A comparison of yours is running: wait for it or cancel it." if busy else None)
     if st.session_state.get("cmp_error"):
         st.error(md(st.session_state["cmp_error"]))
+
+
+def server_limits():
+    """This server's limits; a bad setting is shown once as an error and the defaults apply
+    to the widgets (Start refuses with the same sentence until it is fixed)."""
+    from diagnostics.limits import Limits
+
+    try:
+        return runs.limits()
+    except NormScopeError as exc:
+        st.error(md(exc))
+        return Limits()
+
+
+def _cancel(cid: str) -> None:
+    """Cancel button callback: checked again here, not only by drawing the button."""
+    if runs.may_cancel(cid, state.owner_token()):
+        comp = runs.registry().get(cid)
+        if comp is not None:
+            comp.cancel()
 
 
 VERDICT_BOX = {"better": st.success, "worse": st.error, "equivalent": st.info,
@@ -269,8 +299,11 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
             open_ = [f"{q['b']} vs {q['a']}" for q in doc["pairs"] if q["verdict"] == "unclear"]
             st.caption(md(f"Decided so far: {'; '.join(decided) or 'none'}. Undecided: "
                           f"{', '.join(open_) or 'none'}."))
-        st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
-                  help="Stops every run within a second or two; finished runs are kept.")
+        if runs.may_cancel(cid, state.owner_token()):
+            st.button("Cancel", key=f"cancel_{cid}", on_click=_cancel, args=(cid,),
+                      help="Stops every run within a second or two; finished runs are kept.")
+        else:
+            st.caption("Read-only: only the page that started this comparison can cancel it.")
         draw_comparison(report.comparison_view(
             p.curves, list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(),
             caption_text=caption_text, dataset_name=name), cid, doc)

@@ -7,14 +7,20 @@ the run store is SQLite only.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import streamlit as st
 
 from diagnostics import config
+from diagnostics import limits as _limits
+from diagnostics.errors import NormScopeError
 from diagnostics.plots.report import NEWEST_COMPARISONS
 from models.store import FINISHED, RunStore
 
 __all__ = ["FINISHED", "registry", "mark_interrupted", "store", "start", "model_names",
-           "default_epochs", "running", "comparison_ids", "report_records"]
+           "default_epochs", "running", "comparison_ids", "report_records", "limits",
+           "may_cancel"]
 
 
 @st.cache_resource
@@ -73,25 +79,65 @@ EVALUATIONS = ("auto", "cv", "holdout")  # models.decide_loop's kinds, without i
 OPTIMIZERS = ("adam", "adamw", "sgd")  # models.train.OPTIMIZERS, without importing torch
 
 
+def limits():
+    """This server's limits (:func:`diagnostics.limits.load`: read at each call, so an
+    operator's change applies to the next request; NormScopeError for a bad setting)."""
+    return _limits.load()
+
+
 def start(dataset_id: str, configs: list[str], *, seeds: int, model: str, epochs: int,
           mask_snr: float, optimizer: str = "adam", lr: float = 1e-3,
           weight_decay: float = 0.0, batch_size: int = 32, patience: int = 5,
           evaluation: str = "auto", folds: int = 5, max_repetitions: int = 5,
-          decide: bool = True, budget_min: float = 0.0, margin_points: float = 1.0) -> str:
-    """Start a comparison in the background; return its id (NormScopeError on bad input).
+          decide: bool = True, budget_min: float = 0.0, margin_points: float = 1.0,
+          owner: str | None = None) -> str:
+    """Start a comparison in the background; return its id (NormScopeError on bad input, or
+    on a request over this server's :func:`limits`; nothing is stored then).
 
     ``budget_min`` of 0 means no time limit; ``margin_points`` is the equivalence margin in
-    accuracy points (1 = 0.01)."""
+    accuracy points (1 = 0.01); ``owner`` is the starter's private token (see
+    :func:`may_cancel`), which also counts the comparisons per session."""
+    lim = limits()
+    lim.check(epochs=epochs, configs=len(configs), folds=folds,
+              seeds=seeds if evaluation != "cv" else None,
+              repetitions=max_repetitions if evaluation != "holdout" else None)
     from models.train import TrainConfig
 
     train = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                         batch_size=batch_size, patience=patience)
-    comp = registry().start(dataset_id, configs, seeds=seeds, model=model, train=train,
+    comp = registry().start(dataset_id, configs, owner=_digest(owner), limits=lim,
+                            workers=_workers(lim), seeds=seeds, model=model, train=train,
                             mask_snr=mask_snr, evaluation=evaluation, folds=folds,
                             max_repetitions=max_repetitions, decide=decide,
                             budget_s=budget_min * 60 if budget_min else None,
                             margin=margin_points / 100)
     return comp.id
+
+
+def _workers(lim) -> int | None:
+    """Worker processes of an app comparison: the cores, at most ``max_workers``."""
+    import os
+
+    cores = os.cpu_count() or 1
+    return lim.max_workers if lim.max_workers < cores else None
+
+
+def _digest(token: str | None) -> str | None:
+    # The registry keeps a digest, never the token itself.
+    return None if not token else hashlib.sha256(token.encode()).hexdigest()
+
+
+def may_cancel(comparison_id: str, token: str | None) -> bool:
+    """Whether the holder of ``token`` may cancel a running comparison: its starter (the
+    token of the page that started it, kept in that page's URL), or anyone where the operator
+    allows it (``NORMSCOPE_ANYONE_CAN_CANCEL``)."""
+    try:
+        if limits().anyone_can_cancel:
+            return True
+    except NormScopeError:
+        pass  # a bad limits setting allows nothing more than the default
+    owner, mine = registry().owner(comparison_id), _digest(token)
+    return owner is not None and mine is not None and hmac.compare_digest(owner, mine)
 
 
 def predictions(comparison_id: str) -> dict:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 TABS = ("Statistics", "Compare")
+#: URL parameters that belong to one page and never go into a share link: ``owner`` is the
+#: private token that lets the starter of a comparison cancel it.
+PRIVATE = ("owner",)
 ON = ("train", "all")
 ID_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 
@@ -164,7 +167,8 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
     if view.runs:
         p["runs"] = list(view.runs)
     for key, value in view.settings:
-        p[key] = value
+        if key not in PRIVATE:
+            p[key] = value
     return p
 
 

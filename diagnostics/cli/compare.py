@@ -24,6 +24,7 @@ from diagnostics.cli.output import plain
 from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.data.files import atomic_output
 from diagnostics.errors import NormScopeError
+from diagnostics.verdicts.design import DEFAULT_FOLDS, DEFAULT_MAX_REPETITIONS
 
 
 def _int(lo: int):
@@ -112,10 +113,10 @@ def add_parsers(sub) -> None:
                    default="auto", help="evaluation design: stratified k-fold cross-validation "
                    "(every example tested once per repetition), the fixed 70/15/15 holdout, "
                    "or auto: CV up to 20,000 examples, holdout above (default auto)")
-    c.add_argument("--folds", type=_int(2), default=5,
+    c.add_argument("--folds", type=_int(2), default=None,
                    help="k of cross-validation (default 5; fewer, with a note, when a class "
                         "has fewer examples)")
-    c.add_argument("--max-repetitions", type=_int(1), default=5,
+    c.add_argument("--max-repetitions", type=_int(1), default=None,
                    help="most repetitions of cross-validation, each with re-shuffled folds "
                         "(default 5)")
     c.add_argument("--budget", type=_budget, default=None, metavar="SECONDS",
@@ -127,7 +128,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--no-decide", dest="decide", action="store_false",
                    help="run every repetition (--max-repetitions, or every seed of a holdout) "
                         "instead of stopping once the pairs of the best config are decided")
-    c.add_argument("--seeds", type=_int(1), default=3,
+    c.add_argument("--seeds", type=_int(1), default=None,
                    help="holdout only: seeds 0..S-1, its repetitions; each gives every "
                         "configuration the same initial weights and batch order (default 3)")
     c.add_argument("--batch-size", type=_int(1), default=None, help="minibatch size (default 32)")
@@ -144,7 +145,8 @@ def add_parsers(sub) -> None:
                         "accuracy and test the best epoch's weights (default 5; 0: train all "
                         "--epochs, still testing the best epoch)")
     c.add_argument("--workers", type=_int(1), default=None,
-                   help="worker processes, one torch thread each (default: CPU cores)")
+                   help="worker processes, one torch thread each (default: CPU cores, at most "
+                        "this server's limit)")
     c.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
     r = sub.add_parser("runs", help="list the stored training runs; export their curves")
     r.add_argument("--json", action="store_true", help="print the runs with curves as one JSON list")
@@ -258,7 +260,36 @@ def checked_data(args: argparse.Namespace):
     return args.data if source_kind(args.data) == "file" else ds
 
 
+#: Defaults of the options a server limits (each taken down to the limit where it is lower);
+#: epochs as models.train.TrainConfig (not imported here: torch).
+DEFAULTS = {"epochs": 15, "seeds": 3, "max_repetitions": DEFAULT_MAX_REPETITIONS,
+            "folds": DEFAULT_FOLDS}
+
+
+def checked_limits(args: argparse.Namespace) -> None:
+    """Fill in the limited options' defaults (never above this server's limits) and refuse a
+    request over a limit (:mod:`diagnostics.limits`), before any data is read."""
+    import os
+
+    from diagnostics import limits
+    from diagnostics.normalize import parse_configs
+
+    lim = limits.load()
+    given = {k: getattr(args, k) for k in DEFAULTS}
+    lowest = {"epochs": lim.max_epochs, "seeds": lim.max_seeds,
+              "max_repetitions": lim.max_repetitions, "folds": max(2, lim.max_folds)}
+    for key, default in DEFAULTS.items():
+        if given[key] is None:
+            setattr(args, key, min(default, lowest[key]))
+    lim.check(epochs=given["epochs"], configs=len(parse_configs(args.configs)),
+              seeds=given["seeds"], repetitions=given["max_repetitions"],
+              folds=given["folds"], workers=args.workers)
+    if args.workers is None and lim.max_workers < (os.cpu_count() or 1):
+        args.workers = lim.max_workers
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    checked_limits(args)
     data = checked_data(args)
     from models.comparison import Comparison
     from models.store import RunStore
@@ -267,7 +298,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store = RunStore()
     store.mark_interrupted()
     defaults = TrainConfig()
-    tc = TrainConfig(epochs=args.epochs or defaults.epochs,
+    tc = TrainConfig(epochs=args.epochs,
                      batch_size=args.batch_size or defaults.batch_size,
                      lr=args.lr or defaults.lr, optimizer=args.optimizer,
                      weight_decay=args.weight_decay, device=args.device,
