@@ -59,8 +59,11 @@ def start_comparison(ds_id: str, threshold: float) -> None:
 
 
 def _session_running() -> bool:
-    """Whether a comparison this page started (or shows) still runs: Start waits for it."""
-    return any(runs.running(cid) is not None for cid in st.session_state.get("runs", []))
+    """Whether a comparison this page started still runs: Start waits for it (another's,
+    opened from a link, does not count: the server's queue limits bound those)."""
+    token = state.owner_token()
+    return any(runs.running(cid) is not None and runs.owns(cid, token)
+               for cid in st.session_state.get("runs", []))
 
 
 def stored_comparisons(ds_id: str) -> dict[str, str]:

@@ -136,6 +136,11 @@ def may_cancel(comparison_id: str, token: str | None) -> bool:
             return True
     except NormScopeError:
         pass  # a bad limits setting allows nothing more than the default
+    return owns(comparison_id, token)
+
+
+def owns(comparison_id: str, token: str | None) -> bool:
+    """Whether ``token`` is the private token of the page that started this comparison."""
     owner, mine = registry().owner(comparison_id), _digest(token)
     return owner is not None and mine is not None and hmac.compare_digest(owner, mine)
 
