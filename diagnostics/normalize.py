@@ -37,6 +37,8 @@ the Normalizer that applies it are one contract (tested together against scikit-
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import dataclass
 
@@ -480,22 +482,30 @@ class Normalizer:
                     idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         count = stats.count[keep].astype(np.float64)
         mean = np.where(count > 0, stats.mean[keep], 0.0)
-        var = np.where(count > 0, stats.std[keep] ** 2, 0.0)
+        std = np.where(count > 0, stats.std[keep], 0.0)
         s = cfg.scaler
         if s == "none":
             return np.zeros((1, 1)), np.ones((1, 1))
         if s == "per_pixel":
-            return mean, _handle_zeros_in_scale(np.sqrt(var), stats.constant[keep])
+            return mean, _handle_zeros_in_scale(std, stats.constant[keep])
         if s in ("global", "per_row"):
             # Pool the per-pixel moments (count-weighted, float64) over the whole kept image
-            # or over each row: exact, no second pass.
+            # or over each row: exact, no second pass.  In units of a power of two near the
+            # largest moment, so that squares of values near 1e300 (or 1e-300) stay finite
+            # (nonzero); the scale-free constant rule is taken in those units.
             axis = None if s == "global" else 1
+            top = float(np.max(np.abs(np.concatenate([mean.ravel(), std.ravel()]))))
+            g = math.frexp(top)[1] if math.isfinite(top) and top > 0 else 0
+            with np.errstate(under="ignore"):
+                mean_g, var_g = np.ldexp(mean, -g), np.ldexp(std, -g) ** 2
             n = count.sum(axis=axis, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
-                m = np.where(n > 0, (mean * count).sum(axis=axis, keepdims=True) / np.maximum(n, 1), 0.0)
-                v = np.where(n > 0, ((var + (mean - m) ** 2) * count).sum(axis=axis, keepdims=True)
+                m = np.where(n > 0, (mean_g * count).sum(axis=axis, keepdims=True)
                              / np.maximum(n, 1), 0.0)
-            return m, _handle_zeros_in_scale(np.sqrt(v), is_constant(v, m, n))
+                v = np.where(n > 0, ((var_g + (mean_g - m) ** 2) * count).sum(
+                    axis=axis, keepdims=True) / np.maximum(n, 1), 0.0)
+            return (np.ldexp(m, g), _handle_zeros_in_scale(np.ldexp(np.sqrt(v), g),
+                                                           is_constant(v, m, n)))
         # scikit-learn's MinMaxScaler and RobustScaler call a range or IQR under ten eps of
         # the dtype it is held in zero (``_handle_zeros_in_scale``): the same rule here.
         if s == "minmax":
