@@ -26,7 +26,11 @@ from webapp.statistics import statistics_page
 
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
-    runs.mark_interrupted()
+    try:
+        runs.mark_interrupted()
+        store_error = None
+    except NormScopeError as exc:  # a full disk or a read-only data directory: say so once
+        store_error = str(exc)
     state.url_notices()
     sidebar.pending_open()
     ds, on = sidebar.dataset_ui()
@@ -38,20 +42,23 @@ def main() -> None:
         stats = get_stats(ds.id, on, ds)
     mask, threshold = sidebar.mask_ui(stats, ds)
     log_color, scale, report_view = sidebar.options_ui()
-    runs_picker_ui(ds)
+    if store_error is None:
+        runs_picker_ui(ds)
     share_box = st.sidebar.container()
     header_ui(ds, report_view)
     grouped_notices = grouped(state.notices())
     if grouped_notices:
         st.warning(grouped_notices, icon=":material/link:")
-    if runs.store_notice():
+    if store_error is not None:
+        st.error(md(store_error), icon=":material/database:")
+    elif runs.store_notice():
         st.warning(md(runs.store_notice()), icon=":material/database:")
     tabs = st.tabs(list(share.TABS), key="tab", bind=state.BIND)
     with tabs[0]:
         if tabs[0].open:
             statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_view)
     with tabs[1]:
-        if tabs[1].open:
+        if tabs[1].open and store_error is None:
             # Comparisons fit on the training split: its statistics pick the default configs
             # and describe the runs, whatever "Statistics over" shows.
             train = stats if on == "train" else get_stats(ds.id, "train", ds)

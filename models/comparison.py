@@ -383,7 +383,8 @@ class Comparison:
                 final = "done"
         except Exception as exc:  # the monitor itself broke (e.g. the disk is full)
             with self._lock:
-                self._error = f"{type(exc).__name__}: {exc}"
+                self._error = (str(exc) if isinstance(exc, NormScopeError)  # e.g. a full disk
+                               else f"{type(exc).__name__}: {exc}")
             try:
                 self._executor.cancel()
                 self._store.cancel_queued(self.id, "failed", self._error)

@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from diagnostics.errors import NormScopeError
+
 from diagnostics.config import home
 
 from diagnostics.processes import owner_alive as _owner_alive, process_start
@@ -155,6 +157,25 @@ def moved_aside() -> list[str]:
     return list(_MOVED_ASIDE.values())
 
 
+#: sqlite error names of a store that cannot be written, though it is not damaged.
+_UNWRITABLE = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether an error opening the store means its file is damaged (not a database, or
+    corrupt, or failing its check), as opposed to a full disk, a read-only or missing folder,
+    or an I/O error, which moving the file aside would not mend."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or (
+        name is None and not isinstance(exc, sqlite3.OperationalError))
+
+
+def unwritable(path: Path, exc: BaseException) -> str:
+    """One sentence for a run store that cannot be opened or written (not damaged)."""
+    return (f"the run store {path} cannot be written ({exc}); free some space there, or set "
+            "NORMSCOPE_HOME to a folder with room; the write was undone")
+
+
 class RunStore:
     """Access to one ``runs.db``; every method opens its own short connection (thread-safe).
 
@@ -169,10 +190,16 @@ class RunStore:
         #: One sentence when a damaged store was moved aside (by this or an earlier open in
         #: this process), for the app and the CLI to show.
         self.notice: str | None = _MOVED_ASIDE.get(str(self.path))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
+        except OSError as exc:
+            raise NormScopeError(f"cannot create the run store's folder {self.path.parent} "
+                                 f"({exc.strerror}); set NORMSCOPE_HOME to a writable folder") \
+                from None
         except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):  # a full disk or a read-only folder is no damage
+                raise NormScopeError(unwritable(self.path, exc)) from None
             # A damaged file is never used silently: keep it for the operator, start afresh.
             aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
             for suffix in ("", "-wal", "-shm"):
@@ -224,13 +251,20 @@ class RunStore:
         """One write transaction (BEGIN IMMEDIATE takes the write lock up front); commit on
         success, roll back on any error."""
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
             try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                # The transaction was rolled back: the store is as it was.  A full disk (or a
+                # folder that became read-only) is one sentence, not a crash.
+                if (getattr(exc, "sqlite_errorname", None) or "").startswith(_UNWRITABLE):
+                    raise NormScopeError(unwritable(self.path, exc)) from None
                 raise
 
     # -- writes ----------------------------------------------------------------------------

@@ -49,7 +49,10 @@ def url_notices() -> None:
     params = {k: st.query_params.get_all(k) for k in st.query_params}
     # A link's runs must belong to the link's dataset (the Compare tab shows only those).
     linked = (params.get("dataset") or ["demo"])[-1]
-    stored = runs.comparison_ids(linked) if "runs" in params else set()
+    try:
+        stored = runs.comparison_ids(linked) if "runs" in params else set()
+    except NormScopeError:  # the run store cannot be opened: the page says why
+        stored = set()
     _, notices = share.parse_view(
         params, datasets=set(dataset_ids(st.session_state.get("dataset"))),
         colorscales=figures.COLORSCALES, mask_max=MASK_MAX, runs=stored, config_ok=config_ok,

@@ -340,6 +340,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
           f"{_plural(doc['epochs'], 'epoch')}, {design_words(doc)}, {elapsed:.1f} s; "
           f"comparison {doc['comparison_id']} in {store.path}")
     print_table(doc)
+    broke = comp.snapshot().error
+    if broke:  # e.g. the disk filled: the runs it left are in the store, marked failed
+        print(f"error: {plain(broke)}", file=sys.stderr)
+        return 2
     failed = [r for c in doc["configs"] for r in c["runs"] if r["status"] == "failed"]
     if failed:
         msg = next((r.message for r in comp.record().runs if r.status == "failed"), "")
