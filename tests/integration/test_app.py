@@ -449,6 +449,10 @@ def test_dataset_with_no_finite_value_is_refused_and_the_previous_one_kept(home)
     assert any("NaN or infinite" in str(e.value) for e in at.error)
     assert at.selectbox(key="dataset").value == "demo"
     assert len(_heatmaps(at)) == 4
+    # Refused, it is not registered: no session lists it.
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert again.selectbox(key="dataset").options == ["demo", "digits"]
+    assert not list((home / "home" / "datasets").glob("[0-9a-f]*"))
 
 
 def test_link_configs_are_validated_before_the_widget_reads_them():
