@@ -145,6 +145,9 @@ def test_cli_stats_of_extreme_float64_data(cli, home, tmp_path, rng, scale):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["constant_pixels"] == 0
+    text = cli("stats", str(tmp_path / "x.npy"), env={"NORMSCOPE_HOME": str(home)})
+    assert text.returncode == 0 and "constant pixels 0" in text.stdout, text.stderr
+    assert "Traceback" not in text.stderr  # was a TypeError in formatting above about 1e154
     k = 996 if scale == "1e300" else -997  # numpy's own std of the data overflows at 1e300
     assert np.isclose(doc["global_std"], np.ldexp(np.ldexp(B * float(scale), -k).std(), k),
                       rtol=1e-9)
