@@ -19,8 +19,8 @@ What the normalization is fitted on (``fit_on``):
 from __future__ import annotations
 
 import platform
-import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -213,7 +213,8 @@ def load_normalizer(source) -> Normalizer:
 
 
 def usage_text(arrays: dict[str, np.ndarray], *, module_file: str) -> str:
-    """USAGE.md: what the files are, then both in a plain torch training loop."""
+    """USAGE.md (from the template ``export_usage.md`` beside this module): what the files
+    are, then both in a plain torch training loop."""
     H, W = (int(v) for v in arrays["shape_in"])
     kept = int(np.asarray(arrays["keep_rows"]).sum())
     dropped = np.flatnonzero(~np.asarray(arrays["keep_rows"], bool)).tolist()
@@ -230,44 +231,9 @@ def usage_text(arrays: dict[str, np.ndarray], *, module_file: str) -> str:
     cs = (f"`center` and `scale` ({kept} x {W}; 0 and 1 here: `{scaler}` z-scores each "
           "example by its own moments, nothing fitted)" if scaler in INSTANCE_SCALERS
           else f"`center` and `scale` ({kept} x {W})")
-    return f"""# Normalizer `{cfg}`
-
-Fitted by NormScope on dataset `{str(arrays.get('dataset_name', ''))}`
-(id `{str(arrays.get('dataset_id', ''))}`), on {str(arrays.get('fitted_on', 'the given examples'))}.
-(`python -m diagnostics export` fits on all examples of the dataset unless `--fit-on` says
-otherwise: a final model trained on all of them sees exactly this normalization.)
-
-- `{NPZ_NAME}`: the fitted parameters as plain arrays (no pickle): `config`, `keep_rows`,
-  {cs}, the PCEN / dB / shrink parameters, the dataset id, what it was fitted on (`fit_on`,
-  `fold`, `folds`, `repetition`, `fitted_on`), and `version_*` of the libraries.
-- `{module_file}`: a torch module, saved with {how}. It needs torch only (no NormScope, no
-  librosa). It takes `(B, 1, {H}, {W})` float32 raw values and returns `(B, 1, {kept}, {W})`
-  float32, computing in float64 inside; non-finite inputs come out as 0.
-- {mask}
-
-```python
-import numpy as np
-import torch
-
-{load}
-params = np.load("{NPZ_NAME}")  # allow_pickle=False is numpy's default: plain arrays
-print(str(params["config"]), "fitted on", str(params["fitted_on"]))
-
-model = torch.nn.Sequential(  # your model; it sees (B, 1, {kept}, {W})
-    torch.nn.Flatten(), torch.nn.Linear({kept} * {W}, 10))
-opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-X = torch.rand(64, 1, {H}, {W})  # raw values, as NormScope read them
-y = torch.randint(0, 10, (64,))
-for epoch in range(3):
-    for i in range(0, len(X), 16):
-        xb, yb = X[i:i + 16], y[i:i + 16]
-        with torch.no_grad():
-            xb = norm(xb)  # the fitted normalization, (B, 1, {kept}, {W})
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-```
-
-Apply the same `norm` to validation, test and deployment inputs; never refit it on them.
-"""
+    template = (Path(__file__).with_name("export_usage.md")).read_text(encoding="utf-8")
+    return template.format(
+        cfg=cfg, cs=cs, H=H, W=W, kept=kept, mask=mask, how=how, load=load, npz=NPZ_NAME,
+        module_file=module_file, dataset_name=str(arrays.get("dataset_name", "")),
+        dataset_id=str(arrays.get("dataset_id", "")),
+        fitted_on=str(arrays.get("fitted_on", "the given examples")))
