@@ -6,7 +6,7 @@ Never a traceback: bad input, and a system error such as a full disk, end with o
 (``NORMSCOPE_HOME/logs``, or the system's temporary folder).  Names from files are printed with
 control characters escaped; NumPy's RuntimeWarnings are not printed (what they warn about is
 counted and reported).  Outputs (``--out``) appear only when completely written.  Only the
-``compare`` and ``runs`` verbs import torch, lazily.
+``compare``, ``runs`` and ``export`` verbs import torch, lazily.
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.cli.compare import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
+    from diagnostics.cli.export import add_parser as _add_export_parser
+
+    _add_export_parser(sub, nonneg_float=_nonneg_float, add_feature_args=_add_feature_args)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -295,6 +298,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS["report"] = cmd_report
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from diagnostics.cli.export import cmd_export as run
+
+    return run(args, _load)
+
+
+COMMANDS["export"] = cmd_export
 COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
 
