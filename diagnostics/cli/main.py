@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.cli.compare import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
+    from diagnostics.cli.advise import add_parser as _add_advise_parser
+
+    _add_advise_parser(sub)  # advise (torch only once its candidates are printed)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -297,6 +300,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS["report"] = cmd_report
 COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from diagnostics.cli.advise import cmd_advise as run
+
+    return run(args)
+
+
+COMMANDS["advise"] = cmd_advise
 
 
 def _os_error(exc: OSError) -> str:
