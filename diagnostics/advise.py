@@ -48,7 +48,7 @@ from diagnostics.stats.findings import (AMPLIFICATION_LIMIT, DataKind, data_kind
 from diagnostics.stats.moments import row_mask
 
 #: The advisor's time budget when none is given (seconds): about 1,000 examples of 60 x 130
-#: get one repetition of 5-fold CV of every candidate on 2 cores, and a second where it fits.
+#: get up to three repetitions of 5-fold CV of four or five candidates on 2 idle cores.
 DEFAULT_BUDGET_S = 360.0
 #: Most CV repetitions of the advisor's decide mode (looks spend alpha over these).
 DEFAULT_MAX_REPETITIONS = 3
@@ -433,6 +433,22 @@ def repetition_seconds(n_runs: int, run_s: float, workers: int) -> float:
     """Wall seconds of the first repetition: the pool's start, then ``n_runs`` runs on
     ``workers`` parallel workers."""
     return START_S + math.ceil(n_runs / max(int(workers), 1)) * run_s
+
+
+def planned_repetitions(budget_s: float, *, n_runs: int, run_s: float, workers: int,
+                        max_repetitions: int) -> int:
+    """How many repetitions decide mode plans for: as many as the budget fits by the estimate
+    (at least 1, at most ``max_repetitions``).
+
+    Decided before any result is seen, from times only, so the looks' alpha spending stays
+    valid; planning fewer looks spends more alpha at each.  If the estimate is too low the
+    loop stops early on the clock (``stopped_because="budget"``, with alpha left unspent: the
+    tests stay valid, only less powerful); one repetition is then a fixed-sample analysis.
+    """
+    first = repetition_seconds(n_runs, run_s, workers)
+    more = first - START_S
+    fits = 1 + int(max(budget_s - first, 0.0) // more) if more > 0 else max_repetitions
+    return max(1, min(int(max_repetitions), fits))
 
 
 def check_budget_fits(budget_s: float, *, n_configs: int, folds: int, epochs: int,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from diagnostics.advise import (Proposal, advice_json, check_budget_fits, recommend,
-                                run_seconds)
+from diagnostics.advise import (Proposal, advice_json, check_budget_fits,
+                                planned_repetitions, recommend, run_seconds)
 from diagnostics.data.dataset import Dataset
 from diagnostics.errors import NormScopeError
 
@@ -46,7 +46,9 @@ def start_advice(ds: Dataset, proposal: Proposal, *, data=None, labels: str | No
         What the comparison opens (default ``ds``; a plain file's path, which has no id).
     budget_s : float
         Seconds of decide mode; refused (NormScopeError, one sentence) when one repetition of
-        every candidate would not fit.
+        every candidate would not fit.  Decide mode plans for as many repetitions as the
+        budget fits by the time estimate, at most ``max_repetitions``
+        (:func:`diagnostics.advise.planned_repetitions`).
     start : callable, optional
         ``start(data, configs, **options) -> Comparison`` (the app's
         :meth:`~models.comparison.RunningComparisons.start`); default a new
@@ -69,11 +71,13 @@ def start_advice(ds: Dataset, proposal: Proposal, *, data=None, labels: str | No
     n_train = int(ds.n * (1 - 1 / max(cells, 2)) * (1 - plan.design.val_fraction))
     measured = _measured(store, ds.id, model, tc.epochs)
     w = workers or min(os.cpu_count() or 1, len(configs) * cells)
+    run_s = run_seconds(n_train, ds.X.shape[1:], tc.epochs, measured=measured)
     check_budget_fits(float(budget_s), n_configs=len(configs), folds=cells, epochs=tc.epochs,
-                      run_s=run_seconds(n_train, ds.X.shape[1:], tc.epochs, measured=measured),
-                      workers=w, measured=bool(measured))
+                      run_s=run_s, workers=w, measured=bool(measured))
+    planned = planned_repetitions(float(budget_s), n_runs=len(configs) * cells, run_s=run_s,
+                                  workers=w, max_repetitions=max_repetitions)
     opts = dict(labels=labels, model=model, train=tc, mask_snr=mask_snr, store=store,
-                evaluation="auto", folds=folds, max_repetitions=max_repetitions, decide=True,
+                evaluation="auto", folds=folds, max_repetitions=planned, decide=True,
                 budget_s=float(budget_s), margin=margin)
     if start is None:
         from .comparison import Comparison

@@ -63,7 +63,7 @@ def candidates_ui(proposal: Proposal) -> None:
 
 def controls_ui(ds: Dataset, proposal: Proposal, threshold: float) -> None:
     c = st.columns([1, 1, 1, 2])
-    c[0].number_input("Time budget (min)", 0.5, 600.0, SETTINGS["adv_budget"], step=1.0,
+    c[0].number_input("Time budget (min)", 0.1, 600.0, SETTINGS["adv_budget"], step=1.0,
                       key="adv_budget", bind=BIND,
                       help="Decide mode adds repetitions of 5-fold CV while the pairs of the "
                            "best are undecided and the next repetition fits in the budget; a "
@@ -163,10 +163,12 @@ def advise_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: b
     choices = advice_choices(ds.id)
     if st.session_state.get("advice") not in choices:
         st.session_state.pop("advice", None)  # another dataset's advice, or a bad link
+    # Plain ids as options: a bound selectbox writes the option's label into the URL.
     st.selectbox("Advice to show", list(choices), index=None, key="advice", bind=BIND,
-                 format_func=lambda k: choices.get(k, k), placeholder="none yet",
-                 help="Stored advice of this dataset, newest first; its id goes into the "
-                      "share link.")
+                 placeholder="none yet",
+                 help="Stored advice of this dataset, newest first: "
+                      + "; ".join(choices.values()) if choices else "None stored yet.")
     cid = st.session_state.get("advice")
     if cid:
+        st.caption(md(choices.get(cid, cid)))
         advice_ui(cid, ds, threshold)

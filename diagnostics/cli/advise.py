@@ -88,11 +88,6 @@ def cmd_advise(args: argparse.Namespace) -> int:
                              "two classes (a labels file, an .npz with y, or class folders)")
     stats = dataset_stats(ds, on="train")
     proposal = propose(stats, mask_snr=args.mask_snr)
-    print(f"{plain(ds.name)} ({ds.id}): {ds.n:,} examples of {stats.shape[0]} x "
-          f"{stats.shape[1]}, {len(ds.class_names)} classes")
-    print_candidates(proposal)
-    sys.stdout.flush()
-
     from models.advisor import finish_advice, start_advice
     from models.store import RunStore
 
@@ -104,8 +99,15 @@ def cmd_advise(args: argparse.Namespace) -> int:
                         model=args.model, workers=workers, folds=args.folds,
                         max_repetitions=args.max_repetitions, margin=args.margin,
                         mask_snr=args.mask_snr, store=store)
-    print(f"running {len(proposal.configs)} candidates in decide mode within {args.budget:g} s "
-          f"(comparison {comp.id}) ...", flush=True)
+    d = comp.plan.design
+    design = f"{d.folds}-fold CV" if d.kind == "cv" else "the holdout"
+    # Printed once the budget is accepted: bad input ends with one error line and nothing else.
+    print(f"{plain(ds.name)} ({ds.id}): {ds.n:,} examples of {stats.shape[0]} x "
+          f"{stats.shape[1]}, {len(ds.class_names)} classes")
+    print_candidates(proposal)
+    print(f"running {len(proposal.configs)} candidates in decide mode within {args.budget:g} s, "
+          f"at most {comp.plan.max_repetitions} repetition(s) of {design} (what the budget "
+          f"fits by the estimate; comparison {comp.id}) ...", flush=True)
     from diagnostics.cli.compare import _progress, print_table
 
     tty = sys.stderr.isatty()

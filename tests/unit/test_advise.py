@@ -190,6 +190,17 @@ def test_a_budget_too_small_for_one_repetition_is_one_sentence():
     assert run_seconds(800, (60, 130), 15, measured=[3.0, 5.0, 100.0]) == 5.0
 
 
+def test_planned_repetitions_are_what_the_budget_fits():
+    from diagnostics.advise import planned_repetitions
+
+    first = repetition_seconds(20, 8.0, 2)  # the pool's start + 10 rounds of 8 s
+    assert planned_repetitions(first, n_runs=20, run_s=8.0, workers=2, max_repetitions=3) == 1
+    assert planned_repetitions(first + 80, n_runs=20, run_s=8.0, workers=2,
+                               max_repetitions=3) == 2
+    assert planned_repetitions(1e6, n_runs=20, run_s=8.0, workers=2, max_repetitions=3) == 3
+    assert planned_repetitions(1.0, n_runs=20, run_s=8.0, workers=2, max_repetitions=3) == 1
+
+
 def _comparison(store, cid="c0ffee000001", dataset="d1"):
     store.create_comparison(
         {"id": cid, "dataset_id": dataset, "dataset_name": "n", "data_spec": dataset,
