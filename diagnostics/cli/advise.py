@@ -7,7 +7,7 @@ and prints the recommendation (:func:`diagnostics.advise.recommend`): the compar
 config with its gains over ``none`` and ``per_pixel`` (intervals and adjusted tests of that
 one comparison) and what remains undecided.  The recommendation is stored with the comparison
 id in the run store (``advice`` table), so the app reopens it from ``?advice=<id>``.
-torch is imported only once the candidates are printed (through :mod:`models`).
+torch is imported only once the statistics are read (through :mod:`models`).
 """
 
 from __future__ import annotations
@@ -23,42 +23,44 @@ from diagnostics.data.files import atomic_output
 from diagnostics.errors import NormScopeError
 
 
-def add_parser(sub) -> None:
-    """Add ``advise`` to the command line's sub-parsers."""
+def add_parser(sub, *, feature_args) -> None:
+    """Add ``advise`` to the command line's sub-parsers (``feature_args``: the audio feature
+    options of :mod:`diagnostics.cli.main`, passed in so this module does not import it)."""
     from diagnostics.advise import DEFAULT_BUDGET_S, DEFAULT_MAX_REPETITIONS
-    from diagnostics.cli.compare import _budget, _float, _int, _margin_points, _model_name
-    from diagnostics.cli.main import _add_feature_args
+    from diagnostics.cli.compare import (budget_seconds, float_at_least, int_at_least,
+                                         margin_points, model_name)
 
     a = sub.add_parser("advise", help="propose normalizations from the statistics, test them "
                        "in decide mode within a time budget, and recommend one")
     a.add_argument("data", help="demo, digits, a dataset id, an audio folder, a .csv manifest or "
                    "a .npy/.npz file (with labels)")
     a.add_argument("--labels", help=".npy of labels (one per example) for a .npy DATA")
-    a.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+    a.add_argument("--budget", type=budget_seconds, default=DEFAULT_BUDGET_S, metavar="SECONDS",
                    help=f"time budget of decide mode: no repetition starts that would not end "
                         f"within it, and a budget too small for one repetition of every "
                         f"candidate is refused (default {DEFAULT_BUDGET_S:g})")
-    a.add_argument("--mask-snr", type=_float(0.0), default=DEFAULT_MASK_SNR,
+    a.add_argument("--mask-snr", type=float_at_least(0.0), default=DEFAULT_MASK_SNR,
                    help=f"row-SNR threshold of the masking candidate (default {DEFAULT_MASK_SNR})")
-    a.add_argument("--model", default="cnn", type=_model_name, help="classifier (default cnn)")
-    a.add_argument("--epochs", type=_int(1), default=None, help="training epochs (default 15)")
-    a.add_argument("--folds", type=_int(2), default=5, help="k of cross-validation (default 5)")
-    a.add_argument("--max-repetitions", type=_int(1), default=DEFAULT_MAX_REPETITIONS,
+    a.add_argument("--model", default="cnn", type=model_name, help="classifier (default cnn)")
+    a.add_argument("--epochs", type=int_at_least(1), default=None, help="training epochs (default 15)")
+    a.add_argument("--folds", type=int_at_least(2), default=5, help="k of cross-validation (default 5)")
+    a.add_argument("--max-repetitions", type=int_at_least(1), default=DEFAULT_MAX_REPETITIONS,
                    help=f"most repetitions of cross-validation (default "
                         f"{DEFAULT_MAX_REPETITIONS})")
-    a.add_argument("--margin", type=_margin_points, default=0.01, metavar="POINTS",
+    a.add_argument("--margin", type=margin_points, default=0.01, metavar="POINTS",
                    help="equivalence margin in accuracy points (default 1)")
     a.add_argument("--json", metavar="OUT", help="write {recommendation, candidates, "
                    "comparison_id, answer} to this JSON file")
-    _add_feature_args(a)  # --workers there also sets the training workers
+    feature_args(a)  # --workers there also sets the training workers
 
 
 def _workers(args) -> int | None:
-    from diagnostics.cli.main import _number
-
     if args.workers is None:
         return None
-    w = _number("workers", args.workers)
+    try:
+        w = float(args.workers)
+    except ValueError:
+        w = 0.0
     if w != int(w) or w < 1:
         raise NormScopeError(f"--workers {args.workers} must be a whole number >= 1")
     return int(w)
@@ -75,14 +77,15 @@ def print_candidates(proposal, file=None) -> None:
         print(f"  (not run) {c.config}: {plain(c.reason)}", file=file)
 
 
-def cmd_advise(args: argparse.Namespace) -> int:
+def cmd_advise(args: argparse.Namespace, *, load) -> int:
+    """Run ``advise``; ``load(args)`` opens DATA with the feature options (from
+    :mod:`diagnostics.cli.main`)."""
     from diagnostics.advise import propose, recommend, recommendation_lines
-    from diagnostics.cli.main import _load
     from diagnostics.data.ingest import source_kind
     from diagnostics.stats.summary import dataset_stats
 
     workers = _workers(args)
-    ds = _load(args)
+    ds = load(args)
     if ds.y is None or len(ds.class_names) < 2:
         raise NormScopeError(f"advise trains classifiers, so {args.data} needs labels of at least "
                              "two classes (a labels file, an .npz with y, or class folders)")
@@ -108,18 +111,18 @@ def cmd_advise(args: argparse.Namespace) -> int:
     print(f"running {len(proposal.configs)} candidates in decide mode within {args.budget:g} s, "
           f"at most {comp.plan.max_repetitions} repetition(s) of {design} (what the budget "
           f"fits by the estimate; comparison {comp.id}) ...", flush=True)
-    from diagnostics.cli.compare import _progress, print_table
+    from diagnostics.cli.compare import print_table, show_progress
 
     tty = sys.stderr.isatty()
     state: dict = {}
     try:
         while not comp.wait(0.5):
-            _progress(comp, tty, state)
+            show_progress(comp, tty, state)
     except KeyboardInterrupt:
         comp.cancel()
         comp.wait(10)
         raise
-    _progress(comp, tty, state)
+    show_progress(comp, tty, state)
     if tty:
         print(file=sys.stderr)
     elapsed = time.perf_counter() - t0

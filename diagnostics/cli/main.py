@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
     from diagnostics.cli.advise import add_parser as _add_advise_parser
 
-    _add_advise_parser(sub)  # advise (torch only once its candidates are printed)
+    _add_advise_parser(sub, feature_args=_add_feature_args)  # advise (torch only once its candidates are printed)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -305,7 +305,7 @@ COMMANDS["runs"] = cmd_runs
 def cmd_advise(args: argparse.Namespace) -> int:
     from diagnostics.cli.advise import cmd_advise as run
 
-    return run(args)
+    return run(args, load=_load)
 
 
 COMMANDS["advise"] = cmd_advise
