@@ -91,7 +91,7 @@ def _gain_text(g: dict) -> str:
             + ("" if not ci else f" (95% CI {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"))
 
 
-def recommendation_ui(doc: dict, ds: Dataset, threshold: float) -> None:
+def recommendation_ui(doc: dict, ds: Dataset, mask_snr: float) -> None:
     """The stored recommendation: the config, its gains with intervals, what is undecided."""
     rec = Recommendation.from_json(doc["recommendation"])
     lines = recommendation_lines(rec)
@@ -116,16 +116,19 @@ def recommendation_ui(doc: dict, ds: Dataset, threshold: float) -> None:
     d[0].download_button("Download advice (JSON)", key=f"adv_json_{cid}", on_click="ignore",
                          data=json.dumps(doc, indent=1), mime="application/json",
                          file_name=f"normscope-advice-{cid}.json")
-    # LEAD: the export download (norms' in-memory zip through runs.export_zip).
-    data = runs.export_zip(ds.id, rec.config, threshold)
-    if data is None:
+    # LEAD: the export download (norms' in-memory zip, through runs.export_zip).
+    if not runs.export_available():
         d[1].caption(md(f"The export of {rec.config} (normalizer.npz, a torch module, "
-                        "USAGE.md) is not available in this build; use `python -m diagnostics "
-                        "export`."))
+                        "USAGE.md) is not available in this build."))
     else:
-        d[1].download_button(f"Download {rec.config} (zip)", key=f"adv_export_{cid}",
-                             on_click="ignore", data=data, mime="application/zip",
-                             file_name=f"normscope-{cid}-normalizer.zip")
+        d[1].download_button(f"Download {rec.config} for your training code (zip)",
+                             key=f"adv_export_{cid}", on_click="ignore",
+                             data=lambda: runs.export_zip(ds.id, rec.config, mask_snr),
+                             mime="application/zip",
+                             file_name=f"normscope-{cid}-normalizer.zip",
+                             help="normalizer.npz (fitted on all training data), the torch "
+                                  "module and USAGE.md, as `python -m diagnostics export` "
+                                  "writes them; the mask threshold is the advice's.")
 
 
 def advice_ui(cid: str, ds: Dataset, threshold: float) -> None:
@@ -144,7 +147,9 @@ def advice_ui(cid: str, ds: Dataset, threshold: float) -> None:
     if doc.get("recommendation") is None:
         st.warning(md(doc.get("error") or "This advice has no recommendation yet."))
         return
-    recommendation_ui(doc, ds, threshold)
+    rec = runs.store().load_comparison(cid, batches=False)
+    mask_snr = float((rec.hyper if rec is not None else {}).get("mask_snr", threshold))
+    recommendation_ui(doc, ds, mask_snr)  # the export uses the advice's own mask threshold
     with st.expander("Candidates and why they were in"):
         st.dataframe([{"candidate": c["config"], "why it is in": c["reason"]}
                       for c in doc["candidates"]], hide_index=True, key=f"adv_cands_{cid}")

@@ -16,7 +16,7 @@ from models.store import FINISHED, RunStore
 
 __all__ = ["FINISHED", "registry", "mark_interrupted", "store", "start", "model_names",
            "default_epochs", "running", "comparison_ids", "report_records", "start_advice",
-           "advice", "advice_list", "export_zip"]
+           "advice", "advice_list", "export_available", "export_zip"]
 
 
 @st.cache_resource
@@ -167,15 +167,28 @@ def advice_list(dataset_id: str) -> list[tuple[str, float, dict]]:
     return store().list_advice(dataset_id)
 
 
-def export_zip(dataset_id: str, config: str, mask_snr: float) -> bytes | None:
-    """The export of ``config`` fitted on the dataset (normalizer.npz, the torch module,
-    USAGE.md) as zip bytes, or None when this build has no export.
+def export_available() -> bool:
+    """Whether this build has the export of a fitted normalization (``models.export``),
+    looked up without importing it (it imports torch)."""
+    import importlib.util
 
-    LEAD: call site of the norms helper's in-memory export.  Wire its function here (it lives
-    in models/, so it belongs behind this door); until then the Advise tab says that the export
-    is not available in this build."""
     try:
-        from models.export import export_zip as make  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return make(dataset_id, config, mask_snr=mask_snr)
+        return importlib.util.find_spec("models.export") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@st.cache_data(show_spinner="Fitting and exporting the normalization…", max_entries=8)
+def export_zip(dataset_id: str, config: str, mask_snr: float) -> bytes:
+    """The export of ``config`` fitted on the dataset (normalizer.npz, the torch module,
+    USAGE.md) as zip bytes, for the Advise tab's download (computed on click, cached by
+    dataset id, config and mask threshold).
+
+    LEAD: the call site of the norms helper's in-memory export, ``models.export.export_zip(ds,
+    config, *, mask_snr) -> (bytes, file name)`` as seen in its worktree before the merge;
+    adjust here if its signature changed."""
+    from diagnostics.data.ingest import load_dataset
+    from models.export import export_zip as make
+
+    data, _name = make(load_dataset(dataset_id), config, mask_snr=mask_snr)
+    return data
