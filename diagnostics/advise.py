@@ -350,7 +350,6 @@ def recommend(doc: Mapping) -> Recommendation:
     acc = _finite(c.get("accuracy"))
     ci = c.get("ci95")
     settled = named is not None
-    reps = (doc.get("evaluation") or {}).get("repetitions")
     design = _design_words(doc)
     if settled:
         reason = (f"{best} had the highest accuracy ({100 * acc:.1f}%) and its adjusted tests "
@@ -360,7 +359,6 @@ def recommend(doc: Mapping) -> Recommendation:
                   f"{', '.join(undecided) or 'every other candidate'} ({design}); more time "
                   "(a bigger budget) would decide it.") if acc is not None else \
             f"{best} leads, but nothing is decided yet ({design})."
-    del reps
     return Recommendation(best, reason, settled, acc, None if ci is None else (ci[0], ci[1]),
                           _gain(pairs, best, "none"), _gain(pairs, best, "per_pixel"), undecided)
 
