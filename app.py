@@ -6,7 +6,8 @@ Wiring only: the page, the sidebar and the tabs.  The views live in ``webapp/`` 
 through :mod:`webapp.runs` only).
 
 The view lives in the URL: widgets are bound to query parameters (``dataset``, ``mask_snr``,
-``tab``, ``on``, ``log_color``, ``colorscale``, ``report``, ``configs``, ``runs``), so a link
+``tab``, ``on``, ``log_color``, ``colorscale``, ``report``, ``configs``, ``runs``,
+``advice``), so a link
 reproduces what its sender saw.  Parameters are validated before the widgets read them; a bad
 one gives a notice and the default.
 """
@@ -18,6 +19,7 @@ import streamlit as st
 from diagnostics.errors import NormScopeError
 from webapp.text import grouped, md
 from webapp import runs, share, sidebar, state
+from webapp.advise import advise_page
 from webapp.cache import get_dataset, get_stats
 from webapp.compare import compare_page, runs_picker_ui
 from webapp.report_view import header_ui
@@ -63,6 +65,10 @@ def main() -> None:
             # and describe the runs, whatever "Statistics over" shows.
             train = stats if on == "train" else get_stats(ds.id, "train", ds)
             compare_page(ds, train, threshold, report_view)
+    with tabs[2]:
+        if tabs[2].open:
+            train = stats if on == "train" else get_stats(ds.id, "train", ds)
+            advise_page(ds, train, threshold, report_view)
     state.share_ui(share_box)
 
 

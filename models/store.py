@@ -122,6 +122,18 @@ CREATE TABLE IF NOT EXISTS predictions (
     label BLOB NOT NULL             -- little-endian int16: true class
 );
 """
+#: The advisor's recommendations, one per comparison it ran (a table of its own, created on
+#: first open whatever the schema version: older files get it without a version bump, and a
+#: file written by an older NormScope simply never reads it).
+_ADVICE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS advice (
+    comparison_id TEXT PRIMARY KEY REFERENCES comparisons(id) ON DELETE CASCADE,
+    dataset_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    doc TEXT NOT NULL               -- JSON: candidates, left_out, recommendation (null while
+                                    -- the comparison runs), answer
+)"""
 #: Columns added to ``runs`` by schema 2 (a version-1 file gets them on first open).
 _RUN_COLUMNS_V2 = (("repetition", "INTEGER"), ("fold", "INTEGER"))
 _COMPARISON_COLUMNS_V2 = (("pid_start", "TEXT"),)  # the owner's start time (pid reuse)
@@ -231,6 +243,11 @@ class RunStore:
                     if name not in have:
                         con.execute(f"ALTER TABLE comparisons ADD COLUMN {name} {kind}")
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                con.execute("COMMIT")
+            if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='advice'"
+                           ).fetchone() is None:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute(_ADVICE_SCHEMA)
                 con.execute("COMMIT")
 
     # -- plumbing --------------------------------------------------------------------------
@@ -422,7 +439,32 @@ class RunStore:
                             f"AND status IN ({_ACTIVE_SQL})", (now, cid))
             return n
 
+    def save_advice(self, comparison_id: str, dataset_id: str, doc: dict) -> None:
+        """Store (or replace) the advisor's document of a comparison, in one transaction."""
+        now = time.time()
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO advice (comparison_id, dataset_id, created, updated, doc) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(comparison_id) DO UPDATE SET "
+                "doc=excluded.doc, updated=excluded.updated",
+                (comparison_id, dataset_id, now, now, json.dumps(doc, allow_nan=False)))
+
     # -- reads -----------------------------------------------------------------------------
+    def load_advice(self, comparison_id: str) -> dict | None:
+        """The advisor's document of a comparison (None if the advisor did not run it)."""
+        with self._connect() as con:
+            row = con.execute("SELECT doc FROM advice WHERE comparison_id=?",
+                              (comparison_id,)).fetchone()
+        return None if row is None else json.loads(row["doc"])
+
+    def list_advice(self, dataset_id: str, *, limit: int = 100) -> list[tuple[str, float, dict]]:
+        """``(comparison_id, created, doc)`` of a dataset's advice, newest first."""
+        with self._connect() as con:
+            rows = con.execute("SELECT comparison_id, created, doc FROM advice WHERE "
+                               "dataset_id=? ORDER BY created DESC LIMIT ?",
+                               (dataset_id, int(limit))).fetchall()
+        return [(r["comparison_id"], r["created"], json.loads(r["doc"])) for r in rows]
+
     def list_comparisons(self, dataset_id: str | None = None, *, limit: int = 100) -> list[ComparisonRecord]:
         """Newest first, with run counts per status (runs themselves not loaded)."""
         q = "SELECT * FROM comparisons"

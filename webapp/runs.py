@@ -15,12 +15,14 @@ import streamlit as st
 from diagnostics import config
 from diagnostics import limits as _limits
 from diagnostics.errors import NormScopeError
+from diagnostics.advise import DEFAULT_BUDGET_S
 from diagnostics.plots.report import NEWEST_COMPARISONS
 from models.store import FINISHED, RunStore
 
 __all__ = ["FINISHED", "registry", "mark_interrupted", "store", "start", "model_names",
            "default_epochs", "running", "comparison_ids", "report_records", "limits",
-           "may_cancel"]
+           "may_cancel", "start_advice", "advice", "advice_list", "export_available",
+           "export_zip"]
 
 
 @st.cache_resource
@@ -75,6 +77,8 @@ SETTINGS = {"cmp_model": "cnn", "cmp_epochs": 15, "cmp_seeds": 3, "cmp_opt": "ad
             "cmp_lr": 1e-3, "cmp_wd": 0.0, "cmp_bs": 32, "cmp_patience": 5,
             "cmp_eval": "auto", "cmp_folds": 5, "cmp_reps": 5, "cmp_decide": True,
             "cmp_budget": 0, "cmp_margin": 1.0}
+#: The Advise tab's settings, likewise (its budget in minutes, the most epochs of a run).
+ADVISE_SETTINGS = {"adv_budget": DEFAULT_BUDGET_S / 60, "adv_epochs": 15, "adv_model": "cnn"}
 EVALUATIONS = ("auto", "cv", "holdout")  # models.decide_loop's kinds, without importing torch
 OPTIMIZERS = ("adam", "adamw", "sgd")  # models.train.OPTIMIZERS, without importing torch
 
@@ -182,3 +186,56 @@ def store_notice() -> str | None:
 @st.cache_resource(show_spinner=False)
 def _store_notice(home: str) -> str | None:
     return RunStore().notice
+
+
+# -- the advisor -------------------------------------------------------------------------
+
+
+def start_advice(ds, proposal, *, budget_min: float, epochs: int,
+                 mask_snr: float, model: str = "cnn") -> str:
+    """Start the advisor's comparison of ``proposal``'s candidates in the background (decide
+    mode within ``budget_min`` minutes); return its id (NormScopeError on bad input, such as
+    a budget too small for one repetition)."""
+    from diagnostics.advise import DEFAULT_MAX_REPETITIONS
+    from models.advisor import start_advice as start_
+
+    comp = start_(ds, proposal, data=ds.id, budget_s=float(budget_min) * 60,
+                  epochs=epochs, model=model, max_repetitions=DEFAULT_MAX_REPETITIONS,
+                  mask_snr=mask_snr, store=store(), start=registry().start)
+    return comp.id
+
+
+def advice(comparison_id: str) -> dict | None:
+    """The stored advice of a comparison, its recommendation filled in once it has finished
+    (see :func:`models.advisor.advice_of`); None if the advisor did not run it."""
+    from models.advisor import advice_of
+
+    return advice_of(store(), comparison_id)
+
+
+def advice_list(dataset_id: str) -> list[tuple[str, float, dict]]:
+    """``(comparison id, created, doc)`` of a dataset's stored advice, newest first."""
+    return store().list_advice(dataset_id)
+
+
+def export_available() -> bool:
+    """Whether this build has the export of a fitted normalization (``models.export``),
+    looked up without importing it (it imports torch)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("models.export") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@st.cache_data(show_spinner="Fitting and exporting the normalization…", max_entries=8)
+def export_zip(dataset_id: str, config: str, mask_snr: float) -> bytes:
+    """The export of ``config`` fitted on the dataset (normalizer.npz, the torch module,
+    USAGE.md) as zip bytes, for the Advise tab's download (computed on click, cached by
+    dataset id, config and mask threshold)."""
+    from diagnostics.data.ingest import load_dataset
+    from models.export import export_zip as make
+
+    data, _name = make(load_dataset(dataset_id), config, mask_snr=mask_snr)
+    return data

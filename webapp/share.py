@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-TABS = ("Statistics", "Compare")
+TABS = ("Statistics", "Compare", "Advise")
 #: URL parameters that belong to one page and never go into a share link: ``owner`` is the
 #: private token that lets the starter of a comparison cancel it.
 PRIVATE = ("owner",)
@@ -33,6 +33,8 @@ class View:
     configs: tuple[str, ...] = field(default_factory=tuple)
     runs: tuple[str, ...] = field(default_factory=tuple)
     report: bool = False
+    #: The advisor's comparison id whose advice the Advise tab shows ("" for none).
+    advice: str = ""
     #: Compare-tab settings that differ from their defaults, ``((key, value), ...)``; their
     #: bound widgets parse and check them when a link is opened.
     settings: tuple[tuple[str, str], ...] = ()
@@ -64,6 +66,7 @@ def parse_view(
     runs: set[str] | frozenset[str] = frozenset(),
     config_ok=None,
     mask_max: float = math.inf,
+    advice: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[View, list[str]]:
     """Validate URL parameters into a :class:`View` and a list of notices.
 
@@ -80,6 +83,8 @@ def parse_view(
         Whether a config name parses.
     mask_max : float
         Largest accepted mask threshold.
+    advice : set of str
+        Ids of the stored advice of the link's dataset.
 
     Returns
     -------
@@ -141,6 +146,12 @@ def parse_view(
             if r not in good:
                 bad("runs", r, "names no stored comparison or run", "the others")
         out["runs"] = tuple(dict.fromkeys(good))
+    if "advice" in params:
+        v = _one(params["advice"])
+        if ID_RE.match(v) and v in advice:
+            out["advice"] = v
+        else:
+            bad("advice", v, "names no stored advice of this dataset", "none")
     return View(**{**d.__dict__, **out}), notices
 
 
@@ -166,6 +177,8 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
         p["configs"] = list(view.configs)
     if view.runs:
         p["runs"] = list(view.runs)
+    if view.advice:
+        p["advice"] = view.advice
     for key, value in view.settings:
         if key not in PRIVATE:
             p[key] = value

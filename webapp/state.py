@@ -51,11 +51,14 @@ def url_notices() -> None:
     linked = (params.get("dataset") or ["demo"])[-1]
     try:
         stored = runs.comparison_ids(linked) if "runs" in params else set()
+        advice = ({cid for cid, _, _ in runs.advice_list(linked)} if "advice" in params
+                  else set())
     except NormScopeError:  # the run store cannot be opened: the page says why
-        stored = set()
+        stored, advice = set(), set()
     _, notices = share.parse_view(
         params, datasets=set(dataset_ids(st.session_state.get("dataset"))),
         colorscales=figures.COLORSCALES, mask_max=MASK_MAX, runs=stored, config_ok=config_ok,
+        advice=advice,
     )
     st.session_state["notices"] = notices
 
@@ -89,9 +92,9 @@ def current_view() -> share.View:
         tab=s.get("tab", "Statistics"), on=s.get("on", "train"),
         log_color=bool(s.get("log_color", True)), colorscale=s.get("colorscale", "Viridis"),
         configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
-        report=bool(s.get("report", False)),
+        report=bool(s.get("report", False)), advice=str(s.get("advice") or ""),
         settings=tuple((k, f"{s[k]:g}" if isinstance(s[k], float) else str(s[k]))
-                       for k, default in runs.SETTINGS.items()
+                       for k, default in {**runs.SETTINGS, **runs.ADVISE_SETTINGS}.items()
                        if k in s and s[k] is not None and s[k] != default),
     )
 

@@ -435,3 +435,8 @@ def export_predictions(store, comparison_id: str | None, out: str) -> int:
     print(f"predictions of {len(runs)} run(s), {n:,} test examples, written to {out}")
     return 0
 
+
+
+# The option parsers and the progress lines, shared with the advise verb (diagnostics.cli.advise).
+int_at_least, float_at_least, budget_seconds = _int, _float, _budget
+margin_points, model_name, show_progress = _margin_points, _model_name, _progress

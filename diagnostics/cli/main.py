@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.cli.export import add_parser as _add_export_parser
 
     _add_export_parser(sub, nonneg_float=_nonneg_float, add_feature_args=_add_feature_args)
+    from diagnostics.cli.advise import add_parser as _add_advise_parser
+
+    _add_advise_parser(sub, feature_args=_add_feature_args)  # advise (torch only once its candidates are printed)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -309,6 +312,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 COMMANDS["export"] = cmd_export
 COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from diagnostics.cli.advise import cmd_advise as run
+
+    return run(args, load=_load)
+
+
+COMMANDS["advise"] = cmd_advise
 
 
 def _os_error(exc: OSError) -> str:
