@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.cli.compare import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
+    from diagnostics.cli.shift import add_parser as _add_shift_parser
+
+    _add_shift_parser(sub)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -297,6 +300,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS["report"] = cmd_report
 COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from diagnostics.cli.shift import cmd_shift as run
+    from diagnostics.data.ingest import load_dataset
+
+    return run(args, lambda spec, labels: load_dataset(spec, labels=labels))
+
+
+COMMANDS["shift"] = cmd_shift
 
 
 def _os_error(exc: OSError) -> str:
