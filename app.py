@@ -21,6 +21,7 @@ from webapp import runs, share, sidebar, state
 from webapp.cache import get_dataset, get_stats
 from webapp.compare import compare_page, runs_picker_ui
 from webapp.report_view import header_ui
+from webapp.sees import sees_page
 from webapp.statistics import statistics_page
 
 
@@ -56,6 +57,10 @@ def main() -> None:
             # and describe the runs, whatever "Statistics over" shows.
             train = stats if on == "train" else get_stats(ds.id, "train", ds)
             compare_page(ds, train, threshold, report_view)
+    with tabs[2]:
+        if tabs[2].open:
+            train = stats if on == "train" else get_stats(ds.id, "train", ds)
+            sees_page(ds, train, threshold, report_view)
     state.share_ui(share_box)
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-TABS = ("Statistics", "Compare")
+TABS = ("Statistics", "Compare", "What the network sees")
 ON = ("train", "all")
 ID_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 
