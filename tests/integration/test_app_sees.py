@@ -119,3 +119,30 @@ def test_clips_outside_the_data_root_are_not_played(home, tmp_path_factory, monk
     at = _open({"dataset": ds.id})
     assert not at.get("audio")
     assert any("outside the data root" in c.value for c in at.caption)
+
+
+def test_statistics_page_shows_shift_per_band_beside_row_snr(home):
+    from diagnostics.data import store
+
+    rng = np.random.default_rng(5)
+    level = np.geomspace(20.0, 0.1, 30)[:, None]
+    a = (rng.exponential(1.0, (200, 30, 12)) * level).astype(np.float32)
+    b = (rng.exponential(1.0, (200, 30, 12)) * level).astype(np.float32)
+    b[:, 10:20] *= 2.5
+    ya, yb = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    ida = store.register_arrays(a, ya, ("p", "q"), "device-a")
+    idb = store.register_arrays(b, yb, ("p", "q"), "device-b")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["dataset"] = ida
+    at.run()
+    assert not at.exception, at.exception
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert any(t.startswith("Shift per band: train vs test") for t in titles)
+    assert any("No band shifts detectably" in i.value for i in at.info)
+    sel = at.selectbox(key="shift_against")
+    assert len(sel.options) == 2 and idb in sel.options[1]  # 30 bands only: not demo, not digits
+    sel.set_value(idb).run()
+    assert not at.exception
+    shift = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Shift per band")]
+    assert shift[0]["layout"]["meta"]["shifted"] == list(range(10, 20))
+    assert any("bands 10-19" in w.value and "gain" in w.value for w in at.warning)
