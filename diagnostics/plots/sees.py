@@ -27,11 +27,6 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.r_[idx[0], idx[breaks + 1]].tolist(), np.r_[idx[breaks], idx[-1]].tolist()))
 
 
-def _two_lines(text: str) -> str:
-    head, sep, tail = text.rpartition(" · ")
-    return f"{head}<br>{tail}" if sep else text
-
-
 def _range(z: np.ndarray) -> tuple[float, float]:
     fin = z[np.isfinite(z)]
     if not fin.size:
@@ -155,12 +150,12 @@ def band_profile_figure(views: list[ConfigView], *, row_label: str = "frequency 
     log_std = bool(fin.size) and bool(np.all(fin > 0))
     yr = [H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]
     n_prof = views[0].n_profile
-    title = "Per-band mean and std after normalization" + (f" — {dataset_name}" if dataset_name
-                                                            else "")
+    title = "Per-band mean and std" + (f" — {dataset_name}" if dataset_name else "")
     layout = dict(
-        title=dict(text=title, subtitle=dict(text=_two_lines(
-            f"{caption_text} · over {n_prof:,} test examples and their frames")), x=0.01,
-            font=dict(size=15)),
+        # A narrow column beside the grid: the caption one part per line.
+        title=dict(text=title, subtitle=dict(text="<br>".join(
+            ["after each normalization"] + [p for p in caption_text.split(" · ") if p]
+            + [f"over {n_prof:,} test examples and their frames"])), x=0.01, font=dict(size=15)),
         xaxis=dict(domain=[0, 0.47], title=dict(text="per-band mean"), gridcolor="#e5e5e5",
                    zeroline=True, zerolinecolor="#bbb"),
         xaxis2=dict(domain=[0.53, 1.0], anchor="y2", gridcolor="#e5e5e5",
@@ -169,7 +164,7 @@ def band_profile_figure(views: list[ConfigView], *, row_label: str = "frequency 
         yaxis=dict(title=dict(text=row_label), range=yr, autorange=False),
         yaxis2=dict(anchor="x2", range=yr, autorange=False, matches="y", showticklabels=False),
         legend=dict(orientation="h", y=-0.18, yanchor="top", font=dict(size=11)),
-        height=520, margin=dict(l=60, r=20, t=95, b=110), plot_bgcolor="white",
+        height=560, margin=dict(l=60, r=20, t=165, b=110), plot_bgcolor="white",
         font=dict(family="Arial, sans-serif"),
         meta={"configs": [v.config for v in views], "log_std": log_std},
     )
