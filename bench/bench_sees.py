@@ -115,7 +115,8 @@ def main() -> None:
                 page.wait_for_function(f"{threshold_drawn(page)}.includes({want!r})", timeout=60_000)
                 page.wait_for_function(CHARTS)
                 key_s.append(time.perf_counter() - t)
-            page.goto(url + TAB)
+            page.goto(url + TAB)  # a new session: the default configs again
+            configs = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
             configs_drawn(page, configs)
             cold = {}
             for name in ("global", "robust"):
