@@ -23,6 +23,7 @@ from webapp.advise import advise_page
 from webapp.cache import get_dataset, get_stats
 from webapp.compare import compare_page, runs_picker_ui
 from webapp.report_view import header_ui
+from webapp.sees import sees_page
 from webapp.statistics import statistics_page
 
 
@@ -67,6 +68,10 @@ def main() -> None:
             compare_page(ds, train, threshold, report_view)
     with tabs[2]:
         if tabs[2].open:
+            train = stats if on == "train" else get_stats(ds.id, "train", ds)
+            sees_page(ds, train, threshold, report_view)
+    with tabs[3]:
+        if tabs[3].open and store_error is None:
             train = stats if on == "train" else get_stats(ds.id, "train", ds)
             advise_page(ds, train, threshold, report_view)
     state.share_ui(share_box)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-TABS = ("Statistics", "Compare", "Advise")
+TABS = ("Statistics", "Compare", "What the network sees", "Advise")
 #: URL parameters that belong to one page and never go into a share link: ``owner`` is the
 #: private token that lets the starter of a comparison cancel it.
 PRIVATE = ("owner",)

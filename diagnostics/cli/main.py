@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.cli.advise import add_parser as _add_advise_parser
 
     _add_advise_parser(sub, feature_args=_add_feature_args)  # advise (torch only once its candidates are printed)
+    from diagnostics.cli.shift import add_parser as _add_shift_parser
+
+    _add_shift_parser(sub)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -321,6 +324,16 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 COMMANDS["advise"] = cmd_advise
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from diagnostics.cli.shift import cmd_shift as run
+    from diagnostics.data.ingest import load_dataset
+
+    return run(args, lambda spec, labels: load_dataset(spec, labels=labels))
+
+
+COMMANDS["shift"] = cmd_shift
 
 
 def _os_error(exc: OSError) -> str:
