@@ -65,7 +65,7 @@ def default_epochs() -> int:
 
 #: The Compare tab's settings: widget key (and URL parameter) -> default.  Every config of one
 #: comparison shares them; they are stored with the comparison and carried in links.
-SETTINGS = {"cmp_model": "cnn", "cmp_epochs": 15, "cmp_seeds": 3, "cmp_opt": "adam",
+SETTINGS = {"cmp_model": "cnn", "cmp_more": [], "cmp_epochs": 15, "cmp_seeds": 3, "cmp_opt": "adam",
             "cmp_lr": 1e-3, "cmp_wd": 0.0, "cmp_bs": 32, "cmp_patience": 5,
             "cmp_eval": "auto", "cmp_folds": 5, "cmp_reps": 5, "cmp_decide": True,
             "cmp_budget": 0, "cmp_margin": 1.0}
@@ -73,15 +73,24 @@ EVALUATIONS = ("auto", "cv", "holdout")  # models.decide_loop's kinds, without i
 OPTIMIZERS = ("adam", "adamw", "sgd")  # models.train.OPTIMIZERS, without importing torch
 
 
-def start(dataset_id: str, configs: list[str], *, seeds: int, model: str, epochs: int,
-          mask_snr: float, optimizer: str = "adam", lr: float = 1e-3,
+def start(dataset_id: str, configs: list[str], *, seeds: int, model: str | list[str],
+          epochs: int, mask_snr: float, optimizer: str = "adam", lr: float = 1e-3,
           weight_decay: float = 0.0, batch_size: int = 32, patience: int = 5,
           evaluation: str = "auto", folds: int = 5, max_repetitions: int = 5,
           decide: bool = True, budget_min: float = 0.0, margin_points: float = 1.0) -> str:
     """Start a comparison in the background; return its id (NormScopeError on bad input).
 
-    ``budget_min`` of 0 means no time limit; ``margin_points`` is the equivalence margin in
-    accuracy points (1 = 0.01)."""
+    ``model`` is one name or a list of two or more (one block of runs per model); each must
+    be one of :func:`model_names`, so a browser never names code to run.  ``budget_min`` of
+    0 means no time limit; ``margin_points`` is the equivalence margin in accuracy points
+    (1 = 0.01)."""
+    from diagnostics.errors import NormScopeError
+
+    allowed = model_names()
+    for m in [model] if isinstance(model, str) else model:
+        if m not in allowed:
+            raise NormScopeError(f"model {m!r} is not offered on this server; choose one of "
+                                 f"{', '.join(allowed)}")
     from models.train import TrainConfig
 
     train = TrainConfig(epochs=epochs, optimizer=optimizer, lr=lr, weight_decay=weight_decay,

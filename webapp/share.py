@@ -30,9 +30,10 @@ class View:
     configs: tuple[str, ...] = field(default_factory=tuple)
     runs: tuple[str, ...] = field(default_factory=tuple)
     report: bool = False
-    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)``; their
-    #: bound widgets parse and check them when a link is opened.
-    settings: tuple[tuple[str, str], ...] = ()
+    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)`` (a
+    #: multiselect's value is a tuple); their bound widgets parse and check them when a link
+    #: is opened.
+    settings: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
 
 
 def _one(value) -> str:
@@ -164,7 +165,7 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
     if view.runs:
         p["runs"] = list(view.runs)
     for key, value in view.settings:
-        p[key] = value
+        p[key] = list(value) if isinstance(value, tuple) else value  # a multiselect: repeated
     return p
 
 
