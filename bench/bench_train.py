@@ -31,6 +31,7 @@ from models.nets import build_model  # noqa: E402
 from models.train import TrainConfig, batch_order, fit  # noqa: E402
 
 MODEL = "bench_train:user_cnn"
+MODELS = {"cnn": "bench_train:user_cnn", "linear": "bench_train:user_linear"}
 
 
 def user_cnn(in_shape, n_classes):
@@ -49,6 +50,11 @@ def _median_step(stamps: list[tuple[float, float]]) -> tuple[float, float]:
 
 def _stamp() -> tuple[float, float]:
     return (time.thread_time(), time.perf_counter())
+
+
+def user_linear(in_shape, n_classes):
+    """A user's smallest model (--model linear): the loop's own cost is most of a minibatch."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_shape[0] * in_shape[1], n_classes))
 
 
 def bare(X, y, *, epochs: int, batch: int, seed: int) -> tuple[float, float]:
@@ -104,7 +110,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--model", choices=tuple(MODELS), default="cnn",
+                    help="cnn: two convolutions (default); linear: one layer, where the "
+                         "loop's own per-minibatch cost shows most")
     a = ap.parse_args()
+    global MODEL
+    MODEL = MODELS[a.model]
     torch.set_num_threads(1)
     load0 = os.getloadavg()[0]
     rng = np.random.default_rng(0)

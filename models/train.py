@@ -269,28 +269,33 @@ def fit(
     net.train()
     step = 0
     sizes = [min(bs, n - i) for i in range(0, n, bs)]
+    batch_of = torch.arange(n, device=dev) // bs  # the minibatch of each position of an epoch
     for epoch, order in enumerate(batch_order(n, seed=seed, epochs=config.epochs), start=1):
         order_t = torch.from_numpy(order).to(dev)
-        # Per-minibatch loss and correct count stay on the device until the epoch ends: no
-        # .item() per minibatch (a device sync on a GPU); one transfer per epoch.
-        b_loss_t = torch.empty(steps, dtype=torch.float32, device=dev)
-        b_ok_t = torch.empty(steps, dtype=torch.int64, device=dev)
+        # The per-minibatch loss and logits are kept as tensors (no .item() or argmax per
+        # minibatch: a device sync on a GPU, and a few small ops on the CPU) and read once
+        # when the epoch ends.
+        losses: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
         for j in range(steps):
             if should_stop():
                 return result("cancelled", message=f"cancelled in epoch {epoch}")
             idx = order_t[j * bs : j * bs + bs]
-            xb, yb = Xtr[idx], ytr[idx]
-            out = net(xb)
-            loss = loss_fn(out, yb)
+            out = net(Xtr[idx])
+            loss = loss_fn(out, ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            b_loss_t[j] = loss.detach()
-            b_ok_t[j] = (out.detach().argmax(1) == yb).sum()
+            losses.append(loss.detach())
+            logits.append(out.detach())
             step += 1
             emit("batch", {"step": step, "epoch": epoch})
-        b_loss = b_loss_t.tolist()  # exactly the floats .item() gave
-        b_acc = [ok / size for ok, size in zip(b_ok_t.tolist(), sizes)]
+        b_loss = torch.stack(losses).tolist()  # exactly the floats .item() gave
+        right = (torch.cat(logits).argmax(1) == ytr[order_t]).to(torch.float64)
+        del logits
+        b_ok = [int(c) for c in torch.zeros(steps, dtype=torch.float64, device=dev).index_add_(
+            0, batch_of, right).tolist()]
+        b_acc = [ok / size for ok, size in zip(b_ok, sizes)]
         bad = next((j for j, lv in enumerate(b_loss) if not math.isfinite(lv)), None)
         if bad is not None:  # a non-finite loss: the run ends at that minibatch
             first = step - steps + 1
@@ -299,7 +304,7 @@ def fit(
             return result("diverged", message=f"the loss became {b_loss[bad]} at epoch "
                                               f"{epoch}, minibatch {first + bad}")
         loss_sum = sum(lv * size for lv, size in zip(b_loss, sizes))
-        correct, seen = sum(b_ok_t.tolist()), n
+        correct, seen = sum(b_ok), n
         val = accuracy(net, Xva, yva, config.eval_batch_size)
         rec["epoch"].append(epoch)
         rec["train_loss"].append(loss_sum / seen)
