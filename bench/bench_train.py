@@ -8,7 +8,7 @@ measured twice: the thread's CPU time (what the loop itself costs, not what othe
 on a shared machine take from it; one torch thread runs every kernel in this thread) and
 wall time.  Target (issue 12): 1.1 or less.
 
-    python bench/bench_train.py [--rounds 9] [--epochs 1]
+    python bench/bench_train.py [--rounds 9] [--epochs 1] [--model cnn|linear]
 """
 
 from __future__ import annotations
