@@ -80,3 +80,14 @@ def test_model_list():
     assert model_list("cnn") == ["cnn"]
     assert model_list(" cnn , cnn_bn0,") == ["cnn", "cnn_bn0"]
     assert model_list(["cnn", "user_models:tiny"]) == ["cnn", "user_models:tiny"]
+
+
+def test_a_link_carries_the_extra_models_as_repeated_parameters():
+    from urllib.parse import parse_qs, urlsplit
+
+    from webapp.share import View, view_url
+
+    url = view_url("http://h:8501/", View(tab="Compare", settings=(
+        ("cmp_model", "linear"), ("cmp_more", ("cnn_bn0", "user_models:tiny")))))
+    q = parse_qs(urlsplit(url).query)
+    assert q["cmp_more"] == ["cnn_bn0", "user_models:tiny"] and q["cmp_model"] == ["linear"]
