@@ -73,7 +73,7 @@ def default_epochs() -> int:
 
 #: The Compare tab's settings: widget key (and URL parameter) -> default.  Every config of one
 #: comparison shares them; they are stored with the comparison and carried in links.
-SETTINGS = {"cmp_model": "cnn", "cmp_epochs": 15, "cmp_seeds": 3, "cmp_opt": "adam",
+SETTINGS = {"cmp_model": "cnn", "cmp_more": [], "cmp_epochs": 15, "cmp_seeds": 3, "cmp_opt": "adam",
             "cmp_lr": 1e-3, "cmp_wd": 0.0, "cmp_bs": 32, "cmp_patience": 5,
             "cmp_eval": "auto", "cmp_folds": 5, "cmp_reps": 5, "cmp_decide": True,
             "cmp_budget": 0, "cmp_margin": 1.0}
@@ -89,8 +89,8 @@ def limits():
     return _limits.load()
 
 
-def start(dataset_id: str, configs: list[str], *, seeds: int, model: str, epochs: int,
-          mask_snr: float, optimizer: str = "adam", lr: float = 1e-3,
+def start(dataset_id: str, configs: list[str], *, seeds: int, model: str | list[str],
+          epochs: int, mask_snr: float, optimizer: str = "adam", lr: float = 1e-3,
           weight_decay: float = 0.0, batch_size: int = 32, patience: int = 5,
           evaluation: str = "auto", folds: int = 5, max_repetitions: int = 5,
           decide: bool = True, budget_min: float = 0.0, margin_points: float = 1.0,
@@ -98,11 +98,20 @@ def start(dataset_id: str, configs: list[str], *, seeds: int, model: str, epochs
     """Start a comparison in the background; return its id (NormScopeError on bad input, or
     on a request over this server's :func:`limits`; nothing is stored then).
 
-    ``budget_min`` of 0 means no time limit; ``margin_points`` is the equivalence margin in
-    accuracy points (1 = 0.01); ``owner`` is the starter's private token (see
-    :func:`may_cancel`), which also counts the comparisons per session."""
+    ``model`` is one name or a list of two or more (one block of runs per model); each must
+    be one of :func:`model_names`, so a browser never names code to run.  ``budget_min`` of
+    0 means no time limit; ``margin_points`` is the equivalence margin in accuracy points
+    (1 = 0.01); ``owner`` is the starter's private token (see :func:`may_cancel`), which also
+    counts the comparisons per session.  The configs limit counts configs x models: each
+    model is a block of runs of every config."""
+    allowed = model_names()
+    names = [model] if isinstance(model, str) else list(model)
+    for m in names:
+        if m not in allowed:
+            raise NormScopeError(f"model {m!r} is not offered on this server; choose one of "
+                                 f"{', '.join(allowed)}")
     lim = limits()
-    lim.check(epochs=epochs, configs=len(configs), folds=folds,
+    lim.check(epochs=epochs, configs=len(configs) * len(names), folds=folds,
               seeds=seeds if evaluation != "cv" else None,
               repetitions=max_repetitions if evaluation != "holdout" else None)
     from models.train import TrainConfig

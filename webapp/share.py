@@ -35,9 +35,10 @@ class View:
     report: bool = False
     #: The advisor's comparison id whose advice the Advise tab shows ("" for none).
     advice: str = ""
-    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)``; their
-    #: bound widgets parse and check them when a link is opened.
-    settings: tuple[tuple[str, str], ...] = ()
+    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)`` (a
+    #: multiselect's value is a tuple); their bound widgets parse and check them when a link
+    #: is opened.
+    settings: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
 
 
 def _one(value) -> str:
@@ -181,7 +182,7 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
         p["advice"] = view.advice
     for key, value in view.settings:
         if key not in PRIVATE:
-            p[key] = value
+            p[key] = list(value) if isinstance(value, tuple) else value  # multiselect: repeated
     return p
 
 

@@ -86,6 +86,17 @@ def _model_name(text: str) -> str:
                                      "package.module:factory")
 
 
+def _model_names(text: str) -> list[str]:
+    """``--models a,b``: two or more models, each checked as ``--model`` is."""
+    names = [_model_name(t) for t in text.split(",") if t.strip()]
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} names fewer than two models; give two or "
+                                         "more separated by commas (or use --model for one)")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} lists a model twice; list each once")
+    return names
+
+
 def add_parsers(sub) -> None:
     """Add ``compare`` and ``runs`` to the command line's sub-parsers."""
     from diagnostics.normalize import valid_parts
@@ -104,10 +115,15 @@ def add_parsers(sub) -> None:
                    help="lower bound on every learned scale (default 0: none)")
     from models.catalog import MODELS
 
-    c.add_argument("--model", default="cnn", type=_model_name,
+    c.add_argument("--model", default=None, type=_model_name,
                    help="classifier: " + "; ".join(f"{k}: {v}" for k, v in MODELS.items())
                         + "; or your own package.module:factory (factory(in_shape, n_classes) "
                           "returns an nn.Module taking (B, 1, H, W)) (default cnn)")
+    c.add_argument("--models", type=_model_names, default=None, metavar="M1,M2,...",
+                   help="run the same configs under two or more models (comma-separated, each "
+                        "as for --model): each model is its own block of paired runs with its "
+                        "own decide loop and adjusted tests, and the answer says per model "
+                        "whether normalizing hurts and what is best, and whether they agree")
     c.add_argument("--epochs", type=_int(1), default=None, help="training epochs (default 15)")
     c.add_argument("--eval", dest="evaluation", choices=("auto", "cv", "holdout"),
                    default="auto", help="evaluation design: stratified k-fold cross-validation "
@@ -226,14 +242,19 @@ def _progress(comp, tty: bool, state: dict) -> None:
             if r.status in FINISHED and r.run_id not in seen:
                 seen.add(r.run_id)
                 acc = "" if r.test_acc is None else f", test acc {r.test_acc:.3f}"
-                print(f"run {len(seen)}/{total}: {r.config} repetition {r.repetition} fold "
+                print(f"run {len(seen)}/{total}: {r.model + ' ' if p.decisions else ''}"
+                      f"{r.config} repetition {r.repetition} fold "
                       f"{r.fold} seed {r.seed} {r.status}{acc}", file=sys.stderr, flush=True)
-    d, ev = p.decision, p.evaluation or {}
-    if d is not None and state.get("look") != (d.look, ev.get("stopped_because")):
-        state["look"] = (d.look, ev.get("stopped_because"))
+    ev = p.evaluation or {}
+    each = ev.get("models") or {}
+    for model, d in (p.decisions or {"": p.decision}).items():
+        mev = each.get(model, ev)
+        if d is None or state.get(("look", model)) == (d.look, mev.get("stopped_because")):
+            continue
+        state[("look", model)] = (d.look, mev.get("stopped_because"))
         decided, undecided = pair_words(d)
-        line = (f"after repetition {d.look} of at most {ev.get('max_repetitions')}: decided: "
-                f"{'; '.join(decided) or 'none yet'}"
+        line = (f"{model + ': ' if model else ''}after repetition {d.look} of at most "
+                f"{ev.get('max_repetitions')}: decided: {'; '.join(decided) or 'none yet'}"
                 + (f"; undecided: {'; '.join(undecided)}" if undecided else ""))
         print(("\n" if tty else "") + line, file=sys.stderr, flush=True)
 
@@ -281,7 +302,9 @@ def checked_limits(args: argparse.Namespace) -> None:
     for key, default in DEFAULTS.items():
         if given[key] is None:
             setattr(args, key, min(default, lowest[key]))
-    lim.check(epochs=given["epochs"], configs=len(parse_configs(args.configs)),
+    # Each model of --models is a block of runs of every config: the limit counts both.
+    n_models = len(getattr(args, "models", None) or ()) or 1
+    lim.check(epochs=given["epochs"], configs=len(parse_configs(args.configs)) * n_models,
               seeds=given["seeds"], repetitions=given["max_repetitions"],
               folds=given["folds"], workers=args.workers)
     if args.workers is None and lim.max_workers < (os.cpu_count() or 1):
@@ -289,6 +312,8 @@ def checked_limits(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.models and args.model:
+        raise NormScopeError("give --model (one model) or --models (two or more), not both")
     checked_limits(args)
     data = checked_data(args)
     from models.comparison import Comparison
@@ -304,7 +329,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      weight_decay=args.weight_decay, device=args.device,
                      patience=defaults.patience if args.patience is None else args.patience)
     comp = Comparison(data, args.configs, labels=args.labels, seeds=args.seeds,
-                      model=args.model, train=tc, mask_snr=args.mask_snr,
+                      model=args.models or args.model or "cnn", train=tc, mask_snr=args.mask_snr,
                       std_floor=args.std_floor, workers=args.workers, store=store,
                       evaluation=args.evaluation, folds=args.folds,
                       max_repetitions=args.max_repetitions, decide=args.decide,
@@ -336,15 +361,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for line in doc["answer"]["text"]:
         print(plain(line))
     print()
-    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), model {doc['model']}, at most "
+    blocks = doc.get("models") or [doc]
+    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), "
+          f"{'models' if 'models' in doc else 'model'} {doc['model']}, at most "
           f"{_plural(doc['epochs'], 'epoch')}, {design_words(doc)}, {elapsed:.1f} s; "
           f"comparison {doc['comparison_id']} in {store.path}")
-    print_table(doc)
+    for block in blocks:
+        if "models" in doc:
+            print(f"\nmodel {block['model']}: {design_words(block)}")
+        print_table(block)
     broke = comp.snapshot().error
     if broke:  # e.g. the disk filled: the runs it left are in the store, marked failed
         print(f"error: {plain(broke)}", file=sys.stderr)
         return 2
-    failed = [r for c in doc["configs"] for r in c["runs"] if r["status"] == "failed"]
+    failed = [r for b in blocks for c in b["configs"] for r in c["runs"]
+              if r["status"] == "failed"]
     if failed:
         msg = next((r.message for r in comp.record().runs if r.status == "failed"), "")
         print(f"error: {len(failed)} run(s) failed: {plain(msg)}", file=sys.stderr)
