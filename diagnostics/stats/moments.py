@@ -56,6 +56,8 @@ def chunk_rows_for(row_bytes: int) -> int:
 
 def numba_ok(X: np.ndarray) -> bool:
     """Whether the numba engine can read ``X`` as it is (C-contiguous float32 or float64)."""
+    if not isinstance(X, np.ndarray):  # a zarr/HDF5 source is read chunk by chunk in numpy
+        return False
     return X.dtype in (np.float32, np.float64) and X.reshape(X.shape[0], -1).flags.c_contiguous
 
 

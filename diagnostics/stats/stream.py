@@ -151,15 +151,33 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     with np.errstate(invalid="ignore", divide="ignore"):
         K = np.where(fin, head, 0.0).sum(0) / fin.sum(0)
     K = np.where(np.isfinite(K), K, 0.0)  # first estimate of the mean: the shift
-    blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
+    step = max(1, n * P // SAMPLE_VALUES)  # every step-th selected example is sampled
+    chunked = getattr(X, "chunk_rows", None)
+    if chunked:
+        # A zarr/HDF5 source: one block per source chunk (each chunk decoded once, by one
+        # worker), fed to the worker's stream in pieces of block_rows.
+        cuts = np.searchsorted(idx, np.arange(0, N + chunked, chunked))
+        blocks = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    else:
+        blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
     workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows)
                for _ in range(min(n_threads(), len(blocks)))]
-    source = _backing_file(X)
+    source = None if chunked else _backing_file(X)
     row_bytes = P * X.dtype.itemsize
+    picked: list[tuple[int, np.ndarray]] = []  # chunked: (position, sampled rows)
 
     def work(w: _Stream, todo) -> None:
         for lo, hi in todo:
             sel = idx[lo:hi]
+            if chunked:
+                xs = X.take(sel)
+                for a in range(0, hi - lo, block_rows):
+                    b = min(a + block_rows, hi - lo)
+                    w.add(xs[a:b].reshape(b - a, P),
+                          None if labels is None else labels[sel[a:b]])
+                first = (-lo) % step
+                picked.append((lo, np.asarray(xs[first::step], dtype=np.float32)))
+                continue
             if source is not None:
                 x = _pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
             elif sel[-1] - sel[0] == hi - lo - 1:
@@ -179,9 +197,13 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     acc = workers[0].finish()
     for w in workers[1:]:
         acc.merge(w.finish())
-    # Sample for the value distribution: evenly spaced examples.
-    step = max(1, n * P // SAMPLE_VALUES)
-    rows = np.asarray(X[idx[::step]], dtype=np.float32).ravel()
+    # Sample for the value distribution: evenly spaced examples (chunked: taken on the way).
+    if chunked:
+        picked.sort(key=lambda t: t[0])
+        rows = (np.concatenate([r for _, r in picked]).ravel() if picked
+                else np.zeros(0, np.float32))
+    else:
+        rows = np.asarray(X[idx[::step]], dtype=np.float32).ravel()
     sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
         shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
