@@ -205,7 +205,9 @@ class Comparison:
         self._check_options()
         self._home = str(home())  # read now, as the store does; the jobs carry it
         if self._executor is None:
-            from .dask_executor import DaskExecutor, scheduler_address
+            from diagnostics.cluster import scheduler_address
+
+            from .dask_executor import DaskExecutor
 
             address = scheduler_address(self.cluster)
             if address is not None:
@@ -451,7 +453,7 @@ class RunningComparisons:
         raises NormScopeError on bad input.  On a Dask cluster (``cluster`` or
         ``$NORMSCOPE_DASK_SCHEDULER``) comparisons do not wait for each other: the scheduler
         queues their jobs up to the cluster's capacity."""
-        from .dask_executor import scheduler_address
+        from diagnostics.cluster import scheduler_address
 
         on_cluster = options.get("executor") is None and scheduler_address(
             options.get("cluster")) is not None

@@ -29,7 +29,6 @@ interface as the local process pool.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 import uuid
@@ -38,38 +37,21 @@ import numpy as np
 
 from diagnostics.errors import NormScopeError
 
+from diagnostics.cluster import CONNECT_TIMEOUT_S, SCHEDULER_ENV, connect, scheduler_address
+
 from .executors import NOT_STARTED
 
-#: Environment variable naming the scheduler (``tcp://HOST:PORT``) for the app and the CLI.
-SCHEDULER_ENV = "NORMSCOPE_DASK_SCHEDULER"
 #: Environment variable: most MiB of X scattered to the workers (larger: opened by them).
 SCATTER_ENV = "NORMSCOPE_DASK_SCATTER_MB"
 #: Default most bytes of X scattered (a copy lands on every worker: keep it well under their
 #: memory; 256 MiB is 34,000 examples of 60 x 130 float32).
 SCATTER_MAX_BYTES = 256 * 2**20
-#: Seconds to wait for the scheduler before giving up with one sentence.
-CONNECT_TIMEOUT_S = 5.0
 #: Seconds between two reads of the cancel Event in a running job (each read asks the
 #: scheduler: 1-5 ms, too much for every minibatch).
 STOP_POLL_S = 0.5
 #: Seconds the client may stay disconnected from the scheduler before the runs not finished
 #: are taken as interrupted.
 LOST_AFTER_S = 3.0
-
-_ADDRESS = re.compile(r"(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?|[A-Za-z0-9_.\-\[\]:]+:\d+")
-
-
-def scheduler_address(cluster: str | None = None) -> str | None:
-    """The scheduler to use: ``cluster`` (the CLI's ``--cluster``) if given, else
-    ``$NORMSCOPE_DASK_SCHEDULER``, else None (the local process pool).  Checked for form."""
-    text = (cluster if cluster is not None else os.environ.get(SCHEDULER_ENV, "")).strip()
-    if not text:
-        return None
-    if not _ADDRESS.fullmatch(text):
-        where = "--cluster" if cluster is not None else SCHEDULER_ENV
-        raise NormScopeError(f"{where}={text!r} is not a Dask scheduler address; give "
-                             "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
-    return text if "://" in text else f"tcp://{text}"
 
 
 def scatter_limit() -> int:
@@ -82,23 +64,6 @@ def scatter_limit() -> int:
     except ValueError:
         raise NormScopeError(f"{SCATTER_ENV}={text!r} must be a number of MiB") from None
     return int(max(mb, 0) * 2**20)
-
-
-def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S):
-    """A ``distributed.Client`` on ``address``; NormScopeError if nothing answers in time."""
-    import logging
-
-    from distributed import Client
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # no tracebacks for a dead port
-    try:
-        return Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise NormScopeError(
-            f"no Dask scheduler answers at {address} (within {timeout:g} s: "
-            f"{type(exc).__name__}); start one (dask scheduler --host 127.0.0.1) or fix "
-            f"--cluster / {SCHEDULER_ENV}"
-        ) from None
 
 
 # -- the worker side ----------------------------------------------------------------------

@@ -86,6 +86,7 @@ def compute_stats(
     n_classes: int = 0,
     engine: str = "auto",
     chunk_rows: int | None = None,
+    client=None,
 ) -> PixelStats:
     """Per-pixel statistics of ``X[indices]`` in one streaming pass.
 
@@ -104,6 +105,9 @@ def compute_stats(
         ``NUMBA_LOADED_MIN_BYTES`` or more once its kernels are loaded; numpy otherwise.
     chunk_rows : int, optional
         Examples per block for the numpy engine (default: about 2 MB of float64).
+    client : distributed.Client, optional
+        Compute on this Dask cluster instead (:func:`~diagnostics.stats.tree.tree_stats`:
+        per-chunk moments merged in a tree; the same numbers).
 
     Returns
     -------
@@ -130,6 +134,10 @@ def compute_stats(
                 f"labels must lie in 0..{n_classes - 1} (n_classes={n_classes}), found "
                 f"{lab.min()}..{lab.max()}; encode them with datasets.encode_labels"
             )
+    if client is not None and X.dtype.kind in "fiu":
+        from .tree import tree_stats  # dask: only on a cluster
+
+        return tree_stats(X, idx, labels, n_classes, client)
     if engine == "auto":
         nbytes = idx.size * H * W * X.dtype.itemsize
         loaded = nbytes >= NUMBA_LOADED_MIN_BYTES and _kernels_loaded()

@@ -1,0 +1,108 @@
+"""Statistics on a Dask cluster: per-chunk float64 moments over ``dask.array`` blocks, merged
+pairwise in a tree with Chan's update -- the numbers of the in-process engine, never
+E[x^2] - E[x]^2.
+
+Each block (a source chunk of a zarr/HDF5 source, or about 32 MB of rows of a ``.npy``) is
+read on a worker and streamed through the in-process engine's :class:`~diagnostics.stats.stream._Stream`
+(shifted float64 sums folded into a :class:`~diagnostics.stats.accumulate.StatsAccumulator`);
+accumulators are merged two by two (a binary tree of ``log2(blocks)`` levels, each merge on a
+worker), and only the final (H, W) moments come back.  The value sample is taken on the way,
+at the same examples as in process.
+
+Workers open the data themselves: zarr/HDF5 sources and ``.npy`` files by path (they must
+see the same files), in-memory arrays travel with the graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .accumulate import SAMPLE_VALUES, PixelStats, finalize
+from .stream import _Stream, block_rows
+
+#: Rows per dask block of a plain array: about this many bytes.
+BLOCK_BYTES = 32 * 2**20
+
+
+class _NpyRows:
+    """A ``.npy`` memmap reopened by path on the worker (a memmap would pickle its data)."""
+
+    def __init__(self, X: np.memmap):
+        self.filename, self.offset = X.filename, X.offset
+        self.shape, self.dtype, self.ndim = X.shape, X.dtype, X.ndim
+
+    def __getitem__(self, key):
+        m = np.memmap(self.filename, dtype=self.dtype, mode="r", offset=self.offset,
+                      shape=self.shape)
+        return np.array(m[key])
+
+
+def _source(X):
+    """What the graph carries: the source itself, or a path-based reader of a memmap."""
+    if isinstance(X, np.memmap) and X.filename and X.flags.c_contiguous:
+        return _NpyRows(X)
+    return X
+
+
+def _block(x, sel, lab, n_classes: int, K, first: int, step: int):
+    """Moments of the selected rows ``sel`` (local indices) of one block: (accumulator, sample)."""
+    x = np.asarray(x)
+    xs = x[sel] if len(sel) != x.shape[0] else x
+    m, H, W = xs.shape
+    P = H * W
+    br = block_rows(P)
+    w = _Stream((H, W), xs.dtype, K, n_classes, br)
+    for a in range(0, m, br):
+        b = min(a + br, m)
+        w.add(np.ascontiguousarray(xs[a:b]).reshape(b - a, P), None if lab is None else lab[a:b])
+    return w.finish(), [np.asarray(xs[first::step], dtype=np.float32).ravel()]
+
+
+def _merge(a, b):
+    """Chan's merge of two (accumulator, samples) pairs; samples keep their order."""
+    return a[0].merge(b[0]), a[1] + b[1]
+
+
+def tree_stats(X, idx: np.ndarray, labels: np.ndarray | None, n_classes: int, client
+               ) -> PixelStats:
+    """Per-pixel statistics of ``X[idx]`` (``idx`` sorted, unique) on the cluster of
+    ``client``; the same numbers as :func:`diagnostics.stats.stream.stream_stats`."""
+    import dask
+    import dask.array as da
+
+    N, H, W = X.shape
+    P = H * W
+    n = idx.size
+    rows = getattr(X, "chunk_rows", None) or max(1, BLOCK_BYTES // max(P * X.dtype.itemsize, 1))
+    head = np.asarray(X[idx[: min(8, n)]], dtype=np.float64).reshape(-1, P)
+    fin = np.isfinite(head)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        K = np.where(fin, head, 0.0).sum(0) / fin.sum(0)
+    K = np.where(np.isfinite(K), K, 0.0)  # the shift, as in process
+    x = da.from_array(_source(X), chunks=(rows, H, W), asarray=False, lock=False,
+                      meta=np.empty((0, 0, 0), X.dtype), name=False)
+    step = max(1, n * P // SAMPLE_VALUES)
+    starts = np.arange(0, N + rows, rows)
+    cuts = np.searchsorted(idx, starts)
+    parts = []
+    for k, blk in enumerate(x.to_delayed().ravel()):
+        lo, hi = int(cuts[k]), int(cuts[k + 1])
+        if hi <= lo:
+            continue
+        sel = idx[lo:hi] - starts[k]
+        lab = None if labels is None else labels[idx[lo:hi]]
+        parts.append(dask.delayed(_block, pure=True)(blk, sel, lab, n_classes, K,
+                                                     (-lo) % step, step))
+    while len(parts) > 1:  # a binary tree of merges
+        parts = [dask.delayed(_merge, pure=True)(parts[i], parts[i + 1]) if i + 1 < len(parts)
+                 else parts[i] for i in range(0, len(parts), 2)]
+    acc, samples = client.compute(parts[0]).result()
+    rows_s = np.concatenate(samples) if samples else np.zeros(0, np.float32)
+    sample = (rows_s if not acc.nonfinite.any() else rows_s[np.isfinite(rows_s)])[:SAMPLE_VALUES]
+    return finalize(
+        shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
+        vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
+        class_sum=acc.class_sum if n_classes else None,
+        class_count=acc.class_count if n_classes else None,
+        class_n=acc.class_n if n_classes else None, sample=sample,
+    )
