@@ -170,7 +170,11 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
         for lo, hi in todo:
             sel = idx[lo:hi]
             if chunked:
-                xs = X.take(sel)
+                k = int(sel[0]) // chunked
+                c, loc = X.chunk(k), sel - k * chunked
+                # Every row of the chunk (or a run of them): a view; else one gather.
+                xs = (c[loc[0] : loc[-1] + 1] if loc[-1] - loc[0] + 1 == loc.size
+                      else np.take(c, loc, axis=0))
                 for a in range(0, hi - lo, block_rows):
                     b = min(a + block_rows, hi - lo)
                     w.add(xs[a:b].reshape(b - a, P),

@@ -47,7 +47,7 @@ def _source(X):
 def _block(x, sel, lab, n_classes: int, K, first: int, step: int):
     """Moments of the selected rows ``sel`` (local indices) of one block: (accumulator, sample)."""
     x = np.asarray(x)
-    xs = x[sel] if len(sel) != x.shape[0] else x
+    xs = x if len(sel) == x.shape[0] else np.take(x, sel, axis=0)
     m, H, W = xs.shape
     P = H * W
     br = block_rows(P)
