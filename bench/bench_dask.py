@@ -10,7 +10,7 @@ Not a test.  Every ratio compares figures measured in this run, alternating the 
    data and every job are timed) against the local process executor with 2 workers.
 2. **Statistics** on an N x 60 x 130 float32 array (default N = 100,000: 3.1 GB) written under
    ``--dir`` (default /tmp) as ``.npy`` and as a zarr v3 array in chunks of 2,000 examples
-   (zarr's default codec), deleted at the end.  Offset data (1e4 + 0.01 x noise):
+   (zarr's default codec, zstd; ``--codec none``: uncompressed), deleted at the end.  Offset data (1e4 + 0.01 x noise):
 
    * in process: our engine on the zarr against the same engine (numpy) on the ``.npy``
      (target <= 1.5);
@@ -100,14 +100,15 @@ def bench_executor(cluster, epochs: int, rounds: int) -> None:
           flush=True)
 
 
-def write_data(folder: Path, n: int) -> tuple[Path, Path]:
+def write_data(folder: Path, n: int, codec: str = "zstd") -> tuple[Path, Path]:
     import zarr
 
     npy, zp = folder / "x.npy", folder / "x.zarr"
     rng = np.random.default_rng(0)
     mm = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(n, H, W))
+    extra = {} if codec == "zstd" else {"compressors": None}  # zstd: zarr's default
     z = zarr.create_array(str(zp), shape=(n, H, W), chunks=(CHUNK, H, W), dtype="f4",
-                          overwrite=True)
+                          overwrite=True, **extra)
     for a in range(0, n, CHUNK):
         b = min(a + CHUNK, n)
         # Offset data: a float32 E[x^2] - E[x]^2, or float32 sums, lose the small spread.
@@ -139,7 +140,7 @@ def rel(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) / b - 1)))
 
 
-def bench_stats(cluster, n: int, rounds: int, folder: Path) -> None:
+def bench_stats(cluster, n: int, rounds: int, folder: Path, codec: str = "zstd") -> None:
     import dask.array as da
     from distributed import Client
 
@@ -150,10 +151,10 @@ def bench_stats(cluster, n: int, rounds: int, folder: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="normscope-bench-dask-", dir=folder))
     try:
         t0 = time.perf_counter()
-        npy, zp = write_data(work, n)
+        npy, zp = write_data(work, n, codec)
         zbytes = sum(f.stat().st_size for f in zp.rglob("*") if f.is_file())
         print(f"stats: {n:,} x {H} x {W} float32 ({npy.stat().st_size / 2**30:.2f} GiB .npy, "
-              f"zarr {zbytes / 2**30:.2f} GiB in chunks of {CHUNK}) written in "
+              f"zarr ({codec}) {zbytes / 2**30:.2f} GiB in chunks of {CHUNK}) written in "
               f"{time.perf_counter() - t0:.0f} s to {work}", flush=True)
         Xn = load_array_file(npy).X
         Xz = open_chunked(str(zp)).X
@@ -215,6 +216,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, help="examples of the statistics array (default 100,000)")
     ap.add_argument("--epochs", type=int, help="epochs per run (default 2)")
     ap.add_argument("--rounds", type=int, help="alternating rounds (default 2)")
+    ap.add_argument("--codec", choices=("zstd", "none"), default="zstd",
+                    help="the zarr store's compressor (default zstd, zarr's default)")
     ap.add_argument("--dir", default="/tmp", help="where the arrays are written (then deleted)")
     args = ap.parse_args()
     n = args.n or (10_000 if args.quick else 100_000)
@@ -235,7 +238,7 @@ def main() -> None:
         if args.only in (None, "executor"):
             bench_executor(cluster, epochs, rounds)
         if args.only in (None, "stats"):
-            bench_stats(cluster, n, rounds, Path(args.dir))
+            bench_stats(cluster, n, rounds, Path(args.dir), args.codec)
     finally:
         cluster.close()
         print(f"end: {uptime()}", flush=True)
