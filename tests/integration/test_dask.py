@@ -220,7 +220,10 @@ def test_stats_on_the_cluster_equal_npy(cluster, tmp_path, rng=np.random.default
 
 # -- a scheduler and a worker started by hand -------------------------------------------------
 def _start(args, log):
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT,
+    """``dask scheduler ...`` / ``dask worker ...`` (the venv's ``dask`` command)."""
+    dask_cmd = Path(sys.executable).with_name("dask")
+    cmd = [str(dask_cmd)] if dask_cmd.exists() else [sys.executable, "-m", "dask"]
+    return subprocess.Popen([*cmd, *args], stdout=log, stderr=subprocess.STDOUT,
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             start_new_session=True)
 
@@ -229,11 +232,11 @@ def test_cli_on_a_hand_started_scheduler_and_a_lost_scheduler(tmp_path, home, ti
     port = _free_port()
     addr = f"tcp://127.0.0.1:{port}"
     log = open(tmp_path / "dask.log", "w")
-    sched = _start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+    sched = _start(["scheduler", "--host", "127.0.0.1", "--port", str(port),
                     "--no-dashboard", "--dashboard-address", "127.0.0.1:0"], log)
     worker = None
     try:
-        worker = _start(["distributed.cli.dask_worker", addr, "--nworkers", "1", "--nthreads", "1",
+        worker = _start(["worker", addr, "--nworkers", "1", "--nthreads", "1",
                          "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address",
                          "127.0.0.1:0"], log)
         from distributed import Client
@@ -254,7 +257,7 @@ def test_cli_on_a_hand_started_scheduler_and_a_lost_scheduler(tmp_path, home, ti
                     "--seeds", "1", "--no-decide", "--epochs", "1", env=env, timeout=300)
         assert r.returncode == 0, r.stderr
         # The scheduler dies mid-comparison: finished runs are kept, the rest interrupted.
-        train = TrainConfig(epochs=12, batch_size=16, patience=0)
+        train = TrainConfig(epochs=150, batch_size=16, patience=0)  # seconds a run
         comp = Comparison(tiny, "none,per_pixel,db+per_row", seeds=1, train=train,
                           evaluation="holdout", decide=False, cluster=addr).start()
         assert wait_for(lambda: comp.snapshot().counts.get("done", 0) >= 1, 180)
