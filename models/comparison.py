@@ -1,3 +1,4 @@
+# Over 450 lines: one comparison's validation, planning, monitor thread and live state belong together.
 """A comparison: configs x (repetition, fold) cells as independent jobs on an
 :class:`~models.executors.Executor`.
 
@@ -90,7 +91,8 @@ class Comparison:
                  executor: Executor | None = None, store: RunStore | None = None,
                  gate: threading.Semaphore | None = None, evaluation: str = "auto",
                  folds: int = 5, max_repetitions: int = 5, decide: bool = True,
-                 budget_s: float | None = None, margin: float = 0.01):
+                 budget_s: float | None = None, margin: float = 0.01,
+                 cluster: str | None = None):
         if executor is not None and workers is not None:
             raise ValueError("give workers (for the default executor) or an executor, not both")
         self.id = uuid.uuid4().hex[:12]
@@ -111,6 +113,7 @@ class Comparison:
         self._loop: DecideLoop | None = None  # the first model's (the only one, usually)
         self._loops: dict[str, DecideLoop] = {}
         self._executor = executor
+        self.cluster = cluster  # a Dask scheduler address; None: $NORMSCOPE_DASK_SCHEDULER
         self._store = store
         self._gate = gate
         self._lock = threading.Lock()
@@ -221,10 +224,24 @@ class Comparison:
         self._check_options()
         self._home = str(home())  # read now, as the store does; the jobs carry it
         if self._executor is None:
-            # Made before the data is read: the fork server imports torch meanwhile.
-            self._executor = LocalProcessExecutor(workers=self.workers)
+            from diagnostics.cluster import scheduler_address
+
+            from .dask_executor import DaskExecutor
+
+            address = scheduler_address(self.cluster)
+            if address is not None:
+                if self.workers is not None:
+                    raise NormScopeError("--workers sets the local pool; a Dask cluster's "
+                                         "workers are set where they are started")
+                self._executor = DaskExecutor(address)  # NormScopeError if nobody answers
+            else:
+                # Made before the data is read: the fork server imports torch meanwhile.
+                self._executor = LocalProcessExecutor(workers=self.workers)
         try:
             ds = self._validate_data()
+            attach = getattr(self._executor, "attach_data", None)
+            if attach is not None:  # a cluster: scatter the data once, or check the workers
+                attach(ds, self.data, self.labels, self._home)
         except BaseException:
             self._executor.shutdown()
             raise
@@ -491,7 +508,13 @@ class RunningComparisons:
 
         ``owner``: a key of the starter (see :meth:`owner`); ``limits``: a
         :class:`diagnostics.limits.Limits` whose queue limits (comparisons running or waiting,
-        in all and per owner) are checked, counting those still being started."""
+        in all and per owner) are checked, counting those still being started.  On a Dask
+        cluster (``cluster`` or ``$NORMSCOPE_DASK_SCHEDULER``) comparisons do not wait for each
+        other: the scheduler queues their jobs up to the cluster's capacity."""
+        from diagnostics.cluster import scheduler_address
+
+        on_cluster = options.get("executor") is None and scheduler_address(
+            options.get("cluster")) is not None
         with self._lock:
             if limits is not None:
                 owners = [self._owners.get(c.id) for c in self._items.values()
@@ -500,7 +523,7 @@ class RunningComparisons:
                                    sum(o == owner for o in owners))
             self._starting.append(owner)
         try:
-            comp = Comparison(data, configs, gate=self._gate, **options)
+            comp = Comparison(data, configs, gate=None if on_cluster else self._gate, **options)
             comp.start()
             with self._lock:
                 self._items[comp.id] = comp

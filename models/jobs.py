@@ -176,6 +176,9 @@ def worker_spec(ds: Dataset, data: str, labels: str | None, *,
 
     if ds.id in BUILTINS or is_registered(ds.id, home=home):
         return ds.id, None
+    spec = getattr(ds.X, "spec", None)  # a zarr/HDF5 source: reopened in place by its spec
+    if spec is not None and hasattr(spec, "text"):
+        return spec.text(), None if labels is None else str(Path(labels).expanduser().resolve())
     path = Path(str(data)).expanduser()
     if not path.is_file():
         raise NormScopeError(

@@ -163,6 +163,9 @@ def add_parsers(sub) -> None:
     c.add_argument("--workers", type=_int(1), default=None,
                    help="worker processes, one torch thread each (default: CPU cores, at most "
                         "this server's limit)")
+    c.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                   help="run the jobs on this Dask scheduler (default: $NORMSCOPE_DASK_SCHEDULER, "
+                        "else the local process pool)")
     c.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
     r = sub.add_parser("runs", help="list the stored training runs; export their curves")
     r.add_argument("--json", action="store_true", help="print the runs with curves as one JSON list")
@@ -333,7 +336,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       std_floor=args.std_floor, workers=args.workers, store=store,
                       evaluation=args.evaluation, folds=args.folds,
                       max_repetitions=args.max_repetitions, decide=args.decide,
-                      budget_s=args.budget, margin=args.margin)
+                      budget_s=args.budget, margin=args.margin, cluster=args.cluster)
     t0 = time.perf_counter()
     comp.start()  # validates first: a NormScopeError here has stored nothing
     tty = sys.stderr.isatty()

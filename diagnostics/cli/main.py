@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"row-SNR threshold for low-SNR rows (default {DEFAULT_MASK_SNR})")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--out", help="write mean, std, snr, row_snr, amplification to this .npz")
+    s.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                   help="compute on this Dask scheduler's workers (default: "
+                        "$NORMSCOPE_DASK_SCHEDULER, else in this process)")
     _add_feature_args(s)
     d = sub.add_parser("datasets", help="list the registered datasets (ids for links and stats)")
     d.add_argument("--json", action="store_true", help="print one JSON list")
@@ -198,9 +201,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from diagnostics.data.store import dataset_meta, is_registered
     from diagnostics.stats.summary import dataset_stats, summary
 
+    from diagnostics.cluster import connect, scheduler_address
+
+    address = scheduler_address(args.cluster)
+    client = connect(address) if address else None  # before the data: a dead one fails fast
     ds = _load(args)
     meta = dataset_meta(ds.id) if is_registered(ds.id) else {}
-    stats = dataset_stats(ds, on=args.on)
+    try:
+        stats = dataset_stats(ds, on=args.on, client=client)
+    finally:
+        if client is not None:
+            client.close()
     info = summary(ds, stats, on=args.on, mask_snr=args.mask_snr)
     if args.out:
         out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # as np.savez names it

@@ -175,11 +175,20 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     P = H * W
     n = idx.size
     K, E = first_shift(np.asarray(X[idx[: min(8, n)]]).reshape(-1, P), E)
-    blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
+    step = max(1, n * P // SAMPLE_VALUES)  # every step-th selected example is sampled
+    chunked = getattr(X, "chunk_rows", None)
+    if chunked:
+        # A zarr/HDF5 source: one block per source chunk (each chunk decoded once, by one
+        # worker), fed to the worker's stream in pieces of block_rows.
+        cuts = np.searchsorted(idx, np.arange(0, N + chunked, chunked))
+        blocks = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    else:
+        blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
     workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows, E)
                for _ in range(min(n_threads(), len(blocks)))]
-    source = _backing_file(X)
+    source = None if chunked else _backing_file(X)
     row_bytes = P * X.dtype.itemsize
+    picked: list[tuple[int, np.ndarray]] = []  # chunked: (position, sampled rows)
 
     def work(w: _Stream, todo) -> None:
         # A pass whose first rows were unlike the rest may overflow; it is detected from the
@@ -190,6 +199,19 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     def _work(w: _Stream, todo) -> None:
         for lo, hi in todo:
             sel = idx[lo:hi]
+            if chunked:
+                k = int(sel[0]) // chunked
+                c, loc = X.chunk(k), sel - k * chunked
+                # Every row of the chunk (or a run of them): a view; else one gather.
+                xs = (c[loc[0] : loc[-1] + 1] if loc[-1] - loc[0] + 1 == loc.size
+                      else np.take(c, loc, axis=0))
+                for a in range(0, hi - lo, block_rows):
+                    b = min(a + block_rows, hi - lo)
+                    w.add(xs[a:b].reshape(b - a, P),
+                          None if labels is None else labels[sel[a:b]])
+                first = (-lo) % step
+                picked.append((lo, np.asarray(xs[first::step])))
+                continue
             if source is not None:
                 x = _pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
             elif sel[-1] - sel[0] == hi - lo - 1:
@@ -213,9 +235,13 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     if not scale_fits(E, acc.min, acc.max):  # the first rows were unlike the rest
         return stream_stats(X, idx, labels, n_classes, block_rows,
                             scale_exponents(magnitude(acc.min, acc.max)))
-    # Sample for the value distribution: evenly spaced examples.
-    step = max(1, n * P // SAMPLE_VALUES)
-    rows = sample_values(np.asarray(X[idx[::step]]).ravel())
+    # Sample for the value distribution: evenly spaced examples (chunked: taken on the way).
+    if chunked:
+        picked.sort(key=lambda t: t[0])
+        rows = sample_values(np.concatenate([r for _, r in picked]).ravel() if picked
+                             else np.zeros(0, np.float32))
+    else:
+        rows = sample_values(np.asarray(X[idx[::step]]).ravel())
     sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
         shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
