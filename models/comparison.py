@@ -30,13 +30,13 @@ from diagnostics.data.ingest import load_dataset
 from diagnostics.errors import NormScopeError
 from diagnostics.normalize import parse_configs
 
-from .executors import Executor, LocalProcessExecutor
+from .executors import NOT_STARTED, Executor, LocalProcessExecutor
 from .jobs import Job, check_runnable, check_trainable, worker_spec
 from .catalog import MODELS, is_import_path
 from .decide_loop import DecideLoop, EvaluationOptions, Plan, make_plan
 from .store import ACTIVE, RunStore
 from .train import TrainConfig
-from .snapshot import ComparisonSnapshot, RunState
+from .snapshot import ComparisonSnapshot, RunState, plan_progress
 
 __all__ = ["Comparison", "ComparisonSnapshot", "RunState", "RunningComparisons"]
 
@@ -109,6 +109,7 @@ class Comparison:
         self._thread: threading.Thread | None = None
         self._status = "new"
         self._error: str | None = None
+        self._not_needed: str | None = None  # message of runs cancelled once decide mode stopped
         self._t0 = 0.0
         self._runs: dict[str, dict] = {}
         self._order: list[str] = []
@@ -252,14 +253,11 @@ class Comparison:
         """A consistent copy of the live state (safe from any thread)."""
         with self._lock:
             runs = []
-            total = done = 0.0
             counts: dict[str, int] = {}
             for rid in self._order:
                 r = self._runs[rid]
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
                 frac = 1.0 if r["status"] not in ACTIVE else min(1.0, r["step"] / max(r["steps"], 1))
-                total += 1
-                done += frac
                 runs.append(RunState(
                     run_id=rid, config=r["config"], seed=r["seed"], status=r["status"],
                     epoch=r["epoch"], epochs=self.train.epochs, fraction=frac,
@@ -269,12 +267,10 @@ class Comparison:
                     fold=r["fold"]))
             status, error = self._status, self._error
         elapsed = time.time() - self._t0 if self._t0 else 0.0
-        fraction = done / total if total else 0.0
-        eta = None
-        if 0.02 < fraction < 1 and status == "running":
-            eta = elapsed * (1 - fraction) / fraction
+        evaluation = self.evaluation()
+        fraction, eta, per_rep = plan_progress(runs, evaluation, elapsed, status == "running")
         return ComparisonSnapshot(self.id, status, fraction, elapsed, eta, counts, tuple(runs),
-                                  error, self.evaluation(), self.decision)
+                                  error, evaluation, self.decision, per_rep)
 
     @property
     def decision(self):
@@ -291,7 +287,7 @@ class Comparison:
             self._runs[rid].update(kw)
 
     def _handle(self, event: dict) -> bool:
-        """Apply one event; True when a finished run completed its repetition."""
+        """Apply one event; True when a finished run completed a fold (a look may be due)."""
         kind, rid, store = event["kind"], event["run_id"], self._store
         if rid not in self._runs:
             return False
@@ -312,6 +308,17 @@ class Comparison:
                 r["batch_acc"].extend(event["batch_acc"])
         elif kind == "finished":
             status, message = event["status"], event.get("message") or None
+            if status == "cancelled" and self._not_needed is not None:
+                r = self._runs[rid]
+                done = self._loop.finished(rid, config=r["config"], repetition=r["repetition"],
+                                           fold=r["fold"], status=status)
+                if message == NOT_STARTED:  # never needed, never started: no trace of it
+                    with self._lock:
+                        del self._runs[rid]
+                        self._order.remove(rid)
+                    store.discard_queued(self.id, [rid], seeds=self._queued_labels())
+                    return done
+                message = self._not_needed
             preds = None
             if status == "done" and event.get("test_index") is not None:
                 preds = (event["test_index"], event["pred"], event["label"])
@@ -331,28 +338,46 @@ class Comparison:
         for job in self.jobs(run_ids):
             self._executor.submit(job.as_dict())
 
+    def _stop_early(self, open_runs: set) -> None:
+        """Decide mode stopped with runs still queued or running: they are not needed."""
+        loop = self._loop
+        if not open_runs or self._cancel_evt.is_set():
+            return
+        why = ("decided" if loop.stopped_because == "decided"
+               else f"stopped ({loop.stopped_because})")
+        self._not_needed = f"not needed: the comparison was {why} after {loop.cells} folds"
+        self._executor.cancel()
+
     def _run_jobs(self) -> None:
         """Submit the first repetitions' jobs, apply the executor's events until each run has
-        finished and, in decide mode, queue the next repetition while the loop asks for it."""
-        ex = self._executor
+        finished; in decide mode look whenever a fold is complete, queue the next repetition
+        before the workers run dry, and cancel what is not needed once stopped."""
+        ex, loop = self._executor, self._loop
+        workers = int(getattr(ex, "workers", 1) or 1)
         open_runs: set = set()
         for ids in self._first:
             self._submit(ids, open_runs)
+        stopped = False
         while open_runs:
             for event in ex.events(timeout=0.2):
-                completed = self._handle(event)
+                grew = self._handle(event)
                 if event["kind"] == "finished":
                     open_runs.discard(event["run_id"])
-                if not completed:
-                    continue
-                nxt = self._loop.next_repetition(cancelled=self._cancel_evt.is_set())
-                if nxt is not None and not self._cancel_evt.is_set():
-                    ids = self._new_runs(nxt)
-                    self._store.add_runs(self.id, self._stored_runs(ids),
-                                         seeds=self._queued_labels())
-                    self._submit(ids, open_runs)
-        if self._loop.stopped_because is not None:
-            self._store.set_evaluation(self.id, stopped_because=self._loop.stopped_because)
+                if grew and not stopped and not self._cancel_evt.is_set() and loop.look():
+                    stopped = True
+                    self._stop_early(open_runs)
+            if stopped or self._cancel_evt.is_set():
+                continue
+            nxt = loop.next_repetition(open_runs=len(open_runs), workers=workers)
+            if nxt is not None:
+                ids = self._new_runs(nxt)
+                self._store.add_runs(self.id, self._stored_runs(ids), seeds=self._queued_labels())
+                self._submit(ids, open_runs)
+        loop.finish(cancelled=self._cancel_evt.is_set())
+        if loop.stopped_because is not None:
+            self._store.set_evaluation(self.id, stopped_because=loop.stopped_because,
+                                       cells=loop.cells if loop.decision is None
+                                       else loop.decision.cells)
 
     def _monitor(self) -> None:
         final = "failed"

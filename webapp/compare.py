@@ -159,12 +159,16 @@ def verdict_ui(doc: dict, key: str) -> None:
     if ev:
         kind = ("stratified " + str(ev.get("folds")) + "-fold cross-validation"
                 if ev.get("kind") == "cv" else "holdout")
-        reps = ev.get("repetitions")
+        reps, k, cells = ev.get("repetitions"), ev.get("folds") or 1, ev.get("cells")
+        used = f"{reps} repetition{'s' if reps != 1 else ''}"
+        if ev.get("kind") == "cv" and cells is not None and cells % k:
+            whole, part = divmod(cells, k)
+            used = (f"{whole} repetition{'s' if whole != 1 else ''} and " if whole else "") + \
+                f"{part} fold{'s' if part != 1 else ''}"
         why = {"decided": "every pair of the best is decided", "max_repetitions":
                "the most repetitions were run", "budget": "the time budget ran out"}.get(
             ev.get("stopped_because") or "", "")
-        st.caption(f"{kind}, {reps} repetition{'s' if reps != 1 else ''}"
-                   + (f"; stopped because {why}" if why else ""))
+        st.caption(f"{kind}, {used}" + (f"; stopped because {why}" if why else ""))
     rows = [{"config": c["name"], "accuracy (%)": _pts(c["accuracy"]),
              "95% interval": "n/a" if not c.get("ci95") else
              f"{_pts(c['ci95'][0])} to {_pts(c['ci95'][1])}",
@@ -255,12 +259,8 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
         p = comp.snapshot()
         if p.finished:
             st.rerun(scope="app")  # draw the final results from the store
-        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        ev = p.evaluation or {}
-        rep = (f" · repetition {ev.get('repetitions', 0) + 1} of at most "
-               f"{ev.get('max_repetitions')}" if ev.get("decide") else "")
         st.progress(min(p.fraction, 1.0),
-                    text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta}{rep} · "
+                    text=f"{p.progress_line()} · "
                          + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
         doc = p.decision.as_json() if p.decision is not None else None
         if doc is not None:
@@ -287,7 +287,11 @@ def stored_ui(cid: str, caption_text: str, name: str) -> None:
         return
     status = f"**{rec.status}**"
     if rec.counts:
-        status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
+        early = (rec.hyper.get("evaluation") or {}).get("stopped_because") not in (None,
+                                                                                  "cancelled")
+        status += " · " + ", ".join(
+            f"{k} {v}" + (" (not needed)" if early and k == "cancelled" else "")
+            for k, v in sorted(rec.counts.items()))
     h = rec.hyper
     st.markdown(f"{status} · {md(rec.model)}, at most {h.get('epochs')} epochs (patience "
                 f"{h.get('patience', 'none')}), {h.get('optimizer', 'adam')} lr {h.get('lr', 1e-3):g}, "

@@ -168,7 +168,12 @@ def _plural(n: int, word: str) -> str:
 def design_words(doc: dict) -> str:
     """``"5-fold CV, 2 repetitions (decided)"`` or ``"holdout, 1 seed"``."""
     ev = doc["evaluation"]
-    if ev["kind"] == "cv":
+    k, cells = ev["folds"], ev.get("cells")
+    if ev["kind"] == "cv" and cells is not None and cells % k:
+        whole, part = divmod(cells, k)
+        text = (f"{k}-fold CV, {_plural(whole, 'repetition')} and {_plural(part, 'fold')}"
+                if whole else f"{k}-fold CV, {_plural(part, 'fold')}")
+    elif ev["kind"] == "cv":
         text = f"{ev['folds']}-fold CV, {_plural(ev['repetitions'], 'repetition')}"
     else:
         text = f"holdout, {_plural(ev['repetitions'], 'seed')}"
@@ -201,6 +206,14 @@ def print_table(doc: dict, file=None) -> None:
             print(f"{r['b'] + ' vs ' + r['a']:{pw}}  {r['b − a (points)']:>7}  "
                   f"{r['95% CI']:>16}  {r['p_adjusted']:>7}  {r['verdict']}", file=file)
     bad = [(c["name"], r) for c in doc["configs"] for r in c["runs"] if r["status"] != "done"]
+    why = (doc.get("evaluation") or {}).get("stopped_because")
+    if why not in (None, "cancelled"):  # decide mode stopped with runs under way
+        spare = [b for b in bad if b[1]["status"] == "cancelled"]
+        bad = [b for b in bad if b[1]["status"] != "cancelled"]
+        if spare:
+            print(f"note: {_plural(len(spare), 'run')} under way when the comparison stopped "
+                  f"({why.replace('_', ' ')}) {'was' if len(spare) == 1 else 'were'} cancelled: "
+                  "not needed", file=file)
     for name, r in bad:
         where = (f"seed {r['seed']}" if r.get("repetition") is None else
                  f"repetition {r['repetition']} fold {r['fold']}")
@@ -208,6 +221,7 @@ def print_table(doc: dict, file=None) -> None:
 
 
 def _progress(comp, tty: bool, state: dict) -> None:
+    from diagnostics.verdicts.answer import design_words as design_words_of
     from diagnostics.verdicts.stored import pair_words
     from models.store import FINISHED
 
@@ -215,8 +229,7 @@ def _progress(comp, tty: bool, state: dict) -> None:
     done = sum(v for k, v in p.counts.items() if k in FINISHED)
     total = sum(p.counts.values())
     if tty:
-        eta = "" if p.eta_s is None else f", about {p.eta_s:.0f} s left"
-        print(f"\rtraining: {done}/{total} runs, {p.fraction:.0%}, {p.elapsed_s:.0f} s{eta}   ",
+        print(f"\r{p.progress_line()} · {done}/{total} runs done   ",
               end="", file=sys.stderr, flush=True)
     else:
         seen = state.setdefault("runs", set())
@@ -227,12 +240,15 @@ def _progress(comp, tty: bool, state: dict) -> None:
                 print(f"run {len(seen)}/{total}: {r.config} repetition {r.repetition} fold "
                       f"{r.fold} seed {r.seed} {r.status}{acc}", file=sys.stderr, flush=True)
     d, ev = p.decision, p.evaluation or {}
-    if d is not None and state.get("look") != (d.look, ev.get("stopped_because")):
-        state["look"] = (d.look, ev.get("stopped_because"))
+    if d is not None and state.get("look") != (d.cells, ev.get("stopped_because")):
+        state["look"] = (d.cells, ev.get("stopped_because"))
         decided, undecided = pair_words(d)
-        line = (f"after repetition {d.look} of at most {ev.get('max_repetitions')}: decided: "
+        line = (f"after {design_words_of(d.design, d.cells)} (at most "
+                f"{ev.get('max_repetitions')} repetitions): decided: "
                 f"{'; '.join(decided) or 'none yet'}"
                 + (f"; undecided: {'; '.join(undecided)}" if undecided else ""))
+        if not tty:
+            line = f"{p.progress_line()}\n{line}"
         print(("\n" if tty else "") + line, file=sys.stderr, flush=True)
 
 
