@@ -309,15 +309,14 @@ class Comparison:
         elif kind == "finished":
             status, message = event["status"], event.get("message") or None
             if status == "cancelled" and self._not_needed is not None:
-                r = self._runs[rid]
-                done = self._loop.finished(rid, config=r["config"], repetition=r["repetition"],
-                                           fold=r["fold"], status=status)
                 if message == NOT_STARTED:  # never needed, never started: no trace of it
+                    r = self._runs[rid]
                     with self._lock:
                         del self._runs[rid]
                         self._order.remove(rid)
                     store.discard_queued(self.id, [rid], seeds=self._queued_labels())
-                    return done
+                    return self._loop.finished(rid, config=r["config"], fold=r["fold"],
+                                               repetition=r["repetition"], status=status)
                 message = self._not_needed
             preds = None
             if status == "done" and event.get("test_index") is not None:

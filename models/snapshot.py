@@ -68,13 +68,15 @@ class ComparisonSnapshot:
 
         Decide mode does not know how many repetitions it will need, so it says which one is
         under way, of at most how many, how long one takes and the most time left: "running:
-        repetition 2 of at most 5 after 63 s; about 41 s a repetition, at most about 2.6 min
-        more (it stops once the pairs are decided)".  A fixed comparison counts its runs.
+        repetition 2 of at most 5, 30% of the most it may run, after 63 s; about 41 s a
+        repetition, at most about 2.6 min more (it stops once the pairs are decided)".  A fixed
+        comparison counts its runs.
         """
         ev = self.evaluation or {}
         if ev.get("decide") and ev.get("stopped_because") is None and ev.get("running"):
             line = (f"{self.status}: repetition {ev['running']} of at most "
-                    f"{ev.get('max_repetitions')} after {self.elapsed_s:.0f} s")
+                    f"{ev.get('max_repetitions')}, {self.fraction:.0%} of the most it may run, "
+                    f"after {self.elapsed_s:.0f} s")
             if self.per_repetition_s is not None:
                 line += f"; about {_seconds(self.per_repetition_s)} a repetition"
                 if self.eta_s is not None:

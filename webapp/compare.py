@@ -18,6 +18,7 @@ from diagnostics.normalize import parse_config, valid_config_names
 from diagnostics.plots import report
 from diagnostics.stats.findings import suggested_configs
 from diagnostics.stats.accumulate import PixelStats
+from diagnostics.verdicts.answer import used_words
 from webapp import runs
 from webapp.charts import chart
 from webapp.state import BIND, config_ok
@@ -159,12 +160,7 @@ def verdict_ui(doc: dict, key: str) -> None:
     if ev:
         kind = ("stratified " + str(ev.get("folds")) + "-fold cross-validation"
                 if ev.get("kind") == "cv" else "holdout")
-        reps, k, cells = ev.get("repetitions"), ev.get("folds") or 1, ev.get("cells")
-        used = f"{reps} repetition{'s' if reps != 1 else ''}"
-        if ev.get("kind") == "cv" and cells is not None and cells % k:
-            whole, part = divmod(cells, k)
-            used = (f"{whole} repetition{'s' if whole != 1 else ''} and " if whole else "") + \
-                f"{part} fold{'s' if part != 1 else ''}"
+        used = used_words(ev)
         why = {"decided": "every pair of the best is decided", "max_repetitions":
                "the most repetitions were run", "budget": "the time budget ran out"}.get(
             ev.get("stopped_because") or "", "")

@@ -167,16 +167,11 @@ def _plural(n: int, word: str) -> str:
 
 def design_words(doc: dict) -> str:
     """``"5-fold CV, 2 repetitions (decided)"`` or ``"holdout, 1 seed"``."""
+    from diagnostics.verdicts.answer import used_words
+
     ev = doc["evaluation"]
-    k, cells = ev["folds"], ev.get("cells")
-    if ev["kind"] == "cv" and cells is not None and cells % k:
-        whole, part = divmod(cells, k)
-        text = (f"{k}-fold CV, {_plural(whole, 'repetition')} and {_plural(part, 'fold')}"
-                if whole else f"{k}-fold CV, {_plural(part, 'fold')}")
-    elif ev["kind"] == "cv":
-        text = f"{ev['folds']}-fold CV, {_plural(ev['repetitions'], 'repetition')}"
-    else:
-        text = f"holdout, {_plural(ev['repetitions'], 'seed')}"
+    kind = f"{ev['folds']}-fold CV" if ev["kind"] == "cv" else "holdout"
+    text = f"{kind}, {used_words(ev)}"
     why = ev.get("stopped_because")
     return text + (f" (stopped: {why.replace('_', ' ')})" if why else "")
 

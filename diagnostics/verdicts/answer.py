@@ -69,6 +69,19 @@ def design_words(design: "Design", cells: int) -> str:
     return f"{k}-fold CV x {whole} + {_plural(part, 'fold')}"
 
 
+def used_words(evaluation: Mapping) -> str:
+    """What an evaluation used, from its JSON (``kind``, ``folds``, ``repetitions``,
+    ``cells``): "2 repetitions", "1 repetition and 3 folds", "3 folds" or "2 seeds"."""
+    reps, cells = int(evaluation.get("repetitions") or 0), evaluation.get("cells")
+    if evaluation.get("kind") != "cv":
+        return _plural(reps, "seed")
+    k = int(evaluation.get("folds") or 1)
+    if cells is None or not int(cells) % k:
+        return _plural(reps, "repetition")
+    whole, part = divmod(int(cells), k)
+    return (f"{_plural(whole, 'repetition')} and " if whole else "") + _plural(part, "fold")
+
+
 def question(q: "Pair", design: "Design", cells: int, margin: float) -> str:
     """Line 1: ``q.b`` (the normalization) against ``q.a`` (the baseline)."""
     a, b, how = label(q.a), label(q.b, start=True), design_words(design, cells)

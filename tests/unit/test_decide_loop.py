@@ -197,9 +197,9 @@ def test_decide_mode_progress_counts_every_repetition_it_may_need():
     assert eta == pytest.approx(60.0 * 21 / 9)  # at most: every repetition up to the fifth
     snap = ComparisonSnapshot("c", "running", fraction, 60.0, eta, {}, tuple(runs),
                               evaluation=ev, per_repetition_s=per_rep)
-    assert snap.progress_line() == ("running: repetition 2 of at most 5 after 60 s; about 40 s a "
-                                    "repetition, at most about 2.3 min more (it stops once the "
-                                    "pairs are decided)")
+    assert snap.progress_line() == ("running: repetition 2 of at most 5, 30% of the most it may "
+                                    "run, after 60 s; about 40 s a repetition, at most about "
+                                    "2.3 min more (it stops once the pairs are decided)")
     # A fixed comparison counts its queued runs.
     fixed = {**ev, "decide": False}
     fraction, eta, per_rep = plan_progress(runs, fixed, 60.0, True)
