@@ -1,7 +1,7 @@
 """What a UI reads of a running comparison: frozen copies of its live state.
 
 :meth:`models.comparison.Comparison.snapshot` returns a :class:`ComparisonSnapshot`; it holds
-one :class:`RunState` per run and, once a repetition is complete, the latest
+one :class:`RunState` per run and, from decide mode's first look on, the latest
 :class:`~diagnostics.verdicts.decide.Decision` (``decision``), from which a progress view shows
 the pairs decided so far (:func:`diagnostics.verdicts.stored.pair_words`).
 """
@@ -49,11 +49,12 @@ class ComparisonSnapshot:
     counts: dict  # run status -> number of runs
     runs: tuple[RunState, ...]
     error: str | None = None
-    #: ``{kind, folds, repetitions (complete), max_repetitions, decide, stopped_because,
-    #: note}``; ``stopped_because`` is None while more repetitions may come
+    #: ``{kind, folds, repetitions (complete), cells (complete folds), max_repetitions, decide,
+    #: stopped_because, note, running, per_repetition_s}`` (DecideLoop.evaluation);
+    #: ``stopped_because`` is None while more folds may come
     evaluation: dict | None = None
-    #: The latest decision (diagnostics.verdicts.decide.Decision), None before the first
-    #: repetition is complete; its ``pairs`` say which are decided (verdict != "unclear")
+    #: The latest decision (diagnostics.verdicts.decide.Decision), None before decide mode's
+    #: first look; its ``pairs`` say which are decided (verdict != "unclear")
     decision: object = None
 
     #: Decide mode: the mean wall time of one repetition (from the work done so far)

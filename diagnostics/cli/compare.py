@@ -4,7 +4,8 @@
 on every (repetition, fold) of the evaluation design (5-fold cross-validation by default, or
 the fixed holdout with seeds) on a local process pool; in decide mode (the default) it adds
 repetitions until the pairs of the best config are decided, the maximum is reached or the time
-budget would be overrun.  It shows progress (which pairs are decided after each repetition),
+budget would be overrun, looking after every fold.  It shows progress (the repetition under way
+of at most how many, and which pairs are decided after each look),
 prints the answer first, then the results in accuracy points with 95% intervals and the
 adjusted pair verdicts, and can write the results as JSON.  ``python -m diagnostics runs``
 lists the run store and exports its curves (CSV) and per-example predictions (CSV or JSON).

@@ -214,7 +214,8 @@ def sequential_p(p, look: int, looks):
     return float(q) if np.ndim(p) == 0 else q
 
 
-#: The spending function of decide mode.  Pocock-type: the users' typical question (a 10-30
-#: point effect of per-pixel z-scoring) is settled at the first repetition; O'Brien-Fleming
-#: would almost always force a second one.  bench/bench_verdict.py measures both.
+#: The spending function of decide mode.  Pocock-type, over the information of the corrected
+#: t (diagnostics.verdicts.decide.look_schedule): the users' typical question (a 10-30 point
+#: effect of per-pixel z-scoring) is settled within the first repetition; O'Brien-Fleming
+#: would almost always force a second one.  bench/bench_verdict.py measures the error rates.
 SPENDING = pocock_spending
