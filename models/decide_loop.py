@@ -34,6 +34,7 @@ from diagnostics.config import SPLIT_SEED
 from diagnostics.errors import NormScopeError
 from diagnostics.verdicts.decide import (DEFAULT_MARGIN, Decision, check_margin, decide,
                                          look_schedule)
+from diagnostics.verdicts.sequential import prepare
 from diagnostics.verdicts.design import (DEFAULT_FOLDS, DEFAULT_MAX_REPETITIONS, Design,
                                          default_design, make_design)
 from diagnostics.verdicts.stored import evaluation_hyper, scores_of
@@ -197,6 +198,9 @@ class DecideLoop:
         self.decision: Decision | None = None
         self.stopped_because: str | None = None
         self.error: str | None = None  # why no decision could be made (every run failed)
+        if plan.options.decide:  # the boundaries, while the first runs train
+            times = look_schedule(plan.design, plan.max_repetitions).times
+            threading.Thread(target=prepare, args=(times,), name="boundaries", daemon=True).start()
 
     @property
     def folds(self) -> int:
