@@ -14,7 +14,10 @@ Prints three figures, each against a baseline measured in the same run:
    per_pixel, per_pixel@mask, db+per_row; auto evaluation = 5-fold CV, decide mode; 2
    workers) against today's default (the same 4 configs x 3 seeds on the fixed holdout, every
    seed run), alternating A B A B in one sitting: wall times, the ratio (target <= 1.5), the
-   repetitions decide mode took and its answer.
+   folds decide mode took and its answer.  ``--baseline-tree DIR`` runs today's default with
+   the code of another checkout (e.g. the tree before decide mode, 15 full epochs, no early
+   stopping), in a subprocess timed the same way (start to finish of the comparison);
+   without it, this tree runs it (holdout, every seed, early stopping on).
 
 ``--quick`` runs tiny sizes (1-2 epochs) to check that the script works; its figures are
 dominated by fixed costs and are not the targets.  The run store goes to a temporary
@@ -22,6 +25,7 @@ dominated by fixed costs and are not the targets.  The run store goes to a tempo
 
     python bench/bench_compare.py [--quick] [--epochs E]
         [--only default|overhead|scaling|cancel|decide] [--folds K] [--budget S]
+        [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ def main() -> None:
                     help="most epochs of decide mode's runs (default: as today's default)")
     ap.add_argument("--decide-patience", type=int,
                     help="early-stopping patience of decide mode's runs (default 5)")
+    ap.add_argument("--baseline-tree", metavar="DIR",
+                    help="run today's default with the checkout in DIR (decide only)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="normscope-bench-")
     os.environ["NORMSCOPE_HOME"] = tmp
@@ -147,7 +153,8 @@ def run(args) -> None:
         cancel_latency(2 if args.quick else 5)
     if args.only == "decide":
         decide_vs_default(epochs, folds=args.folds, budget=args.budget,
-                          decide_epochs=args.decide_epochs, patience=args.decide_patience)
+                          decide_epochs=args.decide_epochs, patience=args.decide_patience,
+                          baseline_tree=args.baseline_tree)
 
 
 DEMO_CONFIGS = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
@@ -155,7 +162,7 @@ DEMO_CONFIGS = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
 
 def decide_vs_default(epochs: int, *, folds: int = 5, budget: float | None = None,
                       rounds: int = 2, workers: int = 2, decide_epochs: int | None = None,
-                      patience: int | None = None) -> None:
+                      patience: int | None = None, baseline_tree: str | None = None) -> None:
     """Decide mode (auto = 5-fold CV) vs today's default (holdout, 3 seeds, every one run)."""
     import statistics
 
@@ -181,25 +188,65 @@ def decide_vs_default(epochs: int, *, folds: int = 5, budget: float | None = Non
 
     fixed, dec = [], []
     for k in range(rounds):
-        t, doc, n, ep = timed(seeds=3, evaluation="holdout", decide=False)
+        if baseline_tree:
+            t, n, ep = old_default(baseline_tree, epochs, workers)
+            where = f"the code in {baseline_tree}"
+        else:
+            t, _, n, ep = timed(seeds=3, evaluation="holdout", decide=False)
+            where = "this tree"
         fixed.append(t)
-        print(f"  round {k + 1}: today's default (holdout, 3 seeds, {n} runs, {ep:.1f} epochs "
-              f"a run): {t:.1f} s", flush=True)
+        print(f"  round {k + 1}: today's default ({where}: holdout, 3 seeds, {n} runs, "
+              f"{ep:.1f} epochs a run): {t:.1f} s; load {_load()}", flush=True)
         t, doc, n, ep = timed(train=tc_decide, folds=folds, budget_s=budget)
         dec.append(t)
         ev = doc["evaluation"]
         print(f"  round {k + 1}: decide mode ({ev['kind']}, {ev['folds']} folds, "
-              f"{ev['repetitions']} repetition(s), stopped: {ev['stopped_because']}, {n} runs, "
-              f"{ep:.1f} epochs a run): {t:.1f} s", flush=True)
+              f"{ev.get('cells')} folds a config used, stopped: {ev['stopped_because']}, "
+              f"{n} runs, {ep:.1f} epochs a run): {t:.1f} s; load {_load()}", flush=True)
     tf, td = sum(fixed) / rounds, sum(dec) / rounds
     # Each round's own ratio too: on a shared machine one slow round can move the means.
     print("  ratio per round: " + ", ".join(f"{d / f:.2f}" for d, f in zip(dec, fixed)))
     print(f"decide mode on demo ({len(DEMO_CONFIGS)} configs, {workers} workers, at most "
           f"{tc_decide.epochs} epochs, patience {tc_decide.patience}; today's default "
           f"{epochs} epochs): {td:.1f} s vs today's default {tf:.1f} s: ratio {td / tf:.2f} "
-          f"(target <= 1.5); repetitions {ev['repetitions']}, stopped: {ev['stopped_because']}")
+          f"(target <= 1.5); folds a config {ev.get('cells')} ({ev['repetitions']} repetition(s) "
+          f"begun), stopped: {ev['stopped_because']}")
     for line in doc["answer"]["text"]:
         print(f"  answer: {line}")
+
+
+OLD_DEFAULT = """
+import json, sys, time
+sys.path.insert(0, ".")
+from models.runner import Comparison
+from models.train import TrainConfig
+t0 = time.perf_counter()
+comp = Comparison("demo", {configs!r}, seeds=3, train=TrainConfig(epochs={epochs}),
+                  workers={workers}).start()
+comp.wait()
+t = time.perf_counter() - t0
+rec = comp.record()
+print(json.dumps({{"t": t, "runs": len(rec.runs),
+                  "epochs": sum(len(r.history.get("epoch", [])) for r in rec.runs) / len(rec.runs)}}))
+"""
+
+
+def old_default(tree: str, epochs: int, workers: int) -> tuple[float, int, float]:
+    """Today's default run by the code of ``tree`` (models.runner.Comparison, as before
+    decide mode), timed inside a subprocess from start to finish; (seconds, runs, epochs)."""
+    import json
+    import subprocess
+
+    home = os.path.join(os.environ["NORMSCOPE_HOME"], "baseline")
+    code = OLD_DEFAULT.format(configs=DEMO_CONFIGS, epochs=epochs, workers=workers)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True,
+                         env={**os.environ, "NORMSCOPE_HOME": home}, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r["t"], r["runs"], r["epochs"]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def cancel_latency(trials: int) -> None:

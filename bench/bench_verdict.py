@@ -4,17 +4,18 @@
     python bench/bench_verdict.py --quick    # 300 each (a check that it runs, not a figure)
 
 Two configs cross-validated (5 folds, up to 5 repetitions) on simulated datasets of 800
-examples (tests/unit/verdict_sim.py says what is simulated and why).  Decide mode adds a
-repetition until the pair is decided or the budget of 5 is spent.  Printed, all measured in
-this run:
+examples (tests/unit/verdict_sim.py says what is simulated and why).  Decide mode looks after
+every fold from the third (diagnostics.verdicts.decide.look_schedule) until the pair is
+decided or the budget of 5 repetitions is spent.  Printed, all measured in this run:
 
 * the false better/worse rate under the null (target <= 5%), next to an uncorrected paired
   t-test at 5% after every repetition on the same comparisons (what the design prevents);
 * the same for the spending mechanism alone, on exact t-tests of independent runs;
 * coverage of the 95% config intervals (target >= 93%), for the population accuracy and for
-  the accuracy of the models trained on the dataset, and in harsher worlds;
+  the accuracy of the models trained on the dataset, and in harsher worlds (with the false
+  better/worse rate there);
 * for true differences of 2, 5 and 10 points: how often decide mode finds them and the mean
-  number of repetitions it used.
+  number of repetitions' worth of folds it used (folds / 5).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def main() -> None:
         print(f"  coverage of config {name}         {100 * pop:5.1f}%   population; "
               f"{100 * given:5.1f}% given the dataset (target >= 93%)")
 
-    print("coverage of config a at 5 repetitions in other worlds (population; given the data):")
+    print("coverage of config a at the stop in other worlds (population; given the data), and "
+          "the false better/worse rate there:")
     for label, kw in [("training-set spread x2 (split_sd 0.3)", dict(split_sd=0.3)),
                       ("n=200", dict(n=200)), ("n=3000", dict(n=3000)),
                       ("configs disagree more (interaction 1.0)", dict(interaction_sd=1.0))]:
@@ -91,7 +93,8 @@ def main() -> None:
         so = simulate(wo, min(n_eff, 500), seed=202)
         ro = run_decide(so.counts, wo)
         pop, given = coverage(ro, so, 0)
-        print(f"  {label:42s} {100 * pop:5.1f}%  {100 * given:5.1f}%")
+        wrong = np.mean([v in ("better", "worse") for v, _, _ in ro])
+        print(f"  {label:42s} {100 * pop:5.1f}%  {100 * given:5.1f}%   false {100 * wrong:4.2f}%")
 
     print(f"true differences, {n_eff} comparisons each:")
     for eff in (0.02, 0.05, 0.10):

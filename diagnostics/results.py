@@ -23,9 +23,10 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from diagnostics.verdicts.decide import FIRST_LOOK_FOLDS
 from diagnostics.verdicts.models import agreement, answer_lines, model_records, models_of
-from diagnostics.verdicts.stored import (complete_repetitions, scores_from_record,  # noqa: F401
-                                         verdict_of)
+from diagnostics.verdicts.stored import (complete_cells, complete_repetitions,  # noqa: F401
+                                         scores_from_record, verdict_of)
 
 #: Confidence level of the intervals and threshold of "clearly" in verdicts.
 CONFIDENCE = 0.95
@@ -340,8 +341,8 @@ def _no_verdict(rec, predictions) -> str:
                 "only its seed-paired tests below are available.")
     if predictions is None:
         return "No verdict: the per-example predictions were not given."
-    if not complete_repetitions(rec.runs):
-        return "No verdict yet: no repetition is complete."
+    if not complete_repetitions(rec.runs) and complete_cells(rec) < FIRST_LOOK_FOLDS:
+        return "No verdict yet: too few folds are complete for a first look."
     return "No verdict: a config has no finished run to judge (every one of its runs failed)."
 
 
@@ -352,7 +353,7 @@ def comparison_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
     ``predictions`` is ``RunStore.predictions(rec.id)``; without it there is no verdict.
 
     ``{dataset, dataset_id, comparison_id, status, model, epochs, seeds, elapsed_s, hyper,
-    evaluation: {kind, folds, repetitions, stopped_because}, configs: [{name, accuracy,
+    evaluation: {kind, folds, repetitions, cells, stopped_because}, configs: [{name, accuracy,
     ci95, n_runs, n_examples, test_acc_mean, test_acc_std, test_acc_ci95, runs: [{seed,
     repetition, fold, run_id, status, test_acc, history: {epoch, train_loss, train_acc,
     val_acc}}]}], pairs: [{a, b, diff, ci95, p_value, p_adjusted, verdict}], answer: {best,
@@ -389,8 +390,11 @@ def comparison_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
     evaluation = {"kind": ev.get("kind", "holdout"), "folds": ev.get("folds", 1),
                   "repetitions": len(complete_repetitions(rec.runs)) if ev else len(rec.seeds),
                   "stopped_because": ev.get("stopped_because")}
+    if ev:
+        evaluation["cells"] = complete_cells(rec)
     if made:
         evaluation["repetitions"] = made["evaluation"]["repetitions"]
+        evaluation["cells"] = made["evaluation"]["cells"]
         evaluation["stopped_because"] = (ev.get("stopped_because")
                                          or made["evaluation"]["stopped_because"])
     answer = made["answer"] if made else {"best": None, "text": [_no_verdict(rec, predictions)]}

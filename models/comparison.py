@@ -35,13 +35,13 @@ from diagnostics.errors import NormScopeError
 from diagnostics.normalize import parse_configs
 from diagnostics.verdicts.models import joint_stop
 
-from .executors import Executor, LocalProcessExecutor
+from .executors import NOT_STARTED, Executor, LocalProcessExecutor
 from .jobs import Job, check_runnable, check_trainable, worker_spec
 from .catalog import MODELS, is_import_path, model_list
 from .decide_loop import DecideLoop, EvaluationOptions, Plan, make_plan
 from .store import ACTIVE, RunStore
 from .train import TrainConfig
-from .snapshot import ComparisonSnapshot, RunState
+from .snapshot import ComparisonSnapshot, RunState, plan_progress
 
 __all__ = ["Comparison", "ComparisonSnapshot", "RunState", "RunningComparisons"]
 
@@ -122,6 +122,7 @@ class Comparison:
         self._thread: threading.Thread | None = None
         self._status = "new"
         self._error: str | None = None
+        self._not_needed: str | None = None  # message of runs cancelled once decide mode stopped
         self._t0 = 0.0
         self._runs: dict[str, dict] = {}
         self._order: list[str] = []
@@ -292,14 +293,11 @@ class Comparison:
         """A consistent copy of the live state (safe from any thread)."""
         with self._lock:
             runs = []
-            total = done = 0.0
             counts: dict[str, int] = {}
             for rid in self._order:
                 r = self._runs[rid]
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
                 frac = 1.0 if r["status"] not in ACTIVE else min(1.0, r["step"] / max(r["steps"], 1))
-                total += 1
-                done += frac
                 runs.append(RunState(
                     run_id=rid, config=r["config"], seed=r["seed"], status=r["status"],
                     epoch=r["epoch"], epochs=self.train.epochs, fraction=frac,
@@ -309,13 +307,11 @@ class Comparison:
                     fold=r["fold"], model=r["model"]))
             status, error = self._status, self._error
         elapsed = time.time() - self._t0 if self._t0 else 0.0
-        fraction = done / total if total else 0.0
-        eta = None
-        if 0.02 < fraction < 1 and status == "running":
-            eta = elapsed * (1 - fraction) / fraction
+        evaluation = self.evaluation()
+        fraction, eta, per_rep = plan_progress(runs, evaluation, elapsed, status == "running")
         return ComparisonSnapshot(self.id, status, fraction, elapsed, eta, counts, tuple(runs),
-                                  error, self.evaluation(), self.decision,
-                                  self.decisions if len(self.models) > 1 else {})
+                                  error, evaluation, self.decision,
+                                  self.decisions if len(self.models) > 1 else {}, per_rep)
 
     @property
     def decision(self):
@@ -349,7 +345,8 @@ class Comparison:
             self._runs[rid].update(kw)
 
     def _handle(self, event: dict) -> str | None:
-        """Apply one event; the run's model when a finished run completed its repetition."""
+        """Apply one event; the run's model when a finished run completed a fold of that model
+        (a look may be due)."""
         kind, rid, store = event["kind"], event["run_id"], self._store
         if rid not in self._runs:
             return None
@@ -370,6 +367,18 @@ class Comparison:
                 r["batch_acc"].extend(event["batch_acc"])
         elif kind == "finished":
             status, message = event["status"], event.get("message") or None
+            if status == "cancelled" and self._not_needed is not None:
+                if message == NOT_STARTED:  # never needed, never started: no trace of it
+                    r = self._runs[rid]
+                    with self._lock:
+                        del self._runs[rid]
+                        self._order.remove(rid)
+                    store.discard_queued(self.id, [rid], seeds=self._queued_labels())
+                    done = self._loops[r["model"]].finished(
+                        rid, config=r["config"], fold=r["fold"], repetition=r["repetition"],
+                        status=status)
+                    return r["model"] if done else None
+                message = self._not_needed
             preds = None
             if status == "done" and event.get("test_index") is not None:
                 preds = (event["test_index"], event["pred"], event["label"])
@@ -392,34 +401,66 @@ class Comparison:
         for job in self.jobs(run_ids):
             self._executor.submit(job.as_dict())
 
+    def _stop_early(self, open_runs: set) -> None:
+        """Decide mode stopped (every model's loop) with runs still queued or running: they
+        are not needed.  The executor cancels all its runs at once, so with several models this
+        waits until every model has stopped."""
+        if not open_runs or self._cancel_evt.is_set():
+            return
+        loops = list(self._loops.values())
+        if len(loops) == 1:
+            loop = loops[0]
+            why = ("decided" if loop.stopped_because == "decided"
+                   else f"stopped ({loop.stopped_because})")
+            self._not_needed = f"not needed: the comparison was {why} after {loop.cells} folds"
+        else:
+            self._not_needed = "not needed: every model's comparison had stopped"
+        self._executor.cancel()
+
     def _run_jobs(self) -> None:
         """Submit the first repetitions' jobs, apply the executor's events until each run has
-        finished and, in decide mode, queue the next repetition while the loop asks for it."""
+        finished; in decide mode each model looks whenever one of its folds is complete and
+        queues its next repetition before the workers run dry; once every model has stopped,
+        what is still open is cancelled as not needed."""
         ex = self._executor
+        workers = int(getattr(ex, "workers", 1) or 1)
         open_runs: set = set()
         for ids in self._first:
             self._submit(ids, open_runs)
+        stopped: set = set()  # models whose loop has stopped
         while open_runs:
             for event in ex.events(timeout=0.2):
                 model = self._handle(event)
                 if event["kind"] == "finished":
                     open_runs.discard(event["run_id"])
-                if model is None:
+                if (model is not None and model not in stopped
+                        and not self._cancel_evt.is_set() and self._loops[model].look()):
+                    stopped.add(model)
+                    if len(stopped) == len(self._loops):
+                        self._stop_early(open_runs)
+            if len(stopped) == len(self._loops) or self._cancel_evt.is_set():
+                continue
+            for model, loop in self._loops.items():
+                if model in stopped:
                     continue
-                # Each model decides on its own: it adds repetitions until its own best is
-                # decided (so the comparison runs until every model is decided, or budget).
-                nxt = self._loops[model].next_repetition(cancelled=self._cancel_evt.is_set())
-                if nxt is not None and not self._cancel_evt.is_set():
+                mine = sum(1 for r in open_runs if self._runs.get(r, {}).get("model") == model)
+                nxt = loop.next_repetition(open_runs=mine, workers=workers)
+                if nxt is not None:
                     ids = self._new_runs(nxt, model)
                     self._store.add_runs(self.id, self._stored_runs(ids),
                                          seeds=self._queued_labels())
                     self._submit(ids, open_runs)
+        for loop in self._loops.values():
+            loop.finish(cancelled=self._cancel_evt.is_set())
         if len(self._loops) > 1:
             each = {m: loop.stopped_because for m, loop in self._loops.items()}
             self._store.set_evaluation(self.id, stopped_because=joint_stop(list(each.values())),
                                        stopped_by_model=each)
         elif self._loop.stopped_because is not None:
-            self._store.set_evaluation(self.id, stopped_because=self._loop.stopped_because)
+            loop = self._loop
+            self._store.set_evaluation(self.id, stopped_because=loop.stopped_because,
+                                       cells=loop.cells if loop.decision is None
+                                       else loop.decision.cells)
 
     def _monitor(self) -> None:
         final = "failed"

@@ -8,12 +8,17 @@ folds) and, for every repetition, its cells ``(repetition, fold, seed)``.  The r
 function of the cell only (``1000 * repetition + fold`` for CV, the holdout's own seed list),
 never of the config, so every config of a cell starts from the same weights and batch order.
 
-:class:`DecideLoop` follows the runs: it collects each finished run's per-example outcome and,
-when a repetition is complete, says what comes next: decide mode calls
-:func:`~diagnostics.verdicts.decide.decide` with look = completed repetitions and either stops
-(decided, the maximum reached, or a time budget that the next repetition would overrun,
-judged by the mean wall time of the repetitions so far) or asks for the next repetition.  A
-fixed comparison (``decide=False``) runs every repetition and decides once at the end.
+:class:`DecideLoop` follows the runs: it collects each finished run's per-example outcome and
+counts the folds that are complete (every config's run of that (repetition, fold) finished),
+in the plan's order.  Decide mode looks each time that count grows (from the schedule's first
+look, :func:`~diagnostics.verdicts.decide.look_schedule`) and stops when the pairs of the best
+are decided, or the maximum is reached.  It queues the next repetition while the current one
+is still running, as soon as the workers would otherwise run dry, so that no worker waits at a
+repetition's end; a repetition that would overrun the time budget (judged by the wall time of
+the repetitions so far) is not queued, and the comparison then stops with "budget" when what
+was queued is done.  Runs still queued or running when decide mode stops are not needed and
+are cancelled.  A fixed comparison (``decide=False``) runs every repetition and decides once
+at the end, as a single look.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import numpy as np
 
 from diagnostics.config import SPLIT_SEED
 from diagnostics.errors import NormScopeError
-from diagnostics.verdicts.decide import DEFAULT_MARGIN, Decision, check_margin, decide
+from diagnostics.verdicts.decide import (DEFAULT_MARGIN, Decision, check_margin, decide,
+                                         look_schedule)
+from diagnostics.verdicts.sequential import prepare
 from diagnostics.verdicts.design import (DEFAULT_FOLDS, DEFAULT_MAX_REPETITIONS, Design,
                                          default_design, make_design)
 from diagnostics.verdicts.stored import evaluation_hyper, scores_of
@@ -165,7 +172,7 @@ def make_plan(options: EvaluationOptions, y: np.ndarray, *, seeds: list[int],
 
 
 class DecideLoop:
-    """Decide mode's state: outcomes per cell, repetitions complete, the latest decision.
+    """Decide mode's state: outcomes per cell, complete folds, the latest decision, timing.
 
     Thread-safe for one writer (the comparison's monitor) and many readers (snapshots).
     """
@@ -176,16 +183,28 @@ class DecideLoop:
         self._lock = threading.Lock()
         self._outcomes: list[tuple] = []  # (config, rep, fold, pred, label)
         self._open: dict[int, set] = {}  # repetition -> run ids not finished yet
-        self._cut: set[int] = set()  # repetitions with a cancelled or interrupted run
+        self._cell_left: dict[tuple, int] = {}  # (rep, fold) -> runs not finished yet
+        self._cut: set[tuple] = set()  # cells with a cancelled or interrupted run
         self._started: dict[int, float] = {}
         self._times: list[float] = []  # wall seconds of each completed repetition
         self._t0: float | None = None
-        self.completed: list[int] = []
-        #: The latest decision: None before the first repetition is complete, or when a
-        #: config has no outcome at all (then :attr:`error` says why)
+        self._looked = 0  # folds (per config) at the latest look
+        self._budget_refused = False
+        self.completed: list[int] = []  # repetitions whose every run finished, none cut
+        #: Folds per config complete, in plan order (the first ``cells`` cells all done)
+        self.cells = 0
+        #: The latest decision: None before the first look, or when a config has no outcome
+        #: at all (then :attr:`error` says why)
         self.decision: Decision | None = None
         self.stopped_because: str | None = None
         self.error: str | None = None  # why no decision could be made (every run failed)
+        if plan.options.decide:  # the boundaries, while the first runs train
+            times = look_schedule(plan.design, plan.max_repetitions).times
+            threading.Thread(target=prepare, args=(times,), name="boundaries", daemon=True).start()
+
+    @property
+    def folds(self) -> int:
+        return self.plan.design.folds
 
     def first_repetitions(self) -> list[int]:
         """Repetitions to queue at start: the first (decide mode) or all of them."""
@@ -197,35 +216,50 @@ class DecideLoop:
             self._t0 = now if self._t0 is None else self._t0
             self._open.setdefault(repetition, set()).update(run_ids)
             self._started.setdefault(repetition, now)
+            for _, fold, _ in self.plan.cells(repetition):
+                self._cell_left.setdefault((repetition, fold), len(self.configs))
 
     def finished(self, run_id: str, *, config: str, repetition: int, fold: int, status: str,
                  pred=None, label=None, now: float | None = None) -> bool:
-        """Record a finished run; True when it completed its repetition."""
+        """Record a finished run; True when the complete folds grew (a look may be due)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             open_ = self._open.get(repetition)
             if open_ is None or run_id not in open_:
                 return False
             open_.discard(run_id)
+            cell = (repetition, fold)
             if status == "done" and pred is not None:
                 self._outcomes.append((config, repetition, fold, pred, label))
             elif status in ("cancelled", "interrupted"):
-                self._cut.add(repetition)
-            if open_:
-                return False
-            if repetition not in self._cut:
+                self._cut.add(cell)
+            self._cell_left[cell] = self._cell_left.get(cell, 1) - 1
+            if not open_ and not any(c[0] == repetition for c in self._cut):
                 self.completed.append(repetition)
                 self._times.append(now - self._started[repetition])
-            return True
+            before = self.cells
+            k = self.folds
+            while True:  # the complete prefix, in plan order (repetition, then fold)
+                nxt = divmod(self.cells, k)
+                if self._cell_left.get(nxt, 1) > 0 or nxt in self._cut:
+                    break
+                self.cells += 1
+            return self.cells > before
 
     def evaluation(self) -> dict:
-        """``{kind, folds, repetitions, max_repetitions, decide, stopped_because, note}``;
-        ``repetitions`` counts the complete ones; ``stopped_because`` is None while more
-        repetitions may come."""
+        """``{kind, folds, repetitions, cells, max_repetitions, decide, stopped_because, note,
+        running, per_repetition_s}``: ``repetitions`` counts the complete ones, ``cells`` the
+        complete folds per config, ``running`` the repetition under way (1-based; 0 before
+        any), ``per_repetition_s`` the mean wall time of a complete repetition (None before
+        one); ``stopped_because`` is None while more folds may come."""
         d = self.plan.design
+        with self._lock:
+            per = sum(self._times) / len(self._times) if self._times else None
+            running = max(self._started) + 1 if self._started else 0
         return {"kind": d.kind, "folds": d.folds, "repetitions": len(self.completed),
-                "max_repetitions": d.max_repetitions, "decide": self.plan.options.decide,
-                "stopped_because": self.stopped_because, "note": d.note}
+                "cells": self.cells, "max_repetitions": d.max_repetitions,
+                "decide": self.plan.options.decide, "stopped_because": self.stopped_because,
+                "note": d.note, "running": running, "per_repetition_s": per}
 
     @property
     def mean_repetition_s(self) -> float | None:
@@ -233,45 +267,90 @@ class DecideLoop:
             return sum(self._times) / len(self._times) if self._times else None
 
     def _decide(self, budget_exhausted: bool = False) -> Decision | None:
-        look = len(self.completed)
-        reps = set(self.completed)
-        scores = scores_of(self.configs, (o for o in self._outcomes if o[1] in reps))
-        big_r = self.plan.max_repetitions if self.plan.options.decide else look
+        j = self.cells
+        if j < 1:
+            return None
+        k = self.folds
+        scores = scores_of(self.configs, (o for o in self._outcomes if k * o[1] + o[2] < j))
+        decide_mode = self.plan.options.decide
         try:
-            return decide(scores, self.plan.design, look=look, max_repetitions=big_r,
-                          margin=self.plan.options.margin, budget_exhausted=budget_exhausted)
+            return decide(scores, self.plan.design, cells=j,
+                          max_repetitions=self.plan.max_repetitions if decide_mode else -(-j // k),
+                          single_look=not decide_mode, margin=self.plan.options.margin,
+                          budget_exhausted=budget_exhausted)
         except NormScopeError as exc:  # a config without any outcome: nothing to decide
             self.error = str(exc)
             return None
 
-    def next_repetition(self, *, cancelled: bool = False, now: float | None = None) -> int | None:
-        """After a repetition completed: the repetition to queue next, or None (stop or wait).
+    def look(self) -> bool:
+        """After the complete folds grew: decide when a look is due; True once stopped.
 
-        Sets :attr:`decision` and, when stopping, :attr:`stopped_because` ("decided",
-        "max_repetitions", "budget", "cancelled", or "failed" when a config has no outcome at
-        all).
+        Decide mode looks at every fold count of its schedule (the first look waits for
+        ``look_schedule(...).cells[0]`` folds); a fixed comparison once every queued run has
+        finished.  Sets :attr:`decision` and, when stopping, :attr:`stopped_because`
+        ("decided", "max_repetitions", or "failed" when a config has no outcome at all).
         """
-        now = time.monotonic() if now is None else now
         with self._lock:
-            if cancelled:  # what the complete repetitions say (if any); nothing more runs
-                self.decision = self._decide() if self.completed else None
-                self.stopped_because = "cancelled"
-                return None
-            if any(self._open.values()) or not self.completed:
-                return None  # fixed mode: wait for the rest; cut short: nothing to add
+            if self.stopped_because is not None:
+                return True
+            j = self.cells
+            if self.plan.options.decide:
+                first = look_schedule(self.plan.design, self.plan.max_repetitions).cells[0]
+                if j < first or j == self._looked:
+                    return False
+            elif any(self._open.values()):
+                return False
+            self._looked = j
             d = self._decide()
             self.decision = d
             if d is None:
                 self.stopped_because = "failed"
-                return None
-            if d.stop or not self.plan.options.decide:
+            elif d.stop:
                 self.stopped_because = d.stopped_because
+            elif not self.plan.options.decide:
+                self.stopped_because = "max_repetitions"
+            return self.stopped_because is not None
+
+    def next_repetition(self, *, open_runs: int, workers: int,
+                        now: float | None = None) -> int | None:
+        """The repetition to queue now, or None.
+
+        Decide mode queues the next repetition once the runs still open (queued or running)
+        no longer fill the workers' queue (``open_runs <= workers``), unless it has stopped,
+        the maximum is queued, or the time spent plus a repetition's wall time (the mean of
+        the complete ones, else the one under way so far) would overrun the budget.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if (self.stopped_because is not None or not self.plan.options.decide
+                    or open_runs > workers or not self._started):
                 return None
             nxt = max(self._started) + 1
-            budget = self.plan.options.budget_s
-            mean = sum(self._times) / len(self._times)
-            if budget is not None and (now - self._t0) + mean > budget:
-                self.decision = self._decide(budget_exhausted=True)
-                self.stopped_because = "budget"
+            if nxt >= self.plan.max_repetitions:
                 return None
+            budget = self.plan.options.budget_s
+            if budget is not None:
+                per = (sum(self._times) / len(self._times) if self._times
+                       else now - self._started[nxt - 1])
+                if (now - self._t0) + per > budget:
+                    self._budget_refused = True
+                    return None
             return nxt
+
+    def finish(self, *, cancelled: bool = False) -> None:
+        """Nothing more runs: the decision on the complete folds, and why it stopped
+        ("cancelled", "budget" when a repetition was refused for time, else the decision's
+        own reason or "max_repetitions")."""
+        with self._lock:
+            if self.stopped_because is not None:
+                return
+            if cancelled:
+                first = (look_schedule(self.plan.design, self.plan.max_repetitions).cells[0]
+                         if self.plan.options.decide else 1)
+                self.decision = self._decide() if self.cells >= first else None
+                self.stopped_because = "cancelled"
+                return
+            d = self._decide(budget_exhausted=self._budget_refused)
+            self.decision = d
+            self.stopped_because = ("failed" if d is None else "budget" if self._budget_refused
+                                    else d.stopped_because or "max_repetitions")

@@ -401,6 +401,20 @@ class RunStore:
                               "label": np.frombuffer(r["label"], "<i2").astype(np.int64)}
                 for r in rows}
 
+    def discard_queued(self, comparison_id: str, run_ids, *, seeds: list[int]) -> int:
+        """Delete runs that are still queued (decide mode stopped before they started: they
+        were never needed) and set the comparison's repetitions to ``seeds``; returns how
+        many went."""
+        ids = list(run_ids)
+        with self.transaction() as con:
+            n = 0
+            for rid in ids:
+                n += con.execute("DELETE FROM runs WHERE id=? AND comparison_id=? AND "
+                                 "status='queued'", (rid, comparison_id)).rowcount
+            con.execute("UPDATE comparisons SET seeds=? WHERE id=?",
+                        (json.dumps([int(x) for x in seeds]), comparison_id))
+            return n
+
     def cancel_queued(self, comparison_id: str, status: str = "cancelled", message: str = "") -> int:
         """Close every still-queued run of a comparison (e.g. after Cancel)."""
         with self.transaction() as con:

@@ -19,6 +19,7 @@ from diagnostics.normalize import parse_config, valid_config_names
 from diagnostics.plots import report
 from diagnostics.stats.findings import suggested_configs
 from diagnostics.stats.accumulate import PixelStats
+from diagnostics.verdicts.answer import used_words
 from diagnostics.verdicts.models import model_records
 from webapp import runs, state
 from webapp.charts import chart
@@ -216,12 +217,11 @@ def verdict_ui(doc: dict, key: str, *, answer: bool = True) -> None:
     if ev:
         kind = ("stratified " + str(ev.get("folds")) + "-fold cross-validation"
                 if ev.get("kind") == "cv" else "holdout")
-        reps = ev.get("repetitions")
+        used = used_words(ev)
         why = {"decided": "every pair of the best is decided", "max_repetitions":
                "the most repetitions were run", "budget": "the time budget ran out"}.get(
             ev.get("stopped_because") or "", "")
-        st.caption(f"{kind}, {reps} repetition{'s' if reps != 1 else ''}"
-                   + (f"; stopped because {why}" if why else ""))
+        st.caption(f"{kind}, {used}" + (f"; stopped because {why}" if why else ""))
     rows = [{"config": c["name"], "accuracy (%)": _pts(c["accuracy"]),
              "95% interval": "n/a" if not c.get("ci95") else
              f"{_pts(c['ci95'][0])} to {_pts(c['ci95'][1])}",
@@ -335,12 +335,8 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
         p = comp.snapshot()
         if p.finished:
             st.rerun(scope="app")  # draw the final results from the store
-        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        ev = p.evaluation or {}
-        rep = (f" · repetition {ev.get('repetitions', 0) + 1} of at most "
-               f"{ev.get('max_repetitions')}" if ev.get("decide") else "")
         st.progress(min(p.fraction, 1.0),
-                    text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta}{rep} · "
+                    text=f"{p.progress_line()} · "
                          + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
         decisions = p.decisions or {"": p.decision}
         for model, d in decisions.items():
@@ -387,7 +383,11 @@ def stored_ui(cid: str, caption_text: str, name: str) -> None:
         return
     status = f"**{rec.status}**"
     if rec.counts:
-        status += " · " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items()))
+        early = (rec.hyper.get("evaluation") or {}).get("stopped_because") not in (None,
+                                                                                  "cancelled")
+        status += " · " + ", ".join(
+            f"{k} {v}" + (" (not needed)" if early and k == "cancelled" else "")
+            for k, v in sorted(rec.counts.items()))
     h = rec.hyper
     st.markdown(f"{status} · {md(rec.model)}, at most {h.get('epochs')} epochs (patience "
                 f"{h.get('patience', 'none')}), {h.get('optimizer', 'adam')} lr {h.get('lr', 1e-3):g}, "

@@ -4,7 +4,8 @@
 on every (repetition, fold) of the evaluation design (5-fold cross-validation by default, or
 the fixed holdout with seeds) on a local process pool; in decide mode (the default) it adds
 repetitions until the pairs of the best config are decided, the maximum is reached or the time
-budget would be overrun.  It shows progress (which pairs are decided after each repetition),
+budget would be overrun, looking after every fold.  It shows progress (the repetition under way
+of at most how many, and which pairs are decided after each look),
 prints the answer first, then the results in accuracy points with 95% intervals and the
 adjusted pair verdicts, and can write the results as JSON.  ``python -m diagnostics runs``
 lists the run store and exports its curves (CSV) and per-example predictions (CSV or JSON).
@@ -188,11 +189,11 @@ def _plural(n: int, word: str) -> str:
 
 def design_words(doc: dict) -> str:
     """``"5-fold CV, 2 repetitions (decided)"`` or ``"holdout, 1 seed"``."""
+    from diagnostics.verdicts.answer import used_words
+
     ev = doc["evaluation"]
-    if ev["kind"] == "cv":
-        text = f"{ev['folds']}-fold CV, {_plural(ev['repetitions'], 'repetition')}"
-    else:
-        text = f"holdout, {_plural(ev['repetitions'], 'seed')}"
+    kind = f"{ev['folds']}-fold CV" if ev["kind"] == "cv" else "holdout"
+    text = f"{kind}, {used_words(ev)}"
     why = ev.get("stopped_because")
     return text + (f" (stopped: {why.replace('_', ' ')})" if why else "")
 
@@ -222,6 +223,14 @@ def print_table(doc: dict, file=None) -> None:
             print(f"{r['b'] + ' vs ' + r['a']:{pw}}  {r['b − a (points)']:>7}  "
                   f"{r['95% CI']:>16}  {r['p_adjusted']:>7}  {r['verdict']}", file=file)
     bad = [(c["name"], r) for c in doc["configs"] for r in c["runs"] if r["status"] != "done"]
+    why = (doc.get("evaluation") or {}).get("stopped_because")
+    if why not in (None, "cancelled"):  # decide mode stopped with runs under way
+        spare = [b for b in bad if b[1]["status"] == "cancelled"]
+        bad = [b for b in bad if b[1]["status"] != "cancelled"]
+        if spare:
+            print(f"note: {_plural(len(spare), 'run')} under way when the comparison stopped "
+                  f"({why.replace('_', ' ')}) {'was' if len(spare) == 1 else 'were'} cancelled: "
+                  "not needed", file=file)
     for name, r in bad:
         where = (f"seed {r['seed']}" if r.get("repetition") is None else
                  f"repetition {r['repetition']} fold {r['fold']}")
@@ -229,6 +238,7 @@ def print_table(doc: dict, file=None) -> None:
 
 
 def _progress(comp, tty: bool, state: dict) -> None:
+    from diagnostics.verdicts.answer import design_words as design_words_of
     from diagnostics.verdicts.stored import pair_words
     from models.store import FINISHED
 
@@ -236,8 +246,7 @@ def _progress(comp, tty: bool, state: dict) -> None:
     done = sum(v for k, v in p.counts.items() if k in FINISHED)
     total = sum(p.counts.values())
     if tty:
-        eta = "" if p.eta_s is None else f", about {p.eta_s:.0f} s left"
-        print(f"\rtraining: {done}/{total} runs, {p.fraction:.0%}, {p.elapsed_s:.0f} s{eta}   ",
+        print(f"\r{p.progress_line()} · {done}/{total} runs done   ",
               end="", file=sys.stderr, flush=True)
     else:
         seen = state.setdefault("runs", set())
@@ -252,13 +261,16 @@ def _progress(comp, tty: bool, state: dict) -> None:
     each = ev.get("models") or {}
     for model, d in (p.decisions or {"": p.decision}).items():
         mev = each.get(model, ev)
-        if d is None or state.get(("look", model)) == (d.look, mev.get("stopped_because")):
+        if d is None or state.get(("look", model)) == (d.cells, mev.get("stopped_because")):
             continue
-        state[("look", model)] = (d.look, mev.get("stopped_because"))
+        state[("look", model)] = (d.cells, mev.get("stopped_because"))
         decided, undecided = pair_words(d)
-        line = (f"{model + ': ' if model else ''}after repetition {d.look} of at most "
-                f"{ev.get('max_repetitions')}: decided: {'; '.join(decided) or 'none yet'}"
+        line = (f"{model + ': ' if model else ''}after {design_words_of(d.design, d.cells)} "
+                f"(at most {ev.get('max_repetitions')} repetitions): decided: "
+                f"{'; '.join(decided) or 'none yet'}"
                 + (f"; undecided: {'; '.join(undecided)}" if undecided else ""))
+        if not tty:
+            line = f"{p.progress_line()}\n{line}"
         print(("\n" if tty else "") + line, file=sys.stderr, flush=True)
 
 

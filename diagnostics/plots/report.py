@@ -182,13 +182,14 @@ def stored_view(rec, *, caption_text: str = "", dataset_name: str = "") -> Compa
 
 
 def _design_text(doc: dict) -> str:
+    from diagnostics.verdicts.answer import used_words
+
     ev = doc["evaluation"]
-    n = ev["repetitions"]
     if ev["kind"] == "cv":
-        text = f"{ev['folds']}-fold cross-validation, {n} repetition{'s' if n != 1 else ''}"
+        text = f"{ev['folds']}-fold cross-validation, {used_words(ev)}"
         same = "every config of a (repetition, fold)"
     else:
-        text = f"fixed holdout, {n} seed{'s' if n != 1 else ''}"
+        text = f"fixed holdout, {used_words(ev)}"
         same = "every config of a seed"
     why = ev.get("stopped_because")
     return (text + (f", stopped: {why.replace('_', ' ')}" if why else "")

@@ -51,15 +51,40 @@ def _p(p: float | None) -> str:
     return "p_adj<0.001" if p < 0.001 else f"p_adj={p:.3g}" if p < 0.1 else f"p_adj={p:.2f}"
 
 
-def _design(design: "Design", look: int) -> str:
-    if design.kind == "cv":
-        return f"{design.folds}-fold CV x {look}"
-    return f"holdout, {look} seed{'s' if look != 1 else ''}"
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def question(q: "Pair", design: "Design", look: int, margin: float) -> str:
+def design_words(design: "Design", cells: int) -> str:
+    """The look in words: "5-fold CV x 2", "3 folds of 5-fold CV", "5-fold CV x 1 + 2 folds"
+    or "holdout, 3 seeds" (``cells``: folds per config, or seeds)."""
+    if design.kind != "cv":
+        return f"holdout, {_plural(cells, 'seed')}"
+    k = design.folds
+    whole, part = divmod(cells, k)
+    if not part:
+        return f"{k}-fold CV x {whole}"
+    if not whole:
+        return f"{_plural(part, 'fold')} of {k}-fold CV"
+    return f"{k}-fold CV x {whole} + {_plural(part, 'fold')}"
+
+
+def used_words(evaluation: Mapping) -> str:
+    """What an evaluation used, from its JSON (``kind``, ``folds``, ``repetitions``,
+    ``cells``): "2 repetitions", "1 repetition and 3 folds", "3 folds" or "2 seeds"."""
+    reps, cells = int(evaluation.get("repetitions") or 0), evaluation.get("cells")
+    if evaluation.get("kind") != "cv":
+        return _plural(reps, "seed")
+    k = int(evaluation.get("folds") or 1)
+    if cells is None or not int(cells) % k:
+        return _plural(reps, "repetition")
+    whole, part = divmod(int(cells), k)
+    return (f"{_plural(whole, 'repetition')} and " if whole else "") + _plural(part, "fold")
+
+
+def question(q: "Pair", design: "Design", cells: int, margin: float) -> str:
     """Line 1: ``q.b`` (the normalization) against ``q.a`` (the baseline)."""
-    a, b, how = label(q.a), label(q.b, start=True), _design(design, look)
+    a, b, how = label(q.a), label(q.b, start=True), design_words(design, cells)
     if q.verdict == "worse":
         return (f"{b} costs {_pts(-q.diff)} points against {a} ({_ci(q.ci95, sign=-1)}, "
                 f"{_p(q.p_adjusted)}, {how}).")
@@ -121,17 +146,17 @@ def use(best: "ConfigResult", mine: Sequence["Pair"], settled: bool, margin: flo
     return text + "."
 
 
-def budget(best: str, open_pairs: Sequence["Pair"], design: "Design", look: int,
+def budget(best: str, open_pairs: Sequence["Pair"], design: "Design", cells: int,
            because: str) -> str:
     """The plain line when the budget ran out with pairs of the best still undecided."""
     what = "time budget" if because == "budget" else "repetition budget"
     items = [f"{label(p.a)} ({_diff(p)})" for p in open_pairs]
-    return (f"The {what} ran out after {_design(design, look)} with {label(best)} still "
+    return (f"The {what} ran out after {design_words(design, cells)} with {label(best)} still "
             f"undecided against {_list(items)}.")
 
 
 def answer(*, names: Sequence[str], table: Mapping, configs: Sequence["ConfigResult"],
-           best: str, settled: bool, design: "Design", look: int, margin: float,
+           best: str, settled: bool, design: "Design", cells: int, margin: float,
            stopped_because: str | None) -> tuple[str | None, tuple[str, ...]]:
     """(best if named, lines) for :class:`diagnostics.verdicts.decide.Answer`."""
     note = () if not design.note else (design.note[0].upper() + design.note[1:] + ".",)
@@ -141,10 +166,10 @@ def answer(*, names: Sequence[str], table: Mapping, configs: Sequence["ConfigRes
         return c.name, (f"Only {label(c.name)} was run: {_pts(c.accuracy)}% ({_ci(c.ci95)}); "
                         "add a config to compare.",) + note
     q = ("none", "per_pixel") if "none" in names and "per_pixel" in names else tuple(names[:2])
-    lines = [question(table[q], design, look, margin)]
+    lines = [question(table[q], design, cells, margin)]
     mine = [table[(n, best)] for n in names if n != best]
     lines.append(use(by_name[best], mine, settled, margin))
     open_pairs = [p for p in mine if p.verdict == "unclear"]
     if stopped_because in ("budget", "max_repetitions") and open_pairs:
-        lines.append(budget(best, open_pairs, design, look, stopped_because))
+        lines.append(budget(best, open_pairs, design, cells, stopped_because))
     return (best if settled else None), tuple(lines) + note

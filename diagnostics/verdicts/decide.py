@@ -28,21 +28,27 @@ Statistics (every interval and test says what it covers):
   reference, the best against every other config), even though the best is chosen by looking
   at the data: a subset chosen after the fact cannot have more false verdicts than the family.
   Testing only the chosen pairs at their own Holm level would not have that guarantee.
-* **Decide mode**: looks after each repetition, r = 1..R.  Each look's nominal p-value is
-  turned into the overall level at which it crosses the Lan-DeMets O'Brien-Fleming boundary
-  (information fraction r/R, :mod:`diagnostics.verdicts.sequential`), so that stopping when the pairs
-  are decided keeps the false better/worse rate at 5% or less (checked by simulation in
-  bench/bench_verdict.py; converting t statistics through their nominal p-values is an
-  approximation at small df).  The TOST gets the same spending and its own Holm adjustment.
-  A pair's ``ci95`` is the plain 95% interval of this look; its verdict comes from the
-  adjusted tests, so an interval that just excludes 0 can still be ``unclear`` (the answer
-  then says "unadjusted"), while better/worse always have an interval that excludes 0.
+* **Decide mode**: looks after every fold (once every config has run it), from the third
+  fold of the first repetition on, up to k x R folds (:func:`look_schedule`).  Each look's
+  nominal p-value is turned into the overall level at which it crosses the Lan-DeMets
+  Pocock-type boundary of that look (:mod:`diagnostics.verdicts.sequential`), so that stopping
+  when the pairs are decided keeps the false better/worse rate at 5% or less (checked by
+  simulation in bench/bench_verdict.py and tests/unit; converting t statistics through their
+  nominal p-values is an approximation at small df).  Information is that of the corrected
+  t: J runs give ``1 / (1/J + n_test/n_train)``, so the first repetition holds most of it
+  (5 folds of 25: 64%) and the spending follows it, rather than the count of runs: what all
+  runs share (one dataset) never averages out, and later repetitions add less.  The TOST gets
+  the same spending and its own Holm adjustment.  A pair's ``ci95`` is the plain 95%
+  interval of this look; its verdict comes from the adjusted tests, so an interval that just
+  excludes 0 can still be ``unclear`` (the answer then says "unadjusted"), while better/worse
+  always have an interval that excludes 0.  A fixed comparison (every repetition run) is
+  analysed once, at the end, with all of alpha (``single_look``).
 * **Words** (b relative to a): ``equivalent`` when the adjusted TOST puts the difference
   inside +/- margin (this wins over better/worse: a real difference inside the margin is too
   small to matter); else ``better``/``worse`` when the adjusted test says so; else
   ``unclear``.  Fewer than 2 runs per config (one holdout seed) is always ``unclear``; and
-  ``equivalent`` needs 2+ repetitions, so one partition of the data never says "either will
-  do" (better/worse at the first of several looks needs the far boundary of that look).
+  ``equivalent`` needs 2+ complete repetitions, so one partition of the data never says
+  "either will do" (better/worse at an early look needs that look's boundary).
 * **McNemar** (exact binomial on discordant examples, pooled over runs) is supporting
   evidence only: the same example tested in several repetitions is not independent.
 
@@ -63,6 +69,12 @@ from ..errors import NormScopeError
 from .design import Design
 from .sequential import holm, sequential_p
 from . import answer as answer_text
+
+#: Decide mode's first look, in folds per config: 3 runs give the corrected t 2 degrees of
+#: freedom.  Earlier looks (1 df) would spend alpha where a test can hardly find anything
+#: (simulated: lower power at every effect size); later ones make a clear effect wait for
+#: folds it does not need (tests/unit/verdict_sim.py, bench/bench_verdict.py).
+FIRST_LOOK_FOLDS = 3
 
 Outcome = Union[tuple[int, int], np.ndarray]
 #: ``{config: {(repetition, fold): (n_correct, n_test) or bool vector}}``; the first config is
@@ -129,7 +141,7 @@ class Decision:
     """Everything the app, the CLI, the JSON and the report say about one look."""
 
     design: Design
-    look: int
+    look: int  # repetitions begun (holdout: seeds)
     max_repetitions: int
     margin: float
     configs: tuple[ConfigResult, ...]
@@ -140,6 +152,7 @@ class Decision:
     stop: bool
     stopped_because: str | None  # "decided" | "max_repetitions" | "budget" | None
     answer: Answer
+    cells: int = 0  # folds per config in this look (holdout: seeds): k * look when whole
 
     def as_json(self) -> dict:
         """The issue's schema: evaluation, configs, pairs, answer."""
@@ -150,7 +163,8 @@ class Decision:
             return None if c is None else [float(c[0]), float(c[1])]
         return {
             "evaluation": {"kind": self.design.kind, "folds": self.design.folds,
-                           "repetitions": self.look, "stopped_because": self.stopped_because},
+                           "repetitions": self.look, "cells": self.cells,
+                           "stopped_because": self.stopped_because},
             "configs": [{"name": c.name, "accuracy": c.accuracy, "ci95": ci(c.ci95),
                          "n_runs": c.n_runs, "n_examples": c.n_examples} for c in self.configs],
             "pairs": [{"a": p.a, "b": p.b, "diff": num(p.diff), "ci95": ci(p.ci95),
@@ -190,33 +204,52 @@ def _outcome(name: str, cell, v) -> tuple[int, int, np.ndarray | None]:
     return c, n, None
 
 
-def _collect(scores: Scores, look: int | None) -> tuple[list[str], list, dict, int]:
-    """Names, the cells of the first ``look`` repetitions, per-config runs, and the look."""
+def _collect(scores: Scores, design: Design, look: int | None,
+             cells: int | None) -> tuple[list[str], list, dict, int]:
+    """Names, the cells in use, per-config runs, and J (folds per config of this look).
+
+    ``cells`` = J uses the cells of index ``k * repetition + fold < J``; else ``look`` uses the
+    first ``look`` repetition ids present (J = k * look); else every repetition present.
+    """
     names = list(scores)
     if not names:
         raise NormScopeError("there are no configs to compare")
-    for name, cells in scores.items():
-        for cell in cells:
+    for name, cs in scores.items():
+        for cell in cs:
             if not (isinstance(cell, tuple) and len(cell) == 2 and all(
                     isinstance(i, (int, np.integer)) and i >= 0 for i in cell)):
                 raise NormScopeError(f"scores[{name!r}] key {cell!r} must be (repetition, fold)")
-    reps = sorted({cell[0] for cells in scores.values() for cell in cells})
-    look = len(reps) if look is None else look
-    if look < 1 or look > len(reps):
-        raise NormScopeError(f"look={look} needs {look} repetitions of results; "
-                             f"there are {len(reps)}")
-    use = set(reps[:look])
-    cells = sorted({c for cs in scores.values() for c in cs if c[0] in use})
-    parsed = {n: {c: _outcome(n, c, scores[n][c]) for c in cells if c in scores[n]} for n in names}
+    k = design.folds
+    present = {c for cs in scores.values() for c in cs}
+    reps = sorted({cell[0] for cell in present})
+    if cells is not None:
+        j = int(cells)
+        if j < 1:
+            raise NormScopeError(f"cells={cells} must be 1 or more")
+        used = sorted(c for c in present if k * c[0] + c[1] < j)
+        if not used:
+            raise NormScopeError(f"there are no results in the first {j} folds")
+    else:
+        look = len(reps) if look is None else look
+        if look < 1 or look > len(reps):
+            raise NormScopeError(f"look={look} needs {look} repetitions of results; "
+                                 f"there are {len(reps)}")
+        keep = set(reps[:look])
+        used = sorted(c for c in present if c[0] in keep)
+        j = k * look
+    parsed = {n: {c: _outcome(n, c, scores[n][c]) for c in used if c in scores[n]} for n in names}
     for n in names:
         if not parsed[n]:
-            raise NormScopeError(f"config {n!r} has no results in the first {look} repetitions")
-    for c in cells:  # one split per cell: every config was tested on the same examples
+            raise NormScopeError(f"config {n!r} has no results in the first {j} folds"
+                                 if cells is not None else
+                                 f"config {n!r} has no results in the first {-(-j // k)} "
+                                 "repetitions")
+    for c in used:  # one split per cell: every config was tested on the same examples
         sizes = {parsed[n][c][1] for n in names if c in parsed[n]}
         if len(sizes) > 1:
             raise NormScopeError(f"cell {c} has test sets of sizes {sorted(sizes)}; configs "
                                  "must share each (repetition, fold) split")
-    return names, cells, parsed, look
+    return names, used, parsed, j
 
 
 def _runs(parsed: dict, cells: list) -> _Runs:
@@ -298,24 +331,24 @@ def _pair_stats(a: dict, b: dict, cells: list, design: Design, margin: float) ->
     return out
 
 
-def _adjust(values: list, look: int, max_looks: int, one_sided: bool) -> list:
-    """Sequential then Holm-adjusted p-values; None stays None (untested pairs are not in
-    the family: they cannot be falsely rejected)."""
+def _adjust(values: list, look: int, times: tuple, one_sided: bool) -> list:
+    """Sequential (``look`` of the schedule ``times``) then Holm-adjusted p-values; None stays
+    None (untested pairs are not in the family: they cannot be falsely rejected)."""
     idx = [i for i, v in enumerate(values) if v is not None]
     if one_sided:  # a one-sided level alpha uses the two-sided boundary of 2 alpha
-        q = [sequential_p(min(1.0, 2 * values[i]), look, max_looks) / 2 for i in idx]
+        q = [sequential_p(min(1.0, 2 * values[i]), look, times) / 2 for i in idx]
     else:
-        q = [sequential_p(values[i], look, max_looks) for i in idx]
+        q = [sequential_p(values[i], look, times) for i in idx]
     out: list = [None] * len(values)
     for i, v in zip(idx, holm(np.array(q)) if q else []):
         out[i] = float(v)
     return out
 
 
-def _word(s: dict, p_adj, e_adj, look: int, alpha: float) -> str:
+def _word(s: dict, p_adj, e_adj, whole_reps: int, alpha: float) -> str:
     if s["n_runs"] < 2 or p_adj is None:
         return "unclear"
-    if e_adj is not None and e_adj <= alpha and look >= 2:
+    if e_adj is not None and e_adj <= alpha and whole_reps >= 2:
         return "equivalent"
     if p_adj <= alpha and s["diff"] != 0:
         return "better" if s["diff"] > 0 else "worse"
@@ -323,6 +356,39 @@ def _word(s: dict, p_adj, e_adj, look: int, alpha: float) -> str:
 
 
 # ---------------------------------------------------------------- the decision
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Decide mode's looks: folds per config (holdout: seeds) at each look, and the
+    information fraction of each."""
+
+    cells: tuple[int, ...]
+    times: tuple[float, ...]
+
+    def look_of(self, cells: int) -> int:
+        """The 1-based look of ``cells`` folds: the last look at or before it (the first
+        look when there are fewer)."""
+        return max(1, sum(1 for c in self.cells if c <= cells))
+
+
+def look_schedule(design: Design, max_repetitions: int) -> Schedule:
+    """The looks of decide mode over at most ``max_repetitions`` repetitions.
+
+    Cross-validation: a look after every fold from :data:`FIRST_LOOK_FOLDS` on, to k x R.
+    The information of J runs is that of the corrected t (1 / its variance factor),
+    ``I(J) = 1 / (1/J + n_test/n_train)``, and a look's fraction is ``I(J) / I(kR)``.
+    Holdout: a look after every seed, equally spaced (the split, and with it the test-set
+    part of the variance, is fixed).
+    """
+    r = int(max_repetitions)
+    if design.kind != "cv":
+        return Schedule(tuple(range(1, r + 1)), tuple(j / r for j in range(1, r + 1)))
+    total = design.folds * r
+    ratio = design.test_train_ratio
+    cells = tuple(range(min(FIRST_LOOK_FOLDS, total), total + 1))
+    info = lambda j: 1.0 / (1.0 / j + ratio)  # noqa: E731
+    return Schedule(cells, tuple(info(j) / info(total) for j in cells))
 
 
 def check_margin(margin) -> float:
@@ -341,9 +407,11 @@ def check_margin(margin) -> float:
 
 
 def decide(scores: Scores, design: Design, *, look: int | None = None,
-           max_repetitions: int | None = None, margin: float = DEFAULT_MARGIN,
-           alpha: float = ALPHA, budget_exhausted: bool = False) -> Decision:
-    """Intervals, adjusted pair verdicts and the answer after ``look`` repetitions.
+           cells: int | None = None, max_repetitions: int | None = None,
+           single_look: bool = False, margin: float = DEFAULT_MARGIN, alpha: float = ALPHA,
+           budget_exhausted: bool = False) -> Decision:
+    """Intervals, adjusted pair verdicts and the answer after ``cells`` folds (or ``look``
+    repetitions).
 
     Parameters
     ----------
@@ -353,10 +421,14 @@ def decide(scores: Scores, design: Design, *, look: int | None = None,
         Gives the kind (cv / holdout), k for the correction, and the default budget.
     look : int, optional
         Repetitions to use (the first ``look`` repetition ids present); default all present.
+    cells : int, optional
+        Folds per config to use instead (J: the cells ``k * repetition + fold < J``), as
+        decide mode looks after every fold.
     max_repetitions : int, optional
-        Planned maximum R of decide mode (default ``design.max_repetitions``).  Looks are
-        spent at information fraction look/R; ``max_repetitions=look`` gives a fixed-sample
-        analysis (all of alpha at this look).
+        Planned maximum R of decide mode (default ``design.max_repetitions``): the looks are
+        those of :func:`look_schedule`.
+    single_look : bool
+        Analyse this look alone, with all of alpha: a fixed comparison, looked at once.
     margin : float
         Equivalence margin in accuracy (0.01 = 1 point).
     alpha : float
@@ -371,25 +443,32 @@ def decide(scores: Scores, design: Design, *, look: int | None = None,
     Raises
     ------
     NormScopeError
-        Bad scores, a bad margin, or ``look`` beyond ``max_repetitions``.
+        Bad scores, a bad margin, or a look beyond ``max_repetitions``.
     """
     margin = check_margin(margin)
     if not 0 < alpha < 1:
         raise NormScopeError(f"alpha={alpha} must be between 0 and 1")
-    names, cells, parsed, look = _collect(scores, look)
+    names, used, parsed, j = _collect(scores, design, look, cells)
+    k = design.folds
+    reps = -(-j // k)  # repetitions begun
     big_r = design.max_repetitions if max_repetitions is None else int(max_repetitions)
-    if look > big_r:
-        raise NormScopeError(f"look={look} is beyond max_repetitions={big_r}")
-    configs = tuple(_config(n, _runs(parsed[n], cells), design) for n in names)
-    keys = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
-    st = [_pair_stats(parsed[names[i]], parsed[names[j]], cells, design, margin) for i, j in keys]
-    p_adj = _adjust([s["p"] for s in st], look, big_r, one_sided=False)
-    e_adj = _adjust([s["p_tost"] for s in st], look, big_r, one_sided=True)
+    if reps > big_r:
+        raise NormScopeError(f"look={reps} is beyond max_repetitions={big_r}")
+    if single_look:
+        at, times = 1, (1.0,)
+    else:
+        sched = look_schedule(design, big_r)
+        at, times = sched.look_of(j), sched.times
+    configs = tuple(_config(n, _runs(parsed[n], used), design) for n in names)
+    keys = [(i, q) for i in range(len(names)) for q in range(i + 1, len(names))]
+    st = [_pair_stats(parsed[names[i]], parsed[names[q]], used, design, margin) for i, q in keys]
+    p_adj = _adjust([s["p"] for s in st], at, times, one_sided=False)
+    e_adj = _adjust([s["p_tost"] for s in st], at, times, one_sided=True)
     table = {}
-    for (i, j), s, pa, ea in zip(keys, st, p_adj, e_adj):
-        p = Pair(names[i], names[j], s["diff"], s["ci95"], s["p"], pa,
-                 _word(s, pa, ea, look, alpha), ea, s["mcnemar"], s["n_runs"])
-        table[(names[i], names[j])], table[(names[j], names[i])] = p, p.flipped()
+    for (i, q), s, pa, ea in zip(keys, st, p_adj, e_adj):
+        p = Pair(names[i], names[q], s["diff"], s["ci95"], s["p"], pa,
+                 _word(s, pa, ea, j // k, alpha), ea, s["mcnemar"], s["n_runs"])
+        table[(names[i], names[q])], table[(names[q], names[i])] = p, p.flipped()
 
     # The best: highest accuracy among configs that no other config is shown to beat.
     beaten = {p.a for p in table.values() if p.verdict == "better"}
@@ -412,9 +491,9 @@ def decide(scores: Scores, design: Design, *, look: int | None = None,
     # have made another config the best.
     settled = not undecided and all(p.verdict in ("better", "equivalent") for p in mine)
     because = ("decided" if settled else "budget" if budget_exhausted
-               else "max_repetitions" if look >= big_r else None)
+               else "max_repetitions" if j >= k * big_r else None)
     named, text = answer_text.answer(names=names, table=table, configs=configs, best=best,
-                                     settled=settled, design=design, look=look, margin=margin,
+                                     settled=settled, design=design, cells=j, margin=margin,
                                      stopped_because=because)
-    return Decision(design, look, big_r, margin, configs, tuple(pairs), best, decided,
-                    undecided, because is not None, because, Answer(named, text))
+    return Decision(design, reps, big_r, margin, configs, tuple(pairs), best, decided,
+                    undecided, because is not None, because, Answer(named, text), j)

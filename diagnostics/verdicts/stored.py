@@ -6,9 +6,12 @@ per-example predictions.  From those, :func:`scores_of` builds the :data:`Scores
 :func:`~diagnostics.verdicts.decide.decide` reads, and :func:`verdict_of` gives the same
 :class:`~diagnostics.verdicts.decide.Decision` that decide mode saw when it stopped.
 
-Only complete repetitions count (every run finished, none cancelled or interrupted): a
-repetition cut short would test only some folds, and a look is a whole repetition.  Failed or
-diverged runs are finished but have no outcome; their cells are simply missing.
+Only complete folds count, in the plan's order (repetition, then fold): a fold is complete when
+every config's run of it finished, none cancelled or interrupted, and the look is the longest
+run of complete folds from the first (decide mode looks after every fold).  A comparison that
+stopped records the folds of its last look (``hyper["evaluation"]["cells"]``), so that runs
+finishing after the stop never change its verdict.  Failed or diverged runs are finished but
+have no outcome; their cells are simply missing.
 
 Records are read duck-typed (``rec.configs``, ``rec.hyper``, ``rec.runs`` with ``id``,
 ``config``, ``repetition``, ``fold``, ``status``), so this module needs neither the store nor
@@ -22,7 +25,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import NormScopeError
-from .decide import Decision, Scores, decide
+from .decide import Decision, Scores, decide, look_schedule
 from .design import Design
 
 #: Run statuses that end a repetition early: its remaining folds were never tested.
@@ -71,44 +74,67 @@ def complete_repetitions(runs: Iterable) -> list[int]:
     return sorted(rep for rep, s in status.items() if not s & CUT_SHORT)
 
 
+def complete_cells(rec) -> int:
+    """Folds per config complete from the first, in plan order (see the module notes); at
+    most the folds of the last look when the comparison recorded them."""
+    ev = (rec.hyper or {}).get("evaluation") or {}
+    k = max(int(ev.get("folds", 1) or 1), 1)
+    status: dict[int, set] = {}
+    count: dict[int, int] = {}
+    for r in rec.runs:
+        if r.repetition is not None:
+            i = k * int(r.repetition) + int(r.fold or 0)
+            status.setdefault(i, set()).add(r.status)
+            count[i] = count.get(i, 0) + 1
+    j = 0
+    while j in status and not status[j] & CUT_SHORT and count[j] >= len(rec.configs):
+        j += 1
+    return min(j, int(ev["cells"])) if ev.get("cells") is not None else j
+
+
 def scores_from_record(rec, predictions: Mapping[str, Mapping]) -> Scores:
-    """:data:`Scores` of a stored comparison, from its complete repetitions.
+    """:data:`Scores` of a stored comparison, from its complete folds (:func:`complete_cells`).
 
     Parameters
     ----------
     rec : models.store.ComparisonRecord
     predictions : ``{run_id: {"test_index", "pred", "label"}}`` (``RunStore.predictions``)
     """
-    keep = set(complete_repetitions(rec.runs))
+    ev = (rec.hyper or {}).get("evaluation") or {}
+    k = max(int(ev.get("folds", 1) or 1), 1)
+    j = complete_cells(rec)
     return scores_of(rec.configs, (
         (r.config, r.repetition, r.fold or 0, predictions[r.id]["pred"],
          predictions[r.id]["label"])
         for r in rec.runs
-        if r.status == "done" and r.repetition in keep and r.id in predictions))
+        if r.status == "done" and r.repetition is not None
+        and k * r.repetition + (r.fold or 0) < j and r.id in predictions))
 
 
 def verdict_of(rec, predictions: Mapping[str, Mapping] | None) -> Decision | None:
     """The decision of a stored comparison, as decide mode saw it (None when there is none).
 
-    The design comes from ``rec.hyper["evaluation"]``; the look is the number of complete
-    repetitions; decide mode spends alpha over its planned ``max_repetitions``, a fixed
-    comparison analyses what it has as a single look.  None for a comparison stored before
-    evaluation designs, before its first repetition is complete, or when a config has no
-    outcome at all (every run failed).
+    The design comes from ``rec.hyper["evaluation"]``; the look is the complete folds
+    (:func:`complete_cells`); decide mode spends alpha over its planned ``max_repetitions``
+    (no verdict before its first look), a fixed comparison analyses what it has as a single
+    look.  None for a comparison stored before evaluation designs, before its first look, or
+    when a config has no outcome at all (every run failed).
     """
     ev = (rec.hyper or {}).get("evaluation")
     if not ev or predictions is None:
         return None
-    scores = scores_from_record(rec, predictions)
-    reps = sorted({cell[0] for cells in scores.values() for cell in cells})
-    if not reps or any(not cells for cells in scores.values()):
-        return None
-    look = len(reps)
     design = design_from_hyper(ev)
-    big_r = max(int(ev.get("max_repetitions", look)), look) if ev.get("decide") else look
+    j = complete_cells(rec)
+    reps = -(-j // design.folds)
+    big_r = max(int(ev.get("max_repetitions", reps)), reps) if ev.get("decide") else reps
+    if j < 1 or (ev.get("decide") and j < look_schedule(design, big_r).cells[0]):
+        return None
+    scores = scores_from_record(rec, predictions)
+    if any(not cells for cells in scores.values()):
+        return None
     try:
-        return decide(scores, design, look=look, max_repetitions=big_r,
-                      margin=ev.get("margin", 0.01),
+        return decide(scores, design, cells=j, max_repetitions=big_r,
+                      single_look=not ev.get("decide"), margin=ev.get("margin", 0.01),
                       budget_exhausted=ev.get("stopped_because") == "budget")
     except NormScopeError:
         return None

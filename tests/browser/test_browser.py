@@ -128,8 +128,10 @@ def test_comparison_shows_live_progress_and_only_its_starter_cancels(server, pag
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     page.get_by_role("button", name="Start comparison").click()
     page.wait_for_function("location.search.includes('runs=')", timeout=30_000)
-    # Live progress: the bar's text moves past 0% and curves appear while runs are going.
-    progress = page.get_by_text(re.compile(r"running: [1-9]\d?% after"))
+    # Live progress: the bar's text moves past 0% of the most decide mode may run (it says
+    # which repetition, of at most how many) and curves appear while runs are going.
+    progress = page.get_by_text(re.compile(r"running: repetition 1 of at most 5, [1-9]\d?% of "
+                                           r"the most it may run"))
     progress.wait_for(timeout=90_000)
     page.wait_for_selector("text=Validation accuracy", timeout=60_000)
     shot(page, "compare-live")

@@ -62,7 +62,7 @@ def test_compare_json_schema_and_same_numbers_twice(home, tmp_path, cli):
     # the answer leads the output, and the JSON's summary is that same text
     assert first.stdout.splitlines()[: len(a["answer"]["text"])] == a["answer"]["text"]
     assert a["summary"] == " ".join(a["answer"]["text"]) and "2 seeds" in first.stdout
-    assert a["evaluation"] == {"kind": "holdout", "folds": 1, "repetitions": 2,
+    assert a["evaluation"] == {"kind": "holdout", "folds": 1, "repetitions": 2, "cells": 2,
                                "stopped_because": a["evaluation"]["stopped_because"]}
     for ca, cb in zip(a["configs"], b["configs"]):
         assert [r["test_acc"] for r in ca["runs"]] == [r["test_acc"] for r in cb["runs"]]

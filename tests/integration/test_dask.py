@@ -48,7 +48,7 @@ def cluster():
         lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None)
     client = Client(lc, set_as_default=False)
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(2, timeout=180)
     yield lc
     client.close()
     lc.close()
@@ -125,7 +125,7 @@ def test_a_killed_worker_reruns_only_its_job(cluster, home, tiny):
     assert [r.status for r in rec.runs] == ["done", "done"], [(r.status, r.message) for r in rec.runs]
     assert by[victim_run].test_acc is not None
     with Client(cluster.scheduler_address, set_as_default=False) as c:
-        c.wait_for_workers(2, timeout=60)  # the nanny restarted the killed one
+        c.wait_for_workers(2, timeout=180)  # the nanny restarted the killed one
 
 
 def test_unreachable_scheduler_one_error(home, tiny):
@@ -245,7 +245,7 @@ def test_cli_on_a_hand_started_scheduler_and_a_lost_scheduler(tmp_path, home, ti
         while True:
             try:
                 with Client(addr, timeout=3, set_as_default=False) as c:
-                    c.wait_for_workers(1, timeout=60)
+                    c.wait_for_workers(1, timeout=180)
                 break
             except OSError:
                 assert time.monotonic() < deadline, (tmp_path / "dask.log").read_text()[-2000:]

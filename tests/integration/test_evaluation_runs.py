@@ -19,7 +19,7 @@ from diagnostics.normalize import Normalizer
 from diagnostics.results import comparison_json, verdict_of
 from diagnostics.verdicts.design import design_folds
 from models.comparison import Comparison
-from models.executors import InlineExecutor
+from models.executors import NOT_STARTED, InlineExecutor
 from models.jobs import Job, design_of, prepare_data
 from models.store import RunStore
 from models.train import TrainConfig
@@ -78,7 +78,7 @@ class Scripted:
         rid = job["run_id"]
         if self.cancelled:
             return [{"kind": "finished", "run_id": rid, "status": "cancelled", "test_acc": None,
-                     "message": "cancelled", "elapsed_s": 0.0}]
+                     "message": NOT_STARTED, "elapsed_s": 0.0}]
         time.sleep(self.delay)
         test = design_folds(design_of(job["design"]), self.y,
                             repetition=job["repetition"])[job["fold"]].test
@@ -170,7 +170,7 @@ def test_folds_as_run_are_stratified_complete_paired_and_round_trip(home, data, 
     live, stored = comp.decision, verdict_of(rec, preds)
     assert live is not None and stored.as_json() == live.as_json() and stored.look == 2
     doc = json.loads(json.dumps(comparison_json(rec, preds), allow_nan=False))
-    assert doc["evaluation"] == {"kind": "cv", "folds": 3, "repetitions": 2,
+    assert doc["evaluation"] == {"kind": "cv", "folds": 3, "repetitions": 2, "cells": 6,
                                  "stopped_because": live.stopped_because}
     for c in doc["configs"]:
         assert {"name", "accuracy", "ci95", "n_runs", "n_examples", "test_acc_mean",
@@ -194,11 +194,31 @@ def _scripted(data, accuracy, **kw):
 
 def test_decide_mode_stops_once_decided(home, data):
     comp, rec, preds = _scripted(data, {"none": 0.95, "per_pixel": 0.3}, max_repetitions=4)
-    assert len(rec.runs) == 2 * 3 and rec.seeds == [0]  # one repetition was enough
+    # One repetition was enough.  The next one was queued before the workers ran dry; its
+    # runs never started and leave no trace.
+    assert len(rec.runs) == 2 * 3 and rec.seeds == [0]
+    assert rec.hyper["evaluation"]["cells"] == 3 and len(comp.snapshot().runs) == 6
     assert rec.hyper["evaluation"]["stopped_because"] == "decided"
     d = verdict_of(rec, preds)
     assert d.pairs[0].verdict == "worse" and d.answer.best == "none"
     assert comp.snapshot().evaluation["stopped_because"] == "decided"
+
+
+def test_decide_mode_looks_after_every_fold_and_drops_what_it_did_not_need(home, data):
+    ds = load_dataset(data)
+    ex = Scripted(ds.y, {"none": 0.97, "per_pixel": 0.2})
+    comp = Comparison(data, "none,per_pixel", train=QUICK, evaluation="cv", folds=5,
+                      executor=ex).start()
+    assert comp.wait(60)
+    rec, preds = comp.record(), RunStore().predictions(comp.id)
+    # Decided at the first look, 3 of 5 folds: the other folds' runs never ran.
+    assert rec.hyper["evaluation"]["cells"] == 3 and len(rec.runs) == 2 * 3
+    assert {(r.repetition, r.fold) for r in rec.runs} == {(0, f) for f in range(3)}
+    d = verdict_of(rec, preds)
+    assert d.cells == 3 and d.as_json() == comp.decision.as_json()
+    assert "3 folds of 5-fold CV" in d.answer.text[0]
+    doc = comparison_json(rec, preds)
+    assert doc["evaluation"]["cells"] == 3 and doc["evaluation"]["stopped_because"] == "decided"
 
 
 def test_decide_mode_stops_at_the_maximum_and_at_the_budget(home, data):

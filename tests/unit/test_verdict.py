@@ -16,7 +16,7 @@ from diagnostics.verdicts.answer import label
 from diagnostics.errors import NormScopeError
 from diagnostics.verdicts.design import Design, make_design
 from diagnostics.verdicts.sequential import boundaries, holm, nominal_level, obf_spending, sequential_p
-from diagnostics.verdicts.decide import decide
+from diagnostics.verdicts.decide import FIRST_LOOK_FOLDS, decide, look_schedule
 from verdict_sim import World, as_scores, run_decide, simulate
 
 CV = Design("cv", 5)
@@ -73,6 +73,44 @@ def test_sequential_p_inverts_the_nominal_levels():
     assert sequential_p(0.03, 1, 1) == 0.03  # one look: no spending
 
 
+def test_unequal_looks_spend_exactly_alpha_and_follow_the_information():
+    # Looks at unequal information fractions: the boundaries of a Brownian motion observed
+    # there cross with probability alpha in all (Monte Carlo), and equal fractions give the
+    # equally spaced boundaries.
+    t = np.array([0.5, 0.6, 0.9, 1.0])
+    c = boundaries(tuple(t), 0.05)
+    inc = np.random.default_rng(2).standard_normal((400_000, 4)) * np.sqrt(np.diff(t, prepend=0))
+    z = np.cumsum(inc, 1) / np.sqrt(t)
+    assert abs(np.mean(np.any(np.abs(z) >= c, 1)) - 0.05) < 0.002
+    assert np.allclose(boundaries((0.2, 0.4, 0.6, 0.8, 1.0), 0.05), boundaries(5, 0.05))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        boundaries((0.5, 0.5, 1.0), 0.05)
+
+
+def test_decide_mode_looks_after_every_fold_with_information_of_the_corrected_t():
+    sched = look_schedule(CV, 5)
+    assert sched.cells == tuple(range(FIRST_LOOK_FOLDS, 26)) and sched.times[-1] == 1.0
+    info = lambda j: 1 / (1 / j + 1 / 4)  # noqa: E731  (n_test / n_train = 1/4 at k = 5)
+    assert np.allclose(sched.times, [info(j) / info(25) for j in sched.cells])
+    assert sched.look_of(2) == 1 and sched.look_of(5) == 3 and sched.look_of(25) == 23
+    holdout = look_schedule(Design("holdout", 1), 3)
+    assert holdout.cells == (1, 2, 3) and np.allclose(holdout.times, [1 / 3, 2 / 3, 1])
+
+
+def test_a_look_mid_repetition_uses_the_first_folds_only(rng):
+    sc = counts({"none": .80, "per_pixel": .60}, reps=2, rng=rng)
+    d = decide(sc, CV, cells=7, max_repetitions=5)
+    assert d.cells == 7 and d.look == 2 and d.configs[0].n_runs == 7
+    assert "5-fold CV x 1 + 2 folds" in d.answer.text[0]
+    three = decide(sc, CV, cells=3, max_repetitions=5)
+    assert three.configs[0].n_runs == 3 and "3 folds of 5-fold CV" in three.answer.text[0]
+    # Equivalence needs two whole repetitions: 9 identical folds are not enough, 10 are.
+    same = {(r, f): (180, 200) for r in range(2) for f in range(5)}
+    words = [decide({"none": same, "x": same}, CV, cells=j, max_repetitions=2).pairs[0].verdict
+             for j in (9, 10)]
+    assert words[0] == "unclear"
+
+
 def test_spending_holds_optional_stopping_near_5_percent_for_exact_t_tests():
     # The mechanism alone, where the t-test's variance is exactly right: 5 iid N(0, 1) runs
     # per look, a one-sample t-test after each of 5 looks, stop at the first crossing.  The
@@ -106,7 +144,12 @@ def test_cv_config_interval_and_pair_test_are_the_corrected_repeated_kfold_t(rng
     t = diff.mean() / (diff.std(ddof=1) * math.sqrt(1 / 10 + 1 / 4))
     assert (p.a, p.b) == ("none", "per_pixel") and math.isclose(p.diff, diff.mean())
     assert math.isclose(p.p_value, 2 * sps.t.sf(abs(t), 9))
-    assert math.isclose(p.p_adjusted, sequential_p(p.p_value, 2, 2))  # one pair, last look
+    sched = look_schedule(CV, 2)  # one pair, the last look (10 folds) of 2 repetitions
+    assert sched.look_of(10) == len(sched.cells)
+    assert math.isclose(p.p_adjusted, sequential_p(p.p_value, sched.look_of(10), sched.times))
+    # A fixed comparison is looked at once: all of alpha, the plain p-value.
+    assert math.isclose(decide(sc, CV, max_repetitions=2, single_look=True).pairs[0].p_adjusted,
+                        p.p_value)
 
 
 def test_holdout_interval_adds_the_test_set_binomial_variance():
@@ -206,7 +249,8 @@ def test_every_pair_is_in_the_holm_family_and_the_best_is_not_pre_chosen(rng):
     names = list(sc)
     allp = [decide({a: sc[a], b: sc[b]}, CV, max_repetitions=5).pairs[0].p_value
             for i, a in enumerate(names) for b in names[i + 1:]]
-    expected = holm(np.array([sequential_p(p, 3, 5) for p in allp]))
+    sched = look_schedule(CV, 5)
+    expected = holm(np.array([sequential_p(p, sched.look_of(15), sched.times) for p in allp]))
     got = {frozenset((p.a, p.b)): p.p_adjusted for p in d.pairs}
     for (i, j), e in zip([(0, 1), (0, 2), (1, 2)], expected):
         assert math.isclose(got[frozenset((names[i], names[j]))], e)
@@ -250,7 +294,8 @@ def test_json_has_exactly_the_issue_schema(rng):
     d = decide(counts({"none": .8, "per_pixel": .7, "x": .8}, reps=2, rng=rng), CV)
     j = json.loads(json.dumps(d.as_json()))
     assert set(j) == {"evaluation", "configs", "pairs", "answer"}
-    assert j["evaluation"] == {"kind": "cv", "folds": 5, "repetitions": 2, "stopped_because": None}
+    assert j["evaluation"] == {"kind": "cv", "folds": 5, "repetitions": 2, "cells": 10,
+                               "stopped_because": None}
     assert all(set(c) == {"name", "accuracy", "ci95", "n_runs", "n_examples"} for c in j["configs"])
     assert all(set(p) == {"a", "b", "diff", "ci95", "p_value", "p_adjusted", "verdict"}
                for p in j["pairs"])

@@ -140,21 +140,23 @@ def as_scores(counts: np.ndarray, n_test: int, names=("a", "b")) -> dict:
 
 
 def run_decide(counts: np.ndarray, w: World, *, margin: float = 0.01):
-    """Decide mode on each simulated comparison (``counts`` of :class:`Simulated`): add
-    repetitions until ``stop``.
+    """Decide mode on each simulated comparison (``counts`` of :class:`Simulated`): look after
+    every fold of its schedule until ``stop``.
 
-    Returns (verdict at stop, look at stop, the stopping Decision) per comparison.
+    Returns (verdict at stop, repetitions' worth of folds used at stop (J / k), the stopping
+    Decision) per comparison.
     """
     from diagnostics.verdicts.design import Design
-    from diagnostics.verdicts.decide import decide
+    from diagnostics.verdicts.decide import decide, look_schedule
 
     design = Design("cv", w.k, max_repetitions=w.reps)
+    looks = look_schedule(design, w.reps).cells
     out = []
     for one in counts:
         scores = as_scores(one, w.n // w.k)
-        for look in range(1, w.reps + 1):
-            d = decide(scores, design, look=look, margin=margin)
+        for j in looks:
+            d = decide(scores, design, cells=j, margin=margin)
             if d.stop:
                 break
-        out.append((d.pairs[0].verdict, look, d))
+        out.append((d.pairs[0].verdict, j / w.k, d))
     return out
