@@ -443,12 +443,13 @@ def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "",
         fig.add_trace(go.Scatter(
             x=[100 * c.mean], y=[c.name], mode="markers", error_x=err, name=c.name,
             marker=dict(color=color, size=12), showlegend=False,
-            hovertemplate=f"{c.name}: %{{x:.1f}}% over {c.n} seeds<extra>mean, 95% CI</extra>",
+            hovertemplate=(f"{c.name}: %{{x:.1f}}% over {c.n} run{'s' if c.n != 1 else ''}"
+                           "<extra>mean, 95% CI</extra>"),
         ))
     title += f" — {dataset_name}" if dataset_name else ""
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
-        xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over seeds"),
+        xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over runs"),
                    gridcolor="#e5e5e5"),
         yaxis=dict(categoryorder="array", categoryarray=names[::-1]),
         height=120 + 45 * len(names), plot_bgcolor="white",

@@ -176,6 +176,9 @@ def test_results_figure_marks_each_mean_with_its_interval():
     lo, hi = res.configs[0].ci95
     assert none.error_x.array[0] == pytest.approx(100 * hi - 85.0)
     assert none.error_x.arrayminus[0] == pytest.approx(85.0 - 100 * lo)
+    assert "over 2 runs" in none.hovertemplate
+    one = figures.results_figure(compare(["none"], {"none": {0: 0.8}}))
+    assert "over 1 run<" in one.data[0].hovertemplate  # never "1 seeds"
 
 
 def _stops(fig_or_trace):
