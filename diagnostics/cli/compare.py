@@ -146,7 +146,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--workers", type=_int(1), default=None,
                    help="worker processes, one torch thread each (default: CPU cores)")
     c.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
-    r = sub.add_parser("runs", help="list the stored training runs (epochs, test accuracy in points, date); export their curves")
+    r = sub.add_parser("runs", help="list the stored training runs (epochs, test accuracy in "
+                                    "points, date); export their curves")
     r.add_argument("--json", action="store_true", help="print the runs with curves as one JSON list")
     r.add_argument("--csv", metavar="OUT", help="write every run's per-epoch curves to this CSV file")
     r.add_argument("--predictions", metavar="OUT",
