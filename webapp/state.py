@@ -56,7 +56,7 @@ def current_view() -> share.View:
         tab=s.get("tab", "Statistics"), on=s.get("on", "train"),
         log_color=bool(s.get("log_color", True)), colorscale=s.get("colorscale", "Viridis"),
         configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
-        report=bool(s.get("report", False)),
+        report=bool(s.get("report", False)), profiles=bool(s.get("profiles", False)),
         settings=tuple((k, f"{s[k]:g}" if isinstance(s[k], float) else str(s[k]))
                        for k, default in runs.SETTINGS.items()
                        if k in s and s[k] is not None and s[k] != default),

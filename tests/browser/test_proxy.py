@@ -142,9 +142,9 @@ def test_the_app_works_through_the_proxy(proxy, browser):
         after = float(slider.input_value())
         assert after > before
         page.wait_for_function(f"location.search.includes('mask_snr={after:g}')", timeout=15_000)
-        page.wait_for_function(  # the row-SNR chart redrawn with the new threshold
-            "Array.from(document.querySelectorAll('.legendtext'))"
-            f".some(e => e.textContent.includes('mask < {after:g}'))", timeout=15_000)
+        page.wait_for_function(  # the heatmaps redrawn: their caption gives the new threshold
+            "Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+            f".some(e => e.textContent.includes('row SNR < {after:g})'))", timeout=15_000)
         # The share link names the proxy's address, which is what a teammate can reach.
         page.get_by_role("button", name="Share this view").click()
         code = page.locator('[data-testid="stCode"]').first
