@@ -66,7 +66,7 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
     wait to be asked for.  The expander's state is in the URL (``profiles``), so a link and
     report view show what their sender saw.
     """
-    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask, threshold)
+    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask)
     common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
                   caption_text=cap, dataset_name=ds.name)
     for row in (("mean", "std"), ("snr", "amplification")):
@@ -106,7 +106,7 @@ def class_maps_ui(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, thr
                           "its energy."):
         return
     with st.container():
-        cap = figures.caption(ds.name, stats.n, ds.n, on, mask, threshold)
+        cap = figures.caption(ds.name, stats.n, ds.n, on, mask)
         fig = figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
                                   row_label=ds.row_label, col_label=ds.col_label,
                                   row_origin=ds.row_origin, caption_text=cap,

@@ -63,16 +63,30 @@ MAPS = {
 }
 
 
-def caption(dataset_name: str, n: int, n_total: int, split: str, mask: np.ndarray | None,
-            threshold: float | None = None) -> str:
-    """One line saying what a figure shows: dataset, N, split and mask."""
+def caption(dataset_name: str, n: int, n_total: int, split: str,
+            mask: np.ndarray | None) -> str:
+    """One line saying what a figure shows: dataset, N, split and the masked rows.
+
+    The mask is named by its rows, not by the threshold that chose them: a manual range can
+    add rows, and a figure whose rows did not change stays the same picture, so the browser
+    need not redraw it when the slider moves without changing the mask.
+    """
     text = f"{dataset_name} · N = {n:,} {split} examples of {n_total:,}"
     if mask is not None and mask.any():
-        rule = f" (row SNR < {threshold:g})" if threshold else ""
-        text += f" · {int(mask.sum())} masked rows{rule}"
+        text += f" · {int(mask.sum())} masked rows ({row_ranges(np.flatnonzero(mask))})"
     else:
         text += " · no rows masked"
     return text
+
+
+def row_ranges(idx: np.ndarray, *, most: int = 3) -> str:
+    """Sorted row indices as at most ``most`` ranges: ``[0, 1, 2, 5]`` -> ``"0-2, 5"``; more
+    are counted (``"0-2, 5, 7, and 4 more"``), so the caption stays one line."""
+    runs = _runs(np.isin(np.arange(int(idx.max()) + 1), idx)) if len(idx) else []
+    parts = [f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs]
+    if len(parts) > most:
+        parts = parts[:most] + [f"and {len(parts) - most} more"]
+    return ", ".join(parts)
 
 
 def _two_lines(caption_text: str) -> str:

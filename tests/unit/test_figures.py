@@ -96,8 +96,10 @@ def test_axes_and_row_origin(stats):
 
 def test_caption_is_shown(stats):
     mask = row_mask(stats.row_snr, rows=(9, 11))
-    text = figures.caption("demo", stats.n, 1200, "train", mask, 0.6)
-    assert text == "demo · N = 240 train examples of 1,200 · 3 masked rows (row SNR < 0.6)"
+    text = figures.caption("demo", stats.n, 1200, "train", mask)
+    assert text == "demo · N = 240 train examples of 1,200 · 3 masked rows (9-11)"
+    # the rows, not the threshold: a manual range adds rows that no threshold names
+    assert figures.row_ranges(np.array([0, 1, 2, 5, 7, 9, 10, 20])) == "0-2, 5, 7, and 2 more"
     assert figures.caption("x", 5, 9, "all", np.zeros(3, bool)).endswith("no rows masked")
     for fig in (figures.heatmap(stats, "mean", caption_text=text, dataset_name="demo"),
                 figures.row_snr_profile(stats, caption_text=text),
