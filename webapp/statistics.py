@@ -30,9 +30,9 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     lo_text = "0" if 0 <= lo < 1e-6 * max(hi, 1e-300) else f"{lo:.3g}"
     c[3].metric("Value range", f"{lo_text} … {hi:.4g}", help=f"exact minimum {lo:.6g}")
     amp = np.nanmax(stats.amplification) if np.isfinite(stats.amplification).any() else None
-    c[4].metric("Max noise amplification", "n/a" if amp is None else f"{amp:,.0f}×",
-                help="How much per-pixel z-scoring inflates the quietest pixel relative to "
-                     "one global scale.")
+    c[4].metric("Max amplification", "n/a" if amp is None else f"{amp:,.0f}×",
+                help="Noise amplification: how much per-pixel z-scoring inflates the quietest "
+                     "pixel relative to one global scale.")
     share_ = energy_share(stats, mask)
     label = ds.row_noun
     if mask.any():

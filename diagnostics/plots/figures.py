@@ -230,8 +230,10 @@ def row_snr_profile(
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        legend=dict(orientation="h", y=-0.42, yanchor="top", font=dict(size=11)), height=500,
-        margin=dict(l=60, r=20, t=150 if stats.band_info is not None else 85, b=150),
+        # The legend at the foot of the figure, under the x-axis title, whatever the height.
+        legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0,
+                    font=dict(size=11)), height=560,
+        margin=dict(l=60, r=20, t=150 if stats.band_info is not None else 85, b=125),
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"), shapes=[], annotations=[],
     )
     info = stats.band_info
@@ -359,7 +361,8 @@ def class_means(
         if k == 0:
             fig.update_yaxes(title_text=row_label, row=r + 1, col=1)
         if r == nrows - 1 or c + cols >= C:
-            fig.update_xaxes(title_text=col_label, row=r + 1, col=k + 1)
+            fig.update_xaxes(title_text=col_label, title_standoff=6, automargin=True,
+                             row=r + 1, col=k + 1)
         for lo, hi in _runs(mask):
             fig.add_shape(type="rect", x0=-0.5, x1=W - 0.5, y0=lo - 0.5, y1=hi + 0.5,
                           fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot"),
@@ -367,7 +370,8 @@ def class_means(
     title = "Per-class mean maps" + (f" — {dataset_name}" if dataset_name else "")
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
-        height=230 * nrows + 90, margin=dict(l=50, r=20, t=90, b=30),
+        # b: room for the x-axis title under the tick labels (at 30 it sat on them).
+        height=230 * nrows + 120, margin=dict(l=50, r=20, t=90, b=60),
         plot_bgcolor=UNDEFINED_BG, font=dict(family="Arial, sans-serif"),
     )
     return fig
@@ -384,7 +388,7 @@ def curves_figure(
     smooth: int = 1,
     dataset_name: str = "",
 ) -> go.Figure:
-    """Mean across seeds of each configuration's curve, with a min-max band.
+    """Mean across runs of each configuration's curve, with a min-max band.
 
     Parameters
     ----------
@@ -422,7 +426,7 @@ def curves_figure(
             x=x, y=(k * band.mean).tolist(), mode="lines", name=f"{name} ({n_seeds} run{'s' if n_seeds != 1 else ''})",
             line=dict(color=color, width=2), legendgroup=name,
             hovertemplate=f"{name}<br>{x_label} %{{x}}<br>{metric} %{{y:.1f}}" + ("%" if percent else "")
-                          + "<extra>mean of seeds</extra>",
+                          + "<extra>mean of runs</extra>",
         ))
     fig.update_layout(
         title=dict(text=(title or metric.capitalize()) + (f" — {dataset_name}" if dataset_name
@@ -431,11 +435,11 @@ def curves_figure(
                    font=dict(size=15)),
         xaxis=dict(title=dict(text=x_label), gridcolor="#e5e5e5"),
         yaxis=dict(title=dict(text=metric + (" (%)" if percent else "")), gridcolor="#e5e5e5"),
-        # Legend to the right of the plot: below it, it collided with the axis title whenever
-        # the configs needed a second row (report view, narrow columns).
-        legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top",
-                    font=dict(size=11)), height=400, plot_bgcolor="white",
-        margin=dict(l=60, r=150, t=70, b=50), font=dict(family="Arial, sans-serif"),
+        # Legend at the foot of the figure (container coordinates: under the axis title however
+        # many rows the configs need); to the right it took a third of a narrow column.
+        legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0,
+                    font=dict(size=11)), height=460, plot_bgcolor="white",
+        margin=dict(l=60, r=20, t=70, b=130), font=dict(family="Arial, sans-serif"),
     )
     return fig
 
