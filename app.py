@@ -6,7 +6,8 @@ Wiring only: the page, the sidebar and the tabs.  The views live in ``webapp/`` 
 through :mod:`webapp.runs` only).
 
 The view lives in the URL: widgets are bound to query parameters (``dataset``, ``mask_snr``,
-``tab``, ``on``, ``log_color``, ``colorscale``, ``report``, ``configs``, ``runs``), so a link
+``tab``, ``on``, ``log_color``, ``colorscale``, ``report``, ``configs``, ``runs``,
+``advice``), so a link
 reproduces what its sender saw.  Parameters are validated before the widgets read them; a bad
 one gives a notice and the default.
 """
@@ -18,15 +19,21 @@ import streamlit as st
 from diagnostics.errors import NormScopeError
 from webapp.text import grouped, md
 from webapp import runs, share, sidebar, state
+from webapp.advise import advise_page
 from webapp.cache import get_dataset, get_stats
 from webapp.compare import compare_page, runs_picker_ui
 from webapp.report_view import header_ui
+from webapp.sees import sees_page
 from webapp.statistics import statistics_page
 
 
 def main() -> None:
     st.set_page_config(page_title="NormScope", layout="wide")
-    runs.mark_interrupted()
+    try:
+        runs.mark_interrupted()
+        store_error = None
+    except NormScopeError as exc:  # a full disk or a read-only data directory: say so once
+        store_error = str(exc)
     state.url_notices()
     sidebar.pending_open()
     ds, on = sidebar.dataset_ui()
@@ -38,24 +45,35 @@ def main() -> None:
         stats = get_stats(ds.id, on, ds)
     mask, threshold = sidebar.mask_ui(stats, ds)
     log_color, scale, report_view = sidebar.options_ui()
-    runs_picker_ui(ds)
+    if store_error is None:
+        runs_picker_ui(ds)
     share_box = st.sidebar.container()
     header_ui(ds, report_view)
     grouped_notices = grouped(state.notices())
     if grouped_notices:
         st.warning(grouped_notices, icon=":material/link:")
-    if runs.store_notice():
+    if store_error is not None:
+        st.error(md(store_error), icon=":material/database:")
+    elif runs.store_notice():
         st.warning(md(runs.store_notice()), icon=":material/database:")
     tabs = st.tabs(list(share.TABS), key="tab", bind=state.BIND)
     with tabs[0]:
         if tabs[0].open:
             statistics_page(ds, stats, on, mask, threshold, log_color, scale, report_view)
     with tabs[1]:
-        if tabs[1].open:
+        if tabs[1].open and store_error is None:
             # Comparisons fit on the training split: its statistics pick the default configs
             # and describe the runs, whatever "Statistics over" shows.
             train = stats if on == "train" else get_stats(ds.id, "train", ds)
             compare_page(ds, train, threshold, report_view)
+    with tabs[2]:
+        if tabs[2].open:
+            train = stats if on == "train" else get_stats(ds.id, "train", ds)
+            sees_page(ds, train, threshold, report_view)
+    with tabs[3]:
+        if tabs[3].open and store_error is None:
+            train = stats if on == "train" else get_stats(ds.id, "train", ds)
+            advise_page(ds, train, threshold, report_view)
     state.share_ui(share_box)
 
 

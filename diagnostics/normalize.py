@@ -3,18 +3,24 @@
 A configuration name reads ``[compression+]scaler[@mask]``:
 
 * compression (optional): ``log1p`` (``sign(x) * log1p(|x|)``, which is ``log1p`` for
-  non-negative power) or ``db`` (librosa's ``power_to_db`` conventions: ``ref=1.0``,
+  non-negative power), ``db`` (librosa's ``power_to_db`` conventions: ``ref=1.0``,
   ``amin=1e-10``, ``top_db=80`` relative to each example's maximum, as calling
-  ``librosa.power_to_db`` on each clip does);
+  ``librosa.power_to_db`` on each clip does) or ``pcen`` (``librosa.pcen`` of
+  ``sqrt(x) * 2**31`` along time, parameters ``pcen:gain=..:bias=..:power=..:t=..:eps=..``; see
+  :mod:`diagnostics.transforms`).  A compression alone (``pcen``, ``db``) means ``+none``;
 * scaler: ``none``, ``global`` (one mean and std), ``per_pixel`` (the z-score of every pixel
   over the examples, scikit-learn's ``StandardScaler`` on flattened data), ``per_row`` (one
   mean and std per row, i.e. per frequency band, over examples and frames), ``minmax`` and
   ``robust`` (per pixel, as scikit-learn's ``MinMaxScaler`` and ``RobustScaler`` on
-  flattened data: range to [0, 1], and median / interquartile range);
+  flattened data: range to [0, 1], and median / interquartile range), ``instance`` (each
+  example's own z-score: nothing fitted), ``instance_row`` (each row of each example z-scored
+  over its frames: nothing fitted) and ``shrink`` (per-pixel z-score whose variance is shrunk
+  toward the band's, weight ``shrink:w=0.5``);
 * ``@mask`` (optional): drop the rows whose row SNR on the training split (of the input as
   given, before any compression: the SNR the Statistics page shows) is under ``mask_snr``.
 
-Examples: ``none``, ``per_pixel``, ``per_pixel@mask``, ``db+per_row``, ``log1p+global@mask``.
+Examples: ``none``, ``per_pixel``, ``per_pixel@mask``, ``db+per_row``, ``log1p+global@mask``,
+``pcen``, ``pcen:t=0.06+per_row@mask``, ``db+instance_row``, ``shrink:w=0.25``.
 
 Compression is for non-negative power: on data with negative values (MFCCs, logmel in dB)
 ``db`` would floor every negative value at the same level, and ``log1p`` would take a second
@@ -37,18 +43,24 @@ the Normalizer that applies it are one contract (tested together against scikit-
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import NormScopeError
+from diagnostics import transforms
 from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.stats.accumulate import PixelStats, StatsAccumulator, is_constant
 from diagnostics.stats.moments import CHUNK_BYTES, row_mask
 
-COMPRESSIONS = ("log1p", "db")
-SCALERS = ("none", "global", "per_pixel", "per_row", "minmax", "robust")
+COMPRESSIONS = ("log1p", "db", "pcen")
+SCALERS = ("none", "global", "per_pixel", "per_row", "minmax", "robust", "instance",
+           "instance_row", "shrink")
+#: Scalers with nothing fitted: each example is standardized by its own moments.
+INSTANCE_SCALERS = ("instance", "instance_row")
 MASK_SUFFIX = "mask"
 #: librosa.power_to_db defaults: power floor, reference power and dynamic range (dB).
 DB_AMIN = 1e-10
@@ -66,8 +78,9 @@ def valid_parts() -> str:
     """One line naming every valid part of a configuration name."""
     return (
         f"scalers {', '.join(SCALERS)}; optional prefix "
-        f"{' or '.join(c + '+' for c in COMPRESSIONS)}; optional suffix @{MASK_SUFFIX} "
-        "(e.g. db+per_row, per_pixel@mask)"
+        f"{', '.join(c + '+' for c in COMPRESSIONS)} (alone: +none); optional suffix "
+        f"@{MASK_SUFFIX}; parameters after colons, {transforms.param_help()} (e.g. db+per_row, "
+        "per_pixel@mask, pcen:t=0.06+per_row)"
     )
 
 
@@ -83,24 +96,40 @@ class Config:
         One of :data:`COMPRESSIONS`, or None.
     mask : bool
         Drop low-SNR rows.
+    compress_params, scaler_params : tuple of (key, value)
+        Parameters that differ from the defaults (``pcen``'s, ``shrink``'s), in canonical
+        order; :meth:`compress_kwargs` / :meth:`scaler_kwargs` fill in the defaults.
     """
 
     scaler: str
     compress: str | None = None
     mask: bool = False
+    compress_params: tuple[tuple[str, float], ...] = ()
+    scaler_params: tuple[tuple[str, float], ...] = ()
 
     @property
     def name(self) -> str:
-        """The canonical name, e.g. ``db+per_row@mask``."""
-        head = f"{self.compress}+" if self.compress else ""
-        return f"{head}{self.scaler}{'@' + MASK_SUFFIX if self.mask else ''}"
+        """The canonical name, e.g. ``db+per_row@mask`` or ``pcen:t=0.06+none``."""
+        head = (transforms.format_part(self.compress, self.compress_params) + "+"
+                if self.compress else "")
+        return (f"{head}{transforms.format_part(self.scaler, self.scaler_params)}"
+                f"{'@' + MASK_SUFFIX if self.mask else ''}")
+
+    def compress_kwargs(self) -> dict[str, float]:
+        """Every parameter of the compression, defaults filled in (empty without any)."""
+        return transforms.param_values(self.compress or "", self.compress_params)
+
+    def scaler_kwargs(self) -> dict[str, float]:
+        """Every parameter of the scaler, defaults filled in (empty without any)."""
+        return transforms.param_values(self.scaler, self.scaler_params)
 
     def __str__(self) -> str:
         return self.name
 
 
 def parse_config(name: str) -> Config:
-    """Parse ``[compression+]scaler[@mask]``.
+    """Parse ``[compression+]scaler[@mask]`` (parts may carry ``:key=value`` parameters; a
+    compression alone means ``compression+none``).
 
     Raises
     ------
@@ -119,26 +148,33 @@ def parse_config(name: str) -> Config:
                 f"{valid_parts()}"
             )
         mask = True
-    compress = None
+    compress, c_params = None, ()
+    if "+" not in body and body.partition(":")[0] in COMPRESSIONS:
+        body = f"{body}+none"  # a compression alone: nothing scaled after it
     if "+" in body:
         compress, _, body = body.partition("+")
-        if compress not in COMPRESSIONS:
+        if compress.partition(":")[0] not in COMPRESSIONS:
             raise NormScopeError(
-                f"configuration {name!r} has an unknown compression {compress!r}; valid parts: "
-                f"{valid_parts()}"
+                f"configuration {name!r} has an unknown compression "
+                f"{compress.partition(':')[0]!r}; valid parts: {valid_parts()}"
             )
-    if body not in SCALERS:
+        compress, c_params = transforms.parse_part(compress, str(name))
+    if body.partition(":")[0] not in SCALERS:
         raise NormScopeError(
-            f"configuration {name!r} has an unknown scaler {body!r}; valid parts: {valid_parts()}"
+            f"configuration {name!r} has an unknown scaler {body.partition(':')[0]!r}; valid "
+            f"parts: {valid_parts()}"
         )
-    return Config(scaler=body, compress=compress, mask=mask)
+    body, s_params = transforms.parse_part(body, str(name))
+    return Config(scaler=body, compress=compress, mask=mask, compress_params=c_params,
+                  scaler_params=s_params)
 
 
 def all_config_names() -> list[str]:
     """Every configuration name the grammar allows, canonical, in a fixed order.
 
     No compression, then each of :data:`COMPRESSIONS`, times each of :data:`SCALERS`; all of
-    those without ``@mask`` first, then with it (3 x 6 x 2 = 36 names).
+    those without ``@mask`` first, then with it (4 x 9 x 2 = 72 names), parameters at their
+    defaults.
     """
     heads = [""] + [f"{c}+" for c in COMPRESSIONS]
     return [f"{h}{s}{m}" for m in ("", f"@{MASK_SUFFIX}") for h in heads for s in SCALERS]
@@ -236,6 +272,8 @@ def negative_values(source: PixelStats | np.ndarray, *,
 _WHY_NOT_SIGNED = {
     "db": "dB would floor every negative value at the same level, erasing their differences",
     "log1p": "log1p would take a second log of log-domain values",
+    "pcen": "PCEN divides by a smoothed energy and takes a root, defined for non-negative "
+            "energy only",
 }
 
 
@@ -252,7 +290,7 @@ def check_configs_for(source: PixelStats | np.ndarray, configs: str | list | tup
                       indices: np.ndarray | None = None) -> list[Config]:
     """Parse configuration names and refuse those the data cannot take.
 
-    Compression (``db+``, ``log1p+``) is refused on data with negative values.
+    Compression (``db+``, ``log1p+``, ``pcen+``) is refused on data with negative values.
 
     Parameters
     ----------
@@ -299,13 +337,16 @@ def valid_config_names(stats: PixelStats) -> list[str]:
     return [n for n in all_config_names() if not (signed and "+" in n)]
 
 
-def compress(x: np.ndarray, method: str | None) -> np.ndarray:
+def compress(x: np.ndarray, method: str | None, params: dict | None = None) -> np.ndarray:
     """Apply a compression to a chunk (m, H, W); returns float64.
 
     ``db`` follows ``librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=80)`` applied to each
     example on its own (the clip's maximum sets the floor), so the result never depends on
-    how examples are chunked.  Non-finite inputs stay non-finite (the caller decides).
+    how examples are chunked; so does ``pcen`` (:func:`diagnostics.transforms.pcen`, with
+    ``params`` as keyword arguments).  Non-finite inputs stay non-finite (the caller decides).
     """
+    if method == "pcen":
+        return transforms.pcen(x, **(params or {}))
     x = np.asarray(x, dtype=np.float64)
     if method is None:
         return x
@@ -366,8 +407,9 @@ class Normalizer:
     mask_snr : float
         Row-SNR threshold of ``@mask`` (ignored without it).
     std_floor : float
-        Lower bound on every learned scale (std, IQR or range); 0 leaves scales alone.
-        Constant pixels get scale 1 either way.
+        Lower bound on every learned scale (std, IQR or range), and on every example's (or
+        example-row's) std of the instance scalers; 0 leaves scales alone.  Constant pixels,
+        examples and rows get scale 1 either way.
     chunk_rows : int, optional
         Examples per chunk while fitting (default: about 8 MB of float64).
 
@@ -380,7 +422,14 @@ class Normalizer:
     keep_rows_ : bool array, shape (H,)
         Rows that ``transform`` keeps.
     center_, scale_ : float64 arrays broadcastable to (H', W)
-        ``transform`` returns ``(compress(x)[kept rows] - center_) / scale_``.
+        ``transform`` returns ``(compress(x)[kept rows] - center_) / scale_``; for the
+        instance scalers (nothing fitted) 0 and 1, after each example (``instance``) or each
+        of its rows (``instance_row``) is z-scored by its own mean and std.
+    n_floored_ : int or None
+        Instance scalers only: training examples (``instance``) or example-rows
+        (``instance_row``) whose std was zero up to round-off (scale 1: they come out as
+        zeros) or under ``std_floor`` (scale ``std_floor``); None for the other scalers, whose
+        constant pixels :attr:`stats_` counts.
     n_samples_seen_ : int
     shape_in_ : (H, W)
     """
@@ -435,6 +484,8 @@ class Normalizer:
         # the wrong rows.
         raw = StatsAccumulator((H, W)) if cfg.mask and cfg.compress else None
         n_neg, n_fin, lo = 0, 0, np.inf
+        kwargs = cfg.compress_kwargs()
+        moments = []  # instance scalers: each training example's row moments, to count floors
         for chunk in self._chunks(X, idx):
             if cfg.compress:
                 # Counted as we go (no extra pass); refused below, before anything is kept.
@@ -444,7 +495,10 @@ class Normalizer:
                 if neg.any():
                     n_neg += int(np.count_nonzero(neg))
                     lo = min(lo, float(np.min(chunk[neg])))
-            acc.partial_fit(compress(chunk, cfg.compress))
+            squashed = compress(chunk, cfg.compress, kwargs)
+            acc.partial_fit(squashed)
+            if cfg.scaler in INSTANCE_SCALERS:
+                moments.append(transforms.row_moments(squashed))
             if raw is not None:
                 raw.partial_fit(chunk)
         if n_neg:
@@ -464,8 +518,17 @@ class Normalizer:
                 )
 
         center, scale = self._fit_scaler(cfg, stats, keep, X, idx)
-        if self.std_floor > 0 and cfg.scaler != "none":
+        if self.std_floor > 0 and cfg.scaler not in ("none", *INSTANCE_SCALERS):
             scale = np.maximum(scale, self.std_floor)
+        self.n_floored_ = None
+        if cfg.scaler in INSTANCE_SCALERS:
+            cnt, mean, m2 = (np.concatenate(a) for a in zip(*moments))
+            if cfg.scaler == "instance_row":
+                cnt, mean, m2 = cnt[:, keep], mean[:, keep], m2[:, keep]
+            else:
+                cnt, mean, m2 = transforms.pool_rows(cnt, mean, m2, keep)
+            _, floored = transforms.instance_scale(cnt, mean, m2, std_floor=self.std_floor)
+            self.n_floored_ = int(floored.sum())
         self.config_ = cfg
         self.stats_ = stats
         self.row_snr_ = mask_snr_rows
@@ -480,22 +543,35 @@ class Normalizer:
                     idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         count = stats.count[keep].astype(np.float64)
         mean = np.where(count > 0, stats.mean[keep], 0.0)
-        var = np.where(count > 0, stats.std[keep] ** 2, 0.0)
+        std = np.where(count > 0, stats.std[keep], 0.0)
         s = cfg.scaler
-        if s == "none":
+        if s == "none" or s in INSTANCE_SCALERS:
             return np.zeros((1, 1)), np.ones((1, 1))
         if s == "per_pixel":
-            return mean, _handle_zeros_in_scale(np.sqrt(var), stats.constant[keep])
+            return mean, _handle_zeros_in_scale(std, stats.constant[keep])
+        if s == "shrink":
+            with np.errstate(over="ignore", under="ignore"):
+                var = std ** 2
+            return mean, transforms.shrink_scale(mean, var, count, stats.constant[keep],
+                                                 **cfg.scaler_kwargs())
         if s in ("global", "per_row"):
             # Pool the per-pixel moments (count-weighted, float64) over the whole kept image
-            # or over each row: exact, no second pass.
+            # or over each row: exact, no second pass.  In units of a power of two near the
+            # largest moment, so that squares of values near 1e300 (or 1e-300) stay finite
+            # (nonzero); the scale-free constant rule is taken in those units.
             axis = None if s == "global" else 1
+            top = float(np.max(np.abs(np.concatenate([mean.ravel(), std.ravel()]))))
+            g = math.frexp(top)[1] if math.isfinite(top) and top > 0 else 0
+            with np.errstate(under="ignore"):
+                mean_g, var_g = np.ldexp(mean, -g), np.ldexp(std, -g) ** 2
             n = count.sum(axis=axis, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
-                m = np.where(n > 0, (mean * count).sum(axis=axis, keepdims=True) / np.maximum(n, 1), 0.0)
-                v = np.where(n > 0, ((var + (mean - m) ** 2) * count).sum(axis=axis, keepdims=True)
+                m = np.where(n > 0, (mean_g * count).sum(axis=axis, keepdims=True)
                              / np.maximum(n, 1), 0.0)
-            return m, _handle_zeros_in_scale(np.sqrt(v), is_constant(v, m, n))
+                v = np.where(n > 0, ((var_g + (mean_g - m) ** 2) * count).sum(
+                    axis=axis, keepdims=True) / np.maximum(n, 1), 0.0)
+            return (np.ldexp(m, g), _handle_zeros_in_scale(np.ldexp(np.sqrt(v), g),
+                                                           is_constant(v, m, n)))
         # scikit-learn's MinMaxScaler and RobustScaler call a range or IQR under ten eps of
         # the dtype it is held in zero (``_handle_zeros_in_scale``): the same rule here.
         if s == "minmax":
@@ -521,7 +597,8 @@ class Normalizer:
         iqr = np.empty(n_cols)
         for start in range(0, n_cols, block):
             cols = np.arange(start, min(start + block, n_cols))
-            parts = [compress(c, cfg.compress)[:, keep].reshape(c.shape[0], -1)[:, cols]
+            kw = cfg.compress_kwargs()
+            parts = [compress(c, cfg.compress, kw)[:, keep].reshape(c.shape[0], -1)[:, cols]
                      for c in self._chunks(X, idx)]
             data = np.concatenate(parts)
             data = np.where(np.isfinite(data), data, np.nan)
@@ -571,11 +648,16 @@ class Normalizer:
             if bad.any():
                 out[bad] = 0.0
             return out
-        x = compress(X, self.config_.compress)
+        cfg = self.config_
+        x = compress(X, cfg.compress, cfg.compress_kwargs())
         if not self.keep_rows_.all():
             x = x[:, self.keep_rows_]
         with np.errstate(invalid="ignore", over="ignore"):
-            out = (x - self.center_) / self.scale_
+            if cfg.scaler in INSTANCE_SCALERS:
+                out = transforms.instance_normalize(x, rows=cfg.scaler == "instance_row",
+                                                    std_floor=self.std_floor)
+            else:
+                out = (x - self.center_) / self.scale_
         out[~np.isfinite(x) | np.isnan(out)] = 0.0
         np.clip(out, -_F32_MAX, _F32_MAX, out=out)
         return out.astype(np.float32)

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from diagnostics.verdicts.models import agreement, answer_lines, model_records, models_of
 from diagnostics.verdicts.stored import (complete_repetitions, scores_from_record,  # noqa: F401
                                          verdict_of)
 
@@ -361,6 +362,8 @@ def comparison_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
     and ``verdicts`` are the older per-run means and seed-paired t-tests, kept for existing
     readers; ``summary`` is the answer's text as one string.
     """
+    if models_of(rec):
+        return models_json(rec, predictions, elapsed_s=elapsed_s)
     res = compare(rec.configs, rec.accuracies(), rec.statuses())
     decision = verdict_of(rec, predictions)
     made = decision.as_json() if decision is not None else None
@@ -405,4 +408,34 @@ def comparison_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
         "verdicts": list(res.verdicts) if not ev else [
             f"{q['b']} vs {q['a']}: {q['verdict']}" for q in answer_pairs],
         "summary": " ".join(answer["text"]) if ev else res.summary,
+    }
+
+
+def models_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
+                elapsed_s: float | None = None) -> dict:
+    """:func:`comparison_json` of a comparison under several models: ``models: [{model,
+    answer, configs, pairs, evaluation}]`` (each the one-model document of that model's runs),
+    ``agreement`` (:func:`diagnostics.verdicts.models.agreement`) and ``answer.text``, every
+    model's lines then the agreement's; ``config_names`` lists the configs.  The one-model
+    keys ``configs``, ``pairs``, ``paired`` and ``verdicts`` live in the blocks only."""
+    if elapsed_s is None:
+        elapsed_s = (rec.finished or time.time()) - rec.created
+    blocks = []
+    for model, sub in model_records(rec):
+        doc = comparison_json(sub, predictions, elapsed_s=elapsed_s)
+        blocks.append({"model": model, **{k: doc[k] for k in
+                                          ("answer", "configs", "pairs", "evaluation")}})
+    agree = agreement(blocks, rec.configs)
+    text = answer_lines(blocks, agree)
+    ev = dict((rec.hyper or {}).get("evaluation") or {})
+    return {
+        "dataset": rec.dataset_name, "dataset_id": rec.dataset_id, "comparison_id": rec.id,
+        "status": rec.status, "model": rec.model, "epochs": rec.hyper.get("epochs"),
+        "seeds": len(rec.seeds), "elapsed_s": round(float(elapsed_s), 3), "hyper": rec.hyper,
+        "evaluation": {"kind": ev.get("kind"), "folds": ev.get("folds"),
+                       "repetitions": min((b["evaluation"]["repetitions"] for b in blocks),
+                                          default=0),
+                       "stopped_because": ev.get("stopped_because")},
+        "config_names": list(rec.configs), "models": blocks, "agreement": agree,
+        "answer": {"best": None, "text": text}, "summary": " ".join(text),
     }

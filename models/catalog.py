@@ -29,3 +29,10 @@ def operator_models() -> tuple[str, ...]:
     browser is never run: the app offers only :data:`MODELS` and these."""
     raw = os.environ.get("NORMSCOPE_MODELS", "")
     return tuple(s.strip() for s in raw.split(",") if is_import_path(s.strip()))
+
+
+def model_list(model) -> list[str]:
+    """``"cnn"``, ``"cnn,cnn_bn0"`` or ``["cnn", "cnn_bn0"]`` as a list of names (stripped;
+    an import path holds no comma)."""
+    items = str(model).split(",") if isinstance(model, str) else [str(m) for m in model]
+    return [m.strip() for m in items if m.strip()]

@@ -11,7 +11,7 @@ and a worker never changes ``os.environ``.
 ``{"kind": ..., "run_id": ..., **fields}``:
 
 ``started``   ``versions`` (python, numpy, torch, platform), ``pid``
-``progress``  ``step``, ``steps``, ``epoch``, ``acc`` (at most every :data:`PROGRESS_EVERY_S`)
+``progress``  ``step``, ``steps``, ``epoch`` (at most every :data:`PROGRESS_EVERY_S`)
 ``epoch``     the metrics of a finished epoch (see :func:`models.train.fit`) with
               ``first_step`` and ``steps``
 ``finished``  ``status``, ``test_acc``, ``message``, ``elapsed_s``, ``n_params``,
@@ -176,6 +176,9 @@ def worker_spec(ds: Dataset, data: str, labels: str | None, *,
 
     if ds.id in BUILTINS or is_registered(ds.id, home=home):
         return ds.id, None
+    spec = getattr(ds.X, "spec", None)  # a zarr/HDF5 source: reopened in place by its spec
+    if spec is not None and hasattr(spec, "text"):
+        return spec.text(), None if labels is None else str(Path(labels).expanduser().resolve())
     path = Path(str(data)).expanduser()
     if not path.is_file():
         raise NormScopeError(
@@ -271,7 +274,7 @@ def run_job(job: Job, *, emit: Callable[[dict], Any], stop=None,
                 if now - last[0] >= PROGRESS_EVERY_S:
                     last[0] = now
                     emit({"kind": "progress", "run_id": rid, "step": data["step"],
-                          "steps": steps, "epoch": data["epoch"], "acc": data["acc"]})
+                          "steps": steps, "epoch": data["epoch"]})
             elif kind == "epoch":
                 event = {**data, "kind": "epoch", "run_id": rid, "first_step": first_step[0],
                          "steps": steps}

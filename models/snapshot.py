@@ -8,7 +8,7 @@ the pairs decided so far (:func:`diagnostics.verdicts.stored.pair_words`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .store import FINISHED
 
@@ -32,6 +32,7 @@ class RunState:
     message: str | None
     repetition: int = 0  # of the evaluation design (holdout: the index of the seed)
     fold: int = 0
+    model: str = ""  # which model's block the run belongs to
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class ComparisonSnapshot:
     #: The latest decision (diagnostics.verdicts.decide.Decision), None before the first
     #: repetition is complete; its ``pairs`` say which are decided (verdict != "unclear")
     decision: object = None
+    #: With several models: ``{model: latest Decision or None}`` (``decision`` is the
+    #: first model's); empty with one model
+    decisions: dict = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

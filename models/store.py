@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from diagnostics.errors import NormScopeError
+
 from diagnostics.config import home
 
 from diagnostics.processes import owner_alive as _owner_alive, process_start
@@ -120,6 +122,18 @@ CREATE TABLE IF NOT EXISTS predictions (
     label BLOB NOT NULL             -- little-endian int16: true class
 );
 """
+#: The advisor's recommendations, one per comparison it ran (a table of its own, created on
+#: first open whatever the schema version: older files get it without a version bump, and a
+#: file written by an older NormScope simply never reads it).
+_ADVICE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS advice (
+    comparison_id TEXT PRIMARY KEY REFERENCES comparisons(id) ON DELETE CASCADE,
+    dataset_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    doc TEXT NOT NULL               -- JSON: candidates, left_out, recommendation (null while
+                                    -- the comparison runs), answer
+)"""
 #: Columns added to ``runs`` by schema 2 (a version-1 file gets them on first open).
 _RUN_COLUMNS_V2 = (("repetition", "INTEGER"), ("fold", "INTEGER"))
 _COMPARISON_COLUMNS_V2 = (("pid_start", "TEXT"),)  # the owner's start time (pid reuse)
@@ -155,6 +169,25 @@ def moved_aside() -> list[str]:
     return list(_MOVED_ASIDE.values())
 
 
+#: sqlite error names of a store that cannot be written, though it is not damaged.
+_UNWRITABLE = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether an error opening the store means its file is damaged (not a database, or
+    corrupt, or failing its check), as opposed to a full disk, a read-only or missing folder,
+    or an I/O error, which moving the file aside would not mend."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or (
+        name is None and not isinstance(exc, sqlite3.OperationalError))
+
+
+def unwritable(path: Path, exc: BaseException) -> str:
+    """One sentence for a run store that cannot be opened or written (not damaged)."""
+    return (f"the run store {path} cannot be written ({exc}); free some space there, or set "
+            "NORMSCOPE_HOME to a folder with room; the write was undone")
+
+
 class RunStore:
     """Access to one ``runs.db``; every method opens its own short connection (thread-safe).
 
@@ -169,10 +202,16 @@ class RunStore:
         #: One sentence when a damaged store was moved aside (by this or an earlier open in
         #: this process), for the app and the CLI to show.
         self.notice: str | None = _MOVED_ASIDE.get(str(self.path))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
+        except OSError as exc:
+            raise NormScopeError(f"cannot create the run store's folder {self.path.parent} "
+                                 f"({exc.strerror}); set NORMSCOPE_HOME to a writable folder") \
+                from None
         except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):  # a full disk or a read-only folder is no damage
+                raise NormScopeError(unwritable(self.path, exc)) from None
             # A damaged file is never used silently: keep it for the operator, start afresh.
             aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
             for suffix in ("", "-wal", "-shm"):
@@ -205,6 +244,11 @@ class RunStore:
                         con.execute(f"ALTER TABLE comparisons ADD COLUMN {name} {kind}")
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 con.execute("COMMIT")
+            if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='advice'"
+                           ).fetchone() is None:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute(_ADVICE_SCHEMA)
+                con.execute("COMMIT")
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
@@ -224,13 +268,20 @@ class RunStore:
         """One write transaction (BEGIN IMMEDIATE takes the write lock up front); commit on
         success, roll back on any error."""
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
             try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                # The transaction was rolled back: the store is as it was.  A full disk (or a
+                # folder that became read-only) is one sentence, not a crash.
+                if (getattr(exc, "sqlite_errorname", None) or "").startswith(_UNWRITABLE):
+                    raise NormScopeError(unwritable(self.path, exc)) from None
                 raise
 
     # -- writes ----------------------------------------------------------------------------
@@ -388,7 +439,32 @@ class RunStore:
                             f"AND status IN ({_ACTIVE_SQL})", (now, cid))
             return n
 
+    def save_advice(self, comparison_id: str, dataset_id: str, doc: dict) -> None:
+        """Store (or replace) the advisor's document of a comparison, in one transaction."""
+        now = time.time()
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO advice (comparison_id, dataset_id, created, updated, doc) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(comparison_id) DO UPDATE SET "
+                "doc=excluded.doc, updated=excluded.updated",
+                (comparison_id, dataset_id, now, now, json.dumps(doc, allow_nan=False)))
+
     # -- reads -----------------------------------------------------------------------------
+    def load_advice(self, comparison_id: str) -> dict | None:
+        """The advisor's document of a comparison (None if the advisor did not run it)."""
+        with self._connect() as con:
+            row = con.execute("SELECT doc FROM advice WHERE comparison_id=?",
+                              (comparison_id,)).fetchone()
+        return None if row is None else json.loads(row["doc"])
+
+    def list_advice(self, dataset_id: str, *, limit: int = 100) -> list[tuple[str, float, dict]]:
+        """``(comparison_id, created, doc)`` of a dataset's advice, newest first."""
+        with self._connect() as con:
+            rows = con.execute("SELECT comparison_id, created, doc FROM advice WHERE "
+                               "dataset_id=? ORDER BY created DESC LIMIT ?",
+                               (dataset_id, int(limit))).fetchall()
+        return [(r["comparison_id"], r["created"], json.loads(r["doc"])) for r in rows]
+
     def list_comparisons(self, dataset_id: str | None = None, *, limit: int = 100) -> list[ComparisonRecord]:
         """Newest first, with run counts per status (runs themselves not loaded)."""
         q = "SELECT * FROM comparisons"

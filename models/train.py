@@ -213,8 +213,9 @@ def fit(
     seed : int
         Sets the initial weights and the batch order (nothing else is random).
     callback : callable(kind, data), optional
-        ``("start", {...})`` once, ``("batch", {step, epoch, loss, acc})`` after every
-        minibatch, ``("epoch", {epoch, train_loss, train_acc, val_acc, elapsed_s,
+        ``("start", {...})`` once, ``("batch", {step, epoch})`` after every minibatch (its
+        loss and accuracy reach the ``epoch`` event: reading them per minibatch would stall a
+        GPU), ``("epoch", {epoch, train_loss, train_acc, val_acc, elapsed_s,
         batch_acc, batch_loss})`` after every epoch.  Called in this thread.
     stop : threading.Event-like or callable, optional
         Checked before every minibatch; when set the run returns ``status="cancelled"``.
@@ -267,38 +268,43 @@ def fit(
 
     net.train()
     step = 0
+    sizes = [min(bs, n - i) for i in range(0, n, bs)]
+    batch_of = torch.arange(n, device=dev) // bs  # the minibatch of each position of an epoch
     for epoch, order in enumerate(batch_order(n, seed=seed, epochs=config.epochs), start=1):
         order_t = torch.from_numpy(order).to(dev)
-        loss_sum, correct, seen = 0.0, 0, 0
-        b_acc: list[float] = []
-        b_loss: list[float | None] = []
-        for i in range(0, n, bs):
+        # The per-minibatch loss and logits are kept as tensors (no .item() or argmax per
+        # minibatch: a device sync on a GPU, and a few small ops on the CPU) and read once
+        # when the epoch ends.
+        losses: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
+        for j in range(steps):
             if should_stop():
                 return result("cancelled", message=f"cancelled in epoch {epoch}")
-            idx = order_t[i : i + bs]
-            xb, yb = Xtr[idx], ytr[idx]
-            out = net(xb)
-            loss = loss_fn(out, yb)
-            lv = loss.item()
-            ok = int((out.argmax(1) == yb).sum())
-            step += 1
-            acc = ok / len(yb)
-            if not np.isfinite(lv):
-                b_acc.append(acc)
-                b_loss.append(None)
-                rec["batch_acc"] += b_acc
-                rec["batch_loss"] += b_loss
-                return result("diverged", message=f"the loss became {lv} at epoch {epoch}, "
-                                                  f"minibatch {step}")
+            idx = order_t[j * bs : j * bs + bs]
+            out = net(Xtr[idx])
+            loss = loss_fn(out, ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += lv * len(yb)
-            correct += ok
-            seen += len(yb)
-            b_acc.append(acc)
-            b_loss.append(lv)
-            emit("batch", {"step": step, "epoch": epoch, "loss": lv, "acc": acc})
+            losses.append(loss.detach())
+            logits.append(out.detach())
+            step += 1
+            emit("batch", {"step": step, "epoch": epoch})
+        b_loss = torch.stack(losses).tolist()  # exactly the floats .item() gave
+        right = (torch.cat(logits).argmax(1) == ytr[order_t]).to(torch.float64)
+        del logits
+        b_ok = [int(c) for c in torch.zeros(steps, dtype=torch.float64, device=dev).index_add_(
+            0, batch_of, right).tolist()]
+        b_acc = [ok / size for ok, size in zip(b_ok, sizes)]
+        bad = next((j for j, lv in enumerate(b_loss) if not math.isfinite(lv)), None)
+        if bad is not None:  # a non-finite loss: the run ends at that minibatch
+            first = step - steps + 1
+            rec["batch_acc"] += b_acc[: bad + 1]
+            rec["batch_loss"] += b_loss[:bad] + [None]
+            return result("diverged", message=f"the loss became {b_loss[bad]} at epoch "
+                                              f"{epoch}, minibatch {first + bad}")
+        loss_sum = sum(lv * size for lv, size in zip(b_loss, sizes))
+        correct, seen = sum(b_ok), n
         val = accuracy(net, Xva, yva, config.eval_batch_size)
         rec["epoch"].append(epoch)
         rec["train_loss"].append(loss_sum / seen)

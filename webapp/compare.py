@@ -6,6 +6,7 @@ A comparison runs in the server's background (:mod:`webapp.runs`); its id goes i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -18,7 +19,8 @@ from diagnostics.normalize import parse_config, valid_config_names
 from diagnostics.plots import report
 from diagnostics.stats.findings import suggested_configs
 from diagnostics.stats.accumulate import PixelStats
-from webapp import runs
+from diagnostics.verdicts.models import model_records
+from webapp import runs, state
 from webapp.charts import chart
 from webapp.state import BIND, config_ok
 from webapp.text import md
@@ -36,8 +38,11 @@ def start_comparison(ds_id: str, threshold: float) -> None:
         if len(configs) < 2:
             raise NormScopeError("choose at least two configs to compare (the first is the reference)")
         d = runs.SETTINGS
-        cid = runs.start(ds_id, configs, seeds=int(s.get("cmp_seeds", d["cmp_seeds"])),
-                         model=s.get("cmp_model", d["cmp_model"]),
+        token = state.owner_token(create=True)
+        first = s.get("cmp_model", d["cmp_model"])
+        models = list(dict.fromkeys([first, *(s.get("cmp_more") or [])]))
+        cid = runs.start(ds_id, configs, owner=token, seeds=int(s.get("cmp_seeds", d["cmp_seeds"])),
+                         model=models if len(models) > 1 else first,
                          epochs=int(s.get("cmp_epochs", d["cmp_epochs"])), mask_snr=threshold,
                          optimizer=s.get("cmp_opt", d["cmp_opt"]),
                          lr=float(s.get("cmp_lr", d["cmp_lr"])),
@@ -54,11 +59,15 @@ def start_comparison(ds_id: str, threshold: float) -> None:
         s["cmp_error"] = str(exc)
         return
     s["runs"] = [cid]
+    state.keep_owner_in_url()
 
 
 def _session_running() -> bool:
-    """Whether a comparison this page started (or shows) still runs: Start waits for it."""
-    return any(runs.running(cid) is not None for cid in st.session_state.get("runs", []))
+    """Whether a comparison this page started still runs: Start waits for it (another's,
+    opened from a link, does not count: the server's queue limits bound those)."""
+    token = state.owner_token()
+    return any(runs.running(cid) is not None and runs.owns(cid, token)
+               for cid in st.session_state.get("runs", []))
 
 
 def stored_comparisons(ds_id: str) -> dict[str, str]:
@@ -86,9 +95,11 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
              f"(now {threshold:g}). Only the normalization changes between configs.",
     )
     d = runs.SETTINGS
+    lim = server_limits()
     c[1].selectbox("Model", runs.model_names(), key="cmp_model", bind=BIND,
                    help=runs.model_help())
-    c[2].number_input("Epochs (most)", 1, 200, d["cmp_epochs"], key="cmp_epochs", bind=BIND,
+    c[2].number_input("Epochs (most)", 1, lim.max_epochs, min(d["cmp_epochs"], lim.max_epochs),
+                      key="cmp_epochs", bind=BIND,
                       help="The most epochs a run trains; it stops earlier when validation "
                            "accuracy has not improved for the patience below, and the best "
                            "epoch's weights are tested.")
@@ -98,6 +109,12 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
                         "split, repeated over seeds (for big datasets); auto: cv up to 20,000 "
                         "examples. Every config shares each split, initial weights and batch "
                         "order.")
+    st.multiselect("Does the verdict hold for other models? Also run under",
+                   runs.model_names(), default=d["cmp_more"], key="cmp_more", bind=BIND,
+                   help="Each model chosen here (besides the Model above) trains every config "
+                        "on the same folds as its own block of runs; the answer says per model "
+                        "whether normalizing hurts and what is best, and whether the models "
+                        "agree. Only models this server offers can be chosen.")
     e = st.columns(5)
     e[0].toggle("Decide", value=d["cmp_decide"], key="cmp_decide", bind=BIND,
                 help="Stop when the answer is clear. Start with one repetition and add repetitions until every pair "
@@ -105,10 +122,16 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
                      "within the most repetitions and the time budget. The tests account for "
                      "stopping early (alpha spending), so deciding early does not inflate "
                      "false verdicts.")
-    e[1].number_input("Folds (cv)", 2, 10, d["cmp_folds"], key="cmp_folds", bind=BIND)
-    e[2].number_input("Most repetitions", 1, 10, d["cmp_reps"], key="cmp_reps", bind=BIND,
+    # The most each widget offers is this server's limit (a link asking for more gets the
+    # default); Start checks again (runs.start).
+    folds = max(2, lim.max_folds)
+    e[1].number_input("Folds (cv)", 2, folds, min(d["cmp_folds"], folds), key="cmp_folds",
+                      bind=BIND)
+    e[2].number_input("Most repetitions", 1, lim.max_repetitions,
+                      min(d["cmp_reps"], lim.max_repetitions), key="cmp_reps", bind=BIND,
                       help="CV repetitions at most (decide mode may stop sooner).")
-    e[3].number_input("Seeds (holdout)", 1, 20, d["cmp_seeds"], key="cmp_seeds", bind=BIND,
+    e[3].number_input("Seeds (holdout)", 1, lim.max_seeds, min(d["cmp_seeds"], lim.max_seeds),
+                      key="cmp_seeds", bind=BIND,
                       help="Holdout repetitions: each seed gives every config the same initial "
                            "weights and batch order.")
     e[4].number_input("Time budget (min)", 0, 600, d["cmp_budget"], key="cmp_budget",
@@ -139,6 +162,26 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
         st.error(md(st.session_state["cmp_error"]))
 
 
+def server_limits():
+    """This server's limits; a bad setting is shown once as an error and the defaults apply
+    to the widgets (Start refuses with the same sentence until it is fixed)."""
+    from diagnostics.limits import Limits
+
+    try:
+        return runs.limits()
+    except NormScopeError as exc:
+        st.error(md(exc))
+        return Limits()
+
+
+def _cancel(cid: str) -> None:
+    """Cancel button callback: checked again here, not only by drawing the button."""
+    if runs.may_cancel(cid, state.owner_token()):
+        comp = runs.registry().get(cid)
+        if comp is not None:
+            comp.cancel()
+
+
 VERDICT_BOX = {"better": st.success, "worse": st.error, "equivalent": st.info,
                "unclear": st.warning}
 
@@ -147,14 +190,28 @@ def _pts(x, signed: bool = False) -> str:
     return "n/a" if x is None else (f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}")
 
 
-def verdict_ui(doc: dict, key: str) -> None:
-    """The answer (the user's question first), then every config's accuracy with its interval
-    and every pair's adjusted verdict: the same text as the CLI, the JSON and the report."""
+def answer_ui(doc: dict) -> None:
+    """The answer's lines, the user's question first (with several models: each model's,
+    then whether they agree): the same text as the CLI, the JSON and the report."""
     lines = doc["answer"]["text"]
+    if "models" in doc:
+        n = len(doc["agreement"]["text"])
+        for line in lines[:-n]:
+            st.markdown(md(line))
+        for line in lines[-n:]:
+            st.markdown(f"**{md(line)}**")
+        return
     if lines:
         st.markdown(f"**{md(lines[0])}**")
         for line in lines[1:]:
             st.markdown(md(line))
+
+
+def verdict_ui(doc: dict, key: str, *, answer: bool = True) -> None:
+    """The answer (unless ``answer`` is False), then every config's accuracy with its
+    interval and every pair's adjusted verdict."""
+    if answer:
+        answer_ui(doc)
     ev = doc.get("evaluation") or {}
     if ev:
         kind = ("stratified " + str(ev.get("folds")) + "-fold cross-validation"
@@ -182,7 +239,21 @@ def verdict_ui(doc: dict, key: str) -> None:
                      hide_index=True, key=f"pairs_{key}")
 
 
-def draw_comparison(view: report.ComparisonView, key: str, doc: dict | None = None) -> None:
+def draw_models(views: dict, key: str, doc: dict | None) -> None:
+    """A comparison under several models: the whole answer first, then each model's block
+    (curves, accuracies, pair verdicts) under its name.  ``views``: model -> ComparisonView;
+    ``doc``: :func:`diagnostics.results.models_json` (None while no decision exists)."""
+    if doc is not None:
+        answer_ui(doc)
+    blocks = {b["model"]: b for b in (doc or {}).get("models", [])}
+    for i, (model, view) in enumerate(views.items()):
+        st.markdown(f"#### Model {md(model)}")
+        block = blocks.get(model)
+        draw_comparison(view, f"{key}_m{i}", block, answer=False)
+
+
+def draw_comparison(view: report.ComparisonView, key: str, doc: dict | None = None, *,
+                    answer: bool = True) -> None:
     """Curves side by side, then the answer with intervals and verdicts (``doc``: the
     comparison's verdict as JSON; without one, the older per-seed summary)."""
     if view.val is None:
@@ -195,7 +266,7 @@ def draw_comparison(view: report.ComparisonView, key: str, doc: dict | None = No
             chart(view.batch, f"normscope-{key}-batches", f"batch_{key}")
     res = view.res
     if doc is not None and doc.get("configs"):
-        verdict_ui(doc, key)
+        verdict_ui(doc, key, answer=answer)
         chart(view.tested, f"normscope-{key}-test-accuracy", f"res_{key}")
     elif any(c.n for c in res.configs):
         from diagnostics.results import table_rows
@@ -222,7 +293,16 @@ def _finished_view(home: str, cid: str, caption_text: str, name: str):
     rec = runs.store().load_comparison(cid)
     if rec is None or rec.status not in runs.FINISHED:
         raise _NotFinished(rec)
-    return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
+    return rec, _views(rec, caption_text, name)
+
+
+def _views(rec, caption_text: str, name: str):
+    """A stored comparison's view, or ``{model: view}`` of one under several models."""
+    blocks = model_records(rec)
+    if not blocks:
+        return report.stored_view(rec, caption_text=caption_text, dataset_name=name)
+    return {m: report.stored_view(sub, caption_text=f"{caption_text} · {m}", dataset_name=name)
+            for m, sub in blocks}
 
 
 def stored_comparison(cid: str, caption_text: str, name: str):
@@ -233,7 +313,7 @@ def stored_comparison(cid: str, caption_text: str, name: str):
         rec = exc.rec
         if rec is None:
             return None, None
-        return rec, report.stored_view(rec, caption_text=caption_text, dataset_name=name)
+        return rec, _views(rec, caption_text, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -262,18 +342,38 @@ def live_ui(cid: str, caption_text: str, name: str) -> None:
         st.progress(min(p.fraction, 1.0),
                     text=f"{p.status}: {p.fraction:.0%} after {p.elapsed_s:.0f} s{eta}{rep} · "
                          + ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items())))
-        doc = p.decision.as_json() if p.decision is not None else None
-        if doc is not None:
-            decided = [f"{q['b']} vs {q['a']}: {q['verdict']}" for q in doc["pairs"]
+        decisions = p.decisions or {"": p.decision}
+        for model, d in decisions.items():
+            if d is None:
+                continue
+            pairs = d.as_json()["pairs"]
+            decided = [f"{q['b']} vs {q['a']}: {q['verdict']}" for q in pairs
                        if q["verdict"] != "unclear"]
-            open_ = [f"{q['b']} vs {q['a']}" for q in doc["pairs"] if q["verdict"] == "unclear"]
-            st.caption(md(f"Decided so far: {'; '.join(decided) or 'none'}. Undecided: "
+            open_ = [f"{q['b']} vs {q['a']}" for q in pairs if q["verdict"] == "unclear"]
+            st.caption(md(f"{model + ': ' if model else ''}Decided so far: "
+                          f"{'; '.join(decided) or 'none'}. Undecided: "
                           f"{', '.join(open_) or 'none'}."))
-        st.button("Cancel", key=f"cancel_{cid}", on_click=comp.cancel,
-                  help="Stops every run within a second or two; finished runs are kept.")
-        draw_comparison(report.comparison_view(
-            p.curves, list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(),
-            caption_text=caption_text, dataset_name=name), cid, doc)
+        if runs.may_cancel(cid, state.owner_token()):
+            st.button("Cancel", key=f"cancel_{cid}", on_click=_cancel, args=(cid,),
+                      help="Stops every run within a second or two; finished runs are kept.")
+        else:
+            st.caption("Read-only: only the page that started this comparison can cancel it.")
+        if not p.decisions:
+            doc = p.decision.as_json() if p.decision is not None else None
+            draw_comparison(report.comparison_view(
+                p.curves, list(dict.fromkeys(r.config for r in p.runs)), p.accuracies(),
+                caption_text=caption_text, dataset_name=name), cid, doc)
+            return
+        views = {}
+        for model in p.decisions:
+            sub = dataclasses.replace(p, runs=tuple(r for r in p.runs if r.model == model))
+            views[model] = report.comparison_view(
+                sub.curves, list(dict.fromkeys(r.config for r in p.runs)), sub.accuracies(),
+                caption_text=f"{caption_text} · {model}", dataset_name=name)
+        for i, (model, view) in enumerate(views.items()):
+            st.markdown(f"#### Model {md(model)}")
+            d = p.decisions.get(model)
+            draw_comparison(view, f"{cid}_m{i}", d.as_json() if d is not None else None)
 
     monitor()
 
@@ -295,7 +395,10 @@ def stored_ui(cid: str, caption_text: str, name: str) -> None:
                 f"{', '.join(map(str, rec.seeds))} · id `{rec.id}`")
     doc = _stored_json(str(config.home()), cid) if rec.status in runs.FINISHED else \
         comparison_json(rec, runs.predictions(cid))
-    draw_comparison(view, cid, doc)
+    if isinstance(view, dict):
+        draw_models(view, cid, doc)
+    else:
+        draw_comparison(view, cid, doc)
     st.download_button("Download results (JSON)", key=f"json_{cid}", on_click="ignore",
                        data=lambda: json.dumps(doc, indent=1),
                        file_name=f"normscope-compare-{cid}.json", mime="application/json")

@@ -12,7 +12,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-TABS = ("Statistics", "Compare")
+TABS = ("Statistics", "Compare", "What the network sees", "Advise")
+#: URL parameters that belong to one page and never go into a share link: ``owner`` is the
+#: private token that lets the starter of a comparison cancel it.
+PRIVATE = ("owner",)
 ON = ("train", "all")
 ID_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 
@@ -31,9 +34,12 @@ class View:
     runs: tuple[str, ...] = field(default_factory=tuple)
     report: bool = False
     profiles: bool = False  # the Statistics tab's row-SNR profile and value distribution shown
-    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)``; their
-    #: bound widgets parse and check them when a link is opened.
-    settings: tuple[tuple[str, str], ...] = ()
+    #: The advisor's comparison id whose advice the Advise tab shows ("" for none).
+    advice: str = ""
+    #: Compare-tab settings that differ from their defaults, ``((key, value), ...)`` (a
+    #: multiselect's value is a tuple); their bound widgets parse and check them when a link
+    #: is opened.
+    settings: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
 
 
 def _one(value) -> str:
@@ -62,6 +68,7 @@ def parse_view(
     runs: set[str] | frozenset[str] = frozenset(),
     config_ok=None,
     mask_max: float = math.inf,
+    advice: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[View, list[str]]:
     """Validate URL parameters into a :class:`View` and a list of notices.
 
@@ -78,6 +85,8 @@ def parse_view(
         Whether a config name parses.
     mask_max : float
         Largest accepted mask threshold.
+    advice : set of str
+        Ids of the stored advice of the link's dataset.
 
     Returns
     -------
@@ -139,6 +148,12 @@ def parse_view(
             if r not in good:
                 bad("runs", r, "names no stored comparison or run", "the others")
         out["runs"] = tuple(dict.fromkeys(good))
+    if "advice" in params:
+        v = _one(params["advice"])
+        if ID_RE.match(v) and v in advice:
+            out["advice"] = v
+        else:
+            bad("advice", v, "names no stored advice of this dataset", "none")
     return View(**{**d.__dict__, **out}), notices
 
 
@@ -164,8 +179,11 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
         p["configs"] = list(view.configs)
     if view.runs:
         p["runs"] = list(view.runs)
+    if view.advice:
+        p["advice"] = view.advice
     for key, value in view.settings:
-        p[key] = value
+        if key not in PRIVATE:
+            p[key] = list(value) if isinstance(value, tuple) else value  # multiselect: repeated
     return p
 
 

@@ -15,7 +15,7 @@ from diagnostics import config
 from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.data.audio.features import FEATURES, FeatureParams
 from diagnostics.data.dataset import Dataset
-from diagnostics.data.ingest import open_request
+from diagnostics.data.ingest import delete_dataset, open_request
 from diagnostics.errors import NormScopeError
 from diagnostics.plots import figures
 from diagnostics.stats.accumulate import PixelStats
@@ -145,6 +145,8 @@ def pending_open() -> None:
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Extracting features: {done:,} of {total:,} clips")
 
+    ident = None
+    known = set(dataset_ids())
     try:
         kind = req.pop("kind")
         ident = open_request(kind, **req, params=feature_params(kind), progress=progress,
@@ -153,6 +155,11 @@ def pending_open() -> None:
         get_stats(ds.id, st.session_state.get("on", "train"), ds)  # e.g. every value NaN: refuse now
     except NormScopeError as exc:
         st.session_state["load_error"] = str(exc)
+        if ident is not None and ident not in known:  # refused: it must not stay listed
+            try:
+                delete_dataset(ident)
+            except NormScopeError:
+                pass  # opened by another session meanwhile: theirs now
     else:
         st.session_state["dataset"] = ident
     finally:

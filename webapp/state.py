@@ -6,6 +6,9 @@ URL follows the view; :mod:`webapp.share` parses and writes them (pure python).
 
 from __future__ import annotations
 
+import re
+import secrets
+
 import streamlit as st
 
 from diagnostics.config import DEFAULT_MASK_SNR
@@ -16,6 +19,10 @@ from webapp import runs, share
 from webapp.cache import dataset_ids
 
 BIND = "query-params"
+#: URL parameter of the starter's private token: it lets a reload of the starter's page
+#: cancel its comparisons; "Share this view" leaves it out (see webapp.share.PRIVATE).
+OWNER = "owner"
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 MASK_MAX = 5.0  # slider range for the row-SNR threshold (row SNRs above ~3 are rare)
 
 
@@ -33,15 +40,44 @@ def url_notices() -> None:
     if "url_checked" in st.session_state:
         return
     st.session_state["url_checked"] = True
+    token = st.query_params.get(OWNER)
+    if token is not None:
+        if TOKEN_RE.match(token):
+            st.session_state["owner_token"] = token  # a reload of the starter's page
+        else:
+            del st.query_params[OWNER]
     params = {k: st.query_params.get_all(k) for k in st.query_params}
     # A link's runs must belong to the link's dataset (the Compare tab shows only those).
     linked = (params.get("dataset") or ["demo"])[-1]
-    stored = runs.comparison_ids(linked) if "runs" in params else set()
+    try:
+        stored = runs.comparison_ids(linked) if "runs" in params else set()
+        advice = ({cid for cid, _, _ in runs.advice_list(linked)} if "advice" in params
+                  else set())
+    except NormScopeError:  # the run store cannot be opened: the page says why
+        stored, advice = set(), set()
     _, notices = share.parse_view(
         params, datasets=set(dataset_ids(st.session_state.get("dataset"))),
         colorscales=figures.COLORSCALES, mask_max=MASK_MAX, runs=stored, config_ok=config_ok,
+        advice=advice,
     )
     st.session_state["notices"] = notices
+
+
+def owner_token(*, create: bool = False) -> str | None:
+    """This page's private token (``secrets.token_urlsafe``), made on its first Start when
+    ``create``; None before.  It goes into this page's URL (``owner``) once a comparison
+    started, so that a reload keeps the right to cancel; a share link never carries it."""
+    s = st.session_state
+    if s.get("owner_token") is None and create:
+        s["owner_token"] = secrets.token_urlsafe(16)
+    return s.get("owner_token")
+
+
+def keep_owner_in_url() -> None:
+    """Put this page's token into its URL (after its first comparison started)."""
+    token = owner_token()
+    if token is not None and st.query_params.get(OWNER) != token:
+        st.query_params[OWNER] = token
 
 
 def notices() -> list[str]:
@@ -57,8 +93,10 @@ def current_view() -> share.View:
         log_color=bool(s.get("log_color", True)), colorscale=s.get("colorscale", "Viridis"),
         configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
         report=bool(s.get("report", False)), profiles=bool(s.get("profiles", False)),
-        settings=tuple((k, f"{s[k]:g}" if isinstance(s[k], float) else str(s[k]))
-                       for k, default in runs.SETTINGS.items()
+        advice=str(s.get("advice") or ""),
+        settings=tuple((k, f"{s[k]:g}" if isinstance(s[k], float) else
+                        tuple(map(str, s[k])) if isinstance(s[k], (list, tuple)) else str(s[k]))
+                       for k, default in {**runs.SETTINGS, **runs.ADVISE_SETTINGS}.items()
                        if k in s and s[k] is not None and s[k] != default),
     )
 

@@ -16,6 +16,7 @@ from webapp.charts import chart, image_buttons
 from webapp.state import BIND
 from webapp.text import md
 from webapp.report_view import report_download_ui
+from webapp.shift_view import shift_ui
 
 SEVERITY_BOX = {"error": st.error, "warning": st.warning, "info": st.info}
 
@@ -121,6 +122,7 @@ def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, t
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
     heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
+    shift_ui(ds, stats, mask, threshold, on)
     if not report_view:  # a toggle is a control: report view leaves it out
         class_maps_ui(ds, stats, on, mask, threshold, log_color, scale, report_view)
     if not report_view:

@@ -16,14 +16,21 @@ import re
 _SPECIAL = re.compile(r"([\\`*_{}\[\]!|<>~$:])")
 # Block Markdown can only start a line, and a notice is one line: a heading, list or quote.
 _BLOCK_START = re.compile(r"^(\s*)([#>+-]|\d+[.)])")
+# GitHub-flavoured Markdown links bare addresses (https://..., www...., mailto:, xmpp:, and
+# name@host.tld) even when their characters are escaped (seen in chromium).  An invisible word
+# joiner (U+2060) inside the pattern is the one thing that stops it.
+_WJ = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(?=://)|(?<=\bmailto)(?=:)|(?<=\bxmpp)(?=:)"
+                       r"|(?<=\bwww)(?=\.)|(?<=[\w.+-])(?=@[\w-]+\.\w)")
 
 
 def md(text: object) -> str:
-    """``text`` with every Markdown control character escaped, and control characters (ESC,
-    NUL, ...) shown as ``\\xNN``; newlines become spaces (one notice, one line)."""
+    """``text`` with every Markdown control character escaped, bare web and mail addresses
+    broken by an invisible word joiner (never a link), and control characters (ESC, NUL, ...)
+    shown as ``\\xNN``; newlines become spaces (one notice, one line)."""
     s = "".join(ch if ch.isprintable() or ch == " " else
                 (" " if ch in "\n\r\t" else f"\\x{ord(ch):02x}") for ch in str(text))
-    s = _SPECIAL.sub(r"\\\1", s)
+    s = _SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_WJ, s))
     return _BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), s)
 
 

@@ -24,6 +24,7 @@ from diagnostics.cli.output import plain
 from diagnostics.config import DEFAULT_MASK_SNR
 from diagnostics.data.files import atomic_output
 from diagnostics.errors import NormScopeError
+from diagnostics.verdicts.design import DEFAULT_FOLDS, DEFAULT_MAX_REPETITIONS
 
 
 def _int(lo: int):
@@ -85,6 +86,17 @@ def _model_name(text: str) -> str:
                                      "package.module:factory")
 
 
+def _model_names(text: str) -> list[str]:
+    """``--models a,b``: two or more models, each checked as ``--model`` is."""
+    names = [_model_name(t) for t in text.split(",") if t.strip()]
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} names fewer than two models; give two or "
+                                         "more separated by commas (or use --model for one)")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} lists a model twice; list each once")
+    return names
+
+
 def add_parsers(sub) -> None:
     """Add ``compare`` and ``runs`` to the command line's sub-parsers."""
     from diagnostics.normalize import valid_parts
@@ -103,19 +115,24 @@ def add_parsers(sub) -> None:
                    help="lower bound on every learned scale (default 0: none)")
     from models.catalog import MODELS
 
-    c.add_argument("--model", default="cnn", type=_model_name,
+    c.add_argument("--model", default=None, type=_model_name,
                    help="classifier: " + "; ".join(f"{k}: {v}" for k, v in MODELS.items())
                         + "; or your own package.module:factory (factory(in_shape, n_classes) "
                           "returns an nn.Module taking (B, 1, H, W)) (default cnn)")
+    c.add_argument("--models", type=_model_names, default=None, metavar="M1,M2,...",
+                   help="run the same configs under two or more models (comma-separated, each "
+                        "as for --model): each model is its own block of paired runs with its "
+                        "own decide loop and adjusted tests, and the answer says per model "
+                        "whether normalizing hurts and what is best, and whether they agree")
     c.add_argument("--epochs", type=_int(1), default=None, help="training epochs (default 15)")
     c.add_argument("--eval", dest="evaluation", choices=("auto", "cv", "holdout"),
                    default="auto", help="evaluation design: stratified k-fold cross-validation "
                    "(every example tested once per repetition), the fixed 70/15/15 holdout, "
                    "or auto: CV up to 20,000 examples, holdout above (default auto)")
-    c.add_argument("--folds", type=_int(2), default=5,
+    c.add_argument("--folds", type=_int(2), default=None,
                    help="k of cross-validation (default 5; fewer, with a note, when a class "
                         "has fewer examples)")
-    c.add_argument("--max-repetitions", type=_int(1), default=5,
+    c.add_argument("--max-repetitions", type=_int(1), default=None,
                    help="most repetitions of cross-validation, each with re-shuffled folds "
                         "(default 5)")
     c.add_argument("--budget", type=_budget, default=None, metavar="SECONDS",
@@ -127,7 +144,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--no-decide", dest="decide", action="store_false",
                    help="run every repetition (--max-repetitions, or every seed of a holdout) "
                         "instead of stopping once the pairs of the best config are decided")
-    c.add_argument("--seeds", type=_int(1), default=3,
+    c.add_argument("--seeds", type=_int(1), default=None,
                    help="holdout only: seeds 0..S-1, its repetitions; each gives every "
                         "configuration the same initial weights and batch order (default 3)")
     c.add_argument("--batch-size", type=_int(1), default=None, help="minibatch size (default 32)")
@@ -144,7 +161,11 @@ def add_parsers(sub) -> None:
                         "accuracy and test the best epoch's weights (default 5; 0: train all "
                         "--epochs, still testing the best epoch)")
     c.add_argument("--workers", type=_int(1), default=None,
-                   help="worker processes, one torch thread each (default: CPU cores)")
+                   help="worker processes, one torch thread each (default: CPU cores, at most "
+                        "this server's limit)")
+    c.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                   help="run the jobs on this Dask scheduler (default: $NORMSCOPE_DASK_SCHEDULER, "
+                        "else the local process pool)")
     c.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
     r = sub.add_parser("runs", help="list the stored training runs (epochs, test accuracy in "
                                     "points, date); export their curves")
@@ -237,14 +258,19 @@ def _progress(comp, tty: bool, state: dict) -> None:
             if r.status in FINISHED and r.run_id not in seen:
                 seen.add(r.run_id)
                 acc = "" if r.test_acc is None else f", test acc {r.test_acc:.3f}"
-                print(f"run {len(seen)}/{total}: {r.config} repetition {r.repetition} fold "
+                print(f"run {len(seen)}/{total}: {r.model + ' ' if p.decisions else ''}"
+                      f"{r.config} repetition {r.repetition} fold "
                       f"{r.fold} seed {r.seed} {r.status}{acc}", file=sys.stderr, flush=True)
-    d, ev = p.decision, p.evaluation or {}
-    if d is not None and state.get("look") != (d.look, ev.get("stopped_because")):
-        state["look"] = (d.look, ev.get("stopped_because"))
+    ev = p.evaluation or {}
+    each = ev.get("models") or {}
+    for model, d in (p.decisions or {"": p.decision}).items():
+        mev = each.get(model, ev)
+        if d is None or state.get(("look", model)) == (d.look, mev.get("stopped_because")):
+            continue
+        state[("look", model)] = (d.look, mev.get("stopped_because"))
         decided, undecided = pair_words(d)
-        line = (f"after repetition {d.look} of at most {ev.get('max_repetitions')}: decided: "
-                f"{'; '.join(decided) or 'none yet'}"
+        line = (f"{model + ': ' if model else ''}after repetition {d.look} of at most "
+                f"{ev.get('max_repetitions')}: decided: {'; '.join(decided) or 'none yet'}"
                 + (f"; undecided: {'; '.join(undecided)}" if undecided else ""))
         print(("\n" if tty else "") + line, file=sys.stderr, flush=True)
 
@@ -271,7 +297,40 @@ def checked_data(args: argparse.Namespace):
     return args.data if source_kind(args.data) == "file" else ds
 
 
+#: Defaults of the options a server limits (each taken down to the limit where it is lower);
+#: epochs as models.train.TrainConfig (not imported here: torch).
+DEFAULTS = {"epochs": 15, "seeds": 3, "max_repetitions": DEFAULT_MAX_REPETITIONS,
+            "folds": DEFAULT_FOLDS}
+
+
+def checked_limits(args: argparse.Namespace) -> None:
+    """Fill in the limited options' defaults (never above this server's limits) and refuse a
+    request over a limit (:mod:`diagnostics.limits`), before any data is read."""
+    import os
+
+    from diagnostics import limits
+    from diagnostics.normalize import parse_configs
+
+    lim = limits.load()
+    given = {k: getattr(args, k) for k in DEFAULTS}
+    lowest = {"epochs": lim.max_epochs, "seeds": lim.max_seeds,
+              "max_repetitions": lim.max_repetitions, "folds": max(2, lim.max_folds)}
+    for key, default in DEFAULTS.items():
+        if given[key] is None:
+            setattr(args, key, min(default, lowest[key]))
+    # Each model of --models is a block of runs of every config: the limit counts both.
+    n_models = len(getattr(args, "models", None) or ()) or 1
+    lim.check(epochs=given["epochs"], configs=len(parse_configs(args.configs)) * n_models,
+              seeds=given["seeds"], repetitions=given["max_repetitions"],
+              folds=given["folds"], workers=args.workers)
+    if args.workers is None and lim.max_workers < (os.cpu_count() or 1):
+        args.workers = lim.max_workers
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.models and args.model:
+        raise NormScopeError("give --model (one model) or --models (two or more), not both")
+    checked_limits(args)
     data = checked_data(args)
     from models.comparison import Comparison
     from models.store import RunStore
@@ -280,17 +339,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     store = RunStore()
     store.mark_interrupted()
     defaults = TrainConfig()
-    tc = TrainConfig(epochs=args.epochs or defaults.epochs,
+    tc = TrainConfig(epochs=args.epochs,
                      batch_size=args.batch_size or defaults.batch_size,
                      lr=args.lr or defaults.lr, optimizer=args.optimizer,
                      weight_decay=args.weight_decay, device=args.device,
                      patience=defaults.patience if args.patience is None else args.patience)
     comp = Comparison(data, args.configs, labels=args.labels, seeds=args.seeds,
-                      model=args.model, train=tc, mask_snr=args.mask_snr,
+                      model=args.models or args.model or "cnn", train=tc, mask_snr=args.mask_snr,
                       std_floor=args.std_floor, workers=args.workers, store=store,
                       evaluation=args.evaluation, folds=args.folds,
                       max_repetitions=args.max_repetitions, decide=args.decide,
-                      budget_s=args.budget, margin=args.margin)
+                      budget_s=args.budget, margin=args.margin, cluster=args.cluster)
     t0 = time.perf_counter()
     comp.start()  # validates first: a NormScopeError here has stored nothing
     tty = sys.stderr.isatty()
@@ -318,11 +377,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for line in doc["answer"]["text"]:
         print(plain(line))
     print()
-    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), model {doc['model']}, at most "
+    blocks = doc.get("models") or [doc]
+    print(f"{plain(doc['dataset'])} ({doc['dataset_id']}), "
+          f"{'models' if 'models' in doc else 'model'} {doc['model']}, at most "
           f"{_plural(doc['epochs'], 'epoch')}, {design_words(doc)}, {elapsed:.1f} s; "
           f"comparison {doc['comparison_id']} in {store.path}")
-    print_table(doc)
-    failed = [r for c in doc["configs"] for r in c["runs"] if r["status"] == "failed"]
+    for block in blocks:
+        if "models" in doc:
+            print(f"\nmodel {block['model']}: {design_words(block)}")
+        print_table(block)
+    broke = comp.snapshot().error
+    if broke:  # e.g. the disk filled: the runs it left are in the store, marked failed
+        print(f"error: {plain(broke)}", file=sys.stderr)
+        return 2
+    failed = [r for b in blocks for c in b["configs"] for r in c["runs"]
+              if r["status"] == "failed"]
     if failed:
         msg = next((r.message for r in comp.record().runs if r.status == "failed"), "")
         print(f"error: {len(failed)} run(s) failed: {plain(msg)}", file=sys.stderr)
@@ -415,3 +484,8 @@ def export_predictions(store, comparison_id: str | None, out: str) -> int:
     print(f"predictions of {len(runs)} run(s), {n:,} test examples, written to {out}")
     return 0
 
+
+
+# The option parsers and the progress lines, shared with the advise verb (diagnostics.cli.advise).
+int_at_least, float_at_least, budget_seconds = _int, _float, _budget
+margin_points, model_name, show_progress = _margin_points, _model_name, _progress

@@ -6,7 +6,7 @@ Never a traceback: bad input, and a system error such as a full disk, end with o
 (``NORMSCOPE_HOME/logs``, or the system's temporary folder).  Names from files are printed with
 control characters escaped; NumPy's RuntimeWarnings are not printed (what they warn about is
 counted and reported).  Outputs (``--out``) appear only when completely written.  Only the
-``compare`` and ``runs`` verbs import torch, lazily.
+``compare``, ``runs`` and ``export`` verbs import torch, lazily.
 """
 
 from __future__ import annotations
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"row-SNR threshold for low-SNR rows (default {DEFAULT_MASK_SNR})")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--out", help="write mean, std, snr, row_snr, amplification to this .npz")
+    s.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                   help="compute on this Dask scheduler's workers (default: "
+                        "$NORMSCOPE_DASK_SCHEDULER, else in this process)")
     _add_feature_args(s)
     d = sub.add_parser("datasets", help="list the registered datasets (ids for links and stats)")
     d.add_argument("--json", action="store_true", help="print one JSON list")
@@ -119,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.cli.compare import add_parsers as _add_compare_parsers
 
     _add_compare_parsers(sub)  # compare, runs (torch is imported only when they run)
+    from diagnostics.cli.export import add_parser as _add_export_parser
+
+    _add_export_parser(sub, nonneg_float=_nonneg_float, add_feature_args=_add_feature_args)
+    from diagnostics.cli.advise import add_parser as _add_advise_parser
+
+    _add_advise_parser(sub, feature_args=_add_feature_args)  # advise (torch only once its candidates are printed)
+    from diagnostics.cli.shift import add_parser as _add_shift_parser
+
+    _add_shift_parser(sub)
     r = sub.add_parser("report", help="one self-contained HTML report (opens offline)")
     r.add_argument("data", help="as for stats: demo, digits, a dataset id, a folder, a .csv, "
                    "a .npy/.npz")
@@ -189,9 +201,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from diagnostics.data.store import dataset_meta, is_registered
     from diagnostics.stats.summary import dataset_stats, summary
 
+    from diagnostics.cluster import connect, scheduler_address
+
+    address = scheduler_address(args.cluster)
+    client = connect(address) if address else None  # before the data: a dead one fails fast
     ds = _load(args)
     meta = dataset_meta(ds.id) if is_registered(ds.id) else {}
-    stats = dataset_stats(ds, on=args.on)
+    try:
+        stats = dataset_stats(ds, on=args.on, client=client)
+    finally:
+        if client is not None:
+            client.close()
     info = summary(ds, stats, on=args.on, mask_snr=args.mask_snr)
     if args.out:
         out = args.out if args.out.endswith(".npz") else args.out + ".npz"  # as np.savez names it
@@ -295,8 +315,36 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS["report"] = cmd_report
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from diagnostics.cli.export import cmd_export as run
+
+    return run(args, _load)
+
+
+COMMANDS["export"] = cmd_export
 COMMANDS["compare"] = cmd_compare
 COMMANDS["runs"] = cmd_runs
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from diagnostics.cli.advise import cmd_advise as run
+
+    return run(args, load=_load)
+
+
+COMMANDS["advise"] = cmd_advise
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from diagnostics.cli.shift import cmd_shift as run
+    from diagnostics.data.ingest import load_dataset
+
+    return run(args, lambda spec, labels: load_dataset(spec, labels=labels))
+
+
+COMMANDS["shift"] = cmd_shift
 
 
 def _os_error(exc: OSError) -> str:

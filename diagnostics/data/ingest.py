@@ -16,6 +16,7 @@ from . import store
 from .arrays import load_array_file
 from .audio import clip_cache
 from .builtin import BUILTINS, demo_dataset, digits_dataset
+from .chunked import is_read_only_local, open_chunked, parse_spec, reference_of
 from .dataset import Dataset
 from .store import dataset_dir, is_dataset_id, is_registered, open_dataset
 
@@ -23,13 +24,16 @@ from .store import dataset_dir, is_dataset_id, is_registered, open_dataset
 # --- sources: ids, folders, manifests, array files -------------------------------------------
 
 def source_kind(spec: str) -> str:
-    """What ``spec`` names: ``builtin``, ``id``, ``folder``, ``manifest`` or ``file``."""
+    """What ``spec`` names: ``builtin``, ``id``, ``chunked`` (zarr/HDF5), ``folder``,
+    ``manifest`` or ``file``."""
     text = str(spec).strip()
     if text in BUILTINS:
         return "builtin"
     if is_registered(text):
         return "id"
     p = Path(text).expanduser()
+    if parse_spec(text) is not None:
+        return "chunked"
     if p.is_dir():
         return "folder"
     if p.suffix.lower() == ".csv":
@@ -64,6 +68,16 @@ def open_source(spec: str | os.PathLike, *, labels: str | os.PathLike | None = N
             raise NormScopeError(f"dataset {text} is registered with its labels; --labels applies "
                                  "to .npy files only")
         return open_dataset(text, home=home)
+    rel = root is not None and not Path(text).expanduser().is_absolute()
+    chunked = parse_spec(str(Path(root) / text) if rel else text)
+    if chunked is not None:  # zarr store or HDF5 file: read in place, chunk by chunk
+        if root is not None:
+            base = resolve_under_root(chunked.path, root=root)
+            text = str(base) if chunked.kind == "zarr" and not chunked.key else (
+                f"{base}/{chunked.key}" if chunked.kind == "zarr" else f"{base}:{chunked.key}")
+            if labels is not None:
+                labels = resolve_under_root(labels, root=root)
+        return open_chunked(text, labels)
     if root is not None:
         path = resolve_under_root(text, root=root)
         if labels is not None:
@@ -139,6 +153,10 @@ def open_request(kind: str, *, path: str = "", labels: str | bytes | None = None
                           root=root)
         if is_registered(ds.id):
             return ds.id
+        ref = reference_of(ds)
+        if ref is not None and is_read_only_local(ds.X.spec):
+            # Read-only and local: it cannot change under a reference, so nothing is copied.
+            return store.register_reference(ds, ref, source=f"server file {ds.name}")
         return store.register_dataset(ds, source=f"server file {ds.name}")
     if kind != "upload":
         raise NormScopeError(f"cannot open a request of kind {kind!r}; use 'path' or 'upload'")

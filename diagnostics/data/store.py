@@ -1,3 +1,4 @@
+# Over 450 lines: registration, references and reading share one id scheme and layout.
 """Registered datasets: plain ``.npy`` files under a content id, and the one way in for uploads.
 
 Layout of the data directory (``NORMSCOPE_HOME``, default ``~/.normscope``)::
@@ -273,6 +274,49 @@ def _write_x(path: Path, X: np.ndarray, dt: np.dtype, name: str) -> None:
             fh.write(part.data)
 
 
+def register_reference(ds: Dataset, ref: dict, *, source: str) -> str:
+    """Register a chunked source (zarr/HDF5) in place: its content id, labels and a reference
+    (``meta.json`` ``reference``: path, key, fingerprint) but no copy of X.  Only for sources
+    that are read-only and local (see :func:`diagnostics.data.chunked.is_read_only_local`).
+    """
+    clean_stale()
+    y = None if ds.y is None else ds.y.astype("<i8")
+    ident = content_id(ds.X, y, ds.class_names)
+    final = home() / "datasets" / ident
+    if (final / "meta.json").is_file():
+        return ident
+    record = {
+        "format": FORMAT_VERSION, "id": ident, "name": ds.name, "n": ds.n,
+        "shape": list(ds.shape), "class_names": list(ds.class_names), "has_labels": y is not None,
+        "class_counts": None if y is None else np.bincount(y, minlength=len(ds.class_names)).tolist(),
+        "source": source, "feature_params": None, "skipped": [], "notes": [],
+        "row_label": ds.row_label, "col_label": ds.col_label, "row_origin": ds.row_origin,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "extra": {}, "reference": ref,
+    }
+    parent = subdir("datasets")
+    staging = parent / f".tmp-{ident}-{uuid.uuid4().hex[:8]}"
+    claim = None
+    try:
+        staging.mkdir()
+        claim = claim_dir(staging)
+        if y is not None:
+            with open(staging / "y.npy", "wb") as fh:
+                np.save(fh, y, allow_pickle=False)
+        (staging / "meta.json").write_text(json.dumps(record, indent=1, allow_nan=False))
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+    except OSError as exc:
+        raise NormScopeError(f"cannot write dataset {ident} to {parent} ({exc.strerror}); set "
+                             "NORMSCOPE_HOME to a writable folder") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        release_dir(claim)
+    return ident
+
+
 def register_dataset(ds: Dataset, *, source: str, meta: dict | None = None) -> str:
     """Register a loaded :class:`Dataset` (e.g. an array file on the server) and return its id."""
     extra = {"source": source, "row_label": ds.row_label, "col_label": ds.col_label,
@@ -321,6 +365,14 @@ def open_dataset(ident: str, *, home: str | os.PathLike | None = None) -> Datase
     meta = dataset_meta(ident, home=home)
     root = _home_or_default(home)
     d = root / "datasets" / ident
+    if meta.get("reference"):  # a chunked source registered in place
+        from .chunked import open_reference
+
+        X = open_reference(meta["reference"], ident)
+        y = np.load(d / "y.npy", allow_pickle=False) if meta.get("has_labels") else None
+        class_names = tuple(meta.get("class_names", ()))
+        return Dataset(X=X, y=y, class_names=class_names, name=meta.get("name", ident), id=ident,
+                       notes=label_notes(y, class_names))
     try:
         X = np.load(d / "X.npy", mmap_mode="r", allow_pickle=False)
         y = np.load(d / "y.npy", allow_pickle=False) if meta.get("has_labels") else None

@@ -9,6 +9,9 @@ plotting in one place (nothing else imports plotly's graph objects).
 
 from __future__ import annotations
 
+import html
+import re
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,13 +66,26 @@ MAPS = {
 }
 
 
+_TAG_OR_ENTITY = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")
+
+
+def _text(s: object) -> str:
+    """User text (dataset, class and file names) for plotly, which reads ``<a href=...>``,
+    ``<b>`` and the like in titles and hover text as markup: a ``<`` that could open a tag and
+    an ``&`` that could start an entity become entities (``row SNR < 0.6`` stays as it is),
+    and ``%{`` (a hover template's field) loses its meaning."""
+    return _TAG_OR_ENTITY.sub(lambda m: html.escape(m.group()), str(s)).replace(
+        "%{", "%&#123;")
+
+
 def caption(dataset_name: str, n: int, n_total: int, split: str,
-            mask: np.ndarray | None) -> str:
+            mask: np.ndarray | None, threshold: float | None = None) -> str:
     """One line saying what a figure shows: dataset, N, split and the masked rows.
 
-    The mask is named by its rows, not by the threshold that chose them: a manual range can
-    add rows, and a figure whose rows did not change stays the same picture, so the browser
-    need not redraw it when the slider moves without changing the mask.
+    The mask is named by its rows, not by the threshold that chose them (``threshold`` is
+    accepted and not shown): a manual range can add rows, and a figure whose rows did not
+    change stays the same picture, so the browser need not redraw it when the slider moves
+    without changing the mask.
     """
     text = f"{dataset_name} · N = {n:,} {split} examples of {n_total:,}"
     if mask is not None and mask.any():
@@ -177,12 +193,12 @@ def heatmap(
                            line=dict(color="#333", width=1, dash="dot")))
         notes.append(dict(x=W - 1, y=(lo + hi) / 2, text="masked", showarrow=False,
                           xanchor="right", font=dict(size=11, color="#333")))
-    title = spec.title + (f" — {dataset_name}" if dataset_name else "")
+    title = spec.title + (f" — {_text(dataset_name)}" if dataset_name else "")
     if kept is not z:  # said on the colourbar: the caption line is full in a narrow column
         trace.colorbar.title.text += ", kept rows"
     # One layout dict: plotly validates once instead of once per update call (reruns are hot).
     layout = dict(
-        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        title=dict(text=title, subtitle=dict(text=_text(caption_text)), x=0.01, font=dict(size=15)),
         xaxis=dict(title=dict(text=col_label), showgrid=False, zeroline=False,
                    range=[-0.5, W - 0.5]),
         yaxis=dict(title=dict(text=row_label), showgrid=False, zeroline=False,
@@ -221,9 +237,9 @@ def row_snr_profile(
             marker=dict(color=color, symbol=symbol, size=6),
             hovertemplate=f"{row_label} %{{y}}<br>row SNR = %{{x:.3g}}<extra>{name}</extra>",
         ))
-    title = "Row SNR" + (f" — {dataset_name}" if dataset_name else "")
+    title = "Row SNR" + (f" — {_text(dataset_name)}" if dataset_name else "")
     layout = dict(
-        title=dict(text=title, subtitle=dict(text=_two_lines(caption_text)), x=0.01,
+        title=dict(text=title, subtitle=dict(text=_two_lines(_text(caption_text))), x=0.01,
                    font=dict(size=15)),
         xaxis=dict(title=dict(text="row SNR: median |mean| / std" + (" (log)" if log_x else "")),
                    type="log" if log_x else "linear", showgrid=True, gridcolor="#e5e5e5"),
@@ -291,13 +307,13 @@ def value_histogram(stats: PixelStats, *, caption_text: str = "", dataset_name: 
     """
     b = bins if bins is not None else histogram_bins(stats)
     centres, counts, use_log = b.centres, b.counts, b.log
-    title = "Value distribution (sample)" + (f" — {dataset_name}" if dataset_name else "")
+    title = "Value distribution (sample)" + (f" — {_text(dataset_name)}" if dataset_name else "")
     # One trace and one layout dict, validated once (this figure is rebuilt on every rerun).
     return go.Figure(data=[go.Scatter(
         x=centres, y=counts, mode="lines", line=dict(color=OKABE_ITO[0], shape="hvh"),
         fill="tozeroy", hovertemplate="value ≈ %{x:.3g}<br>count %{y}<extra></extra>")],
         layout=dict(
-            title=dict(text=title, subtitle=dict(text=_two_lines(caption_text)), x=0.01,
+            title=dict(text=title, subtitle=dict(text=_two_lines(_text(caption_text))), x=0.01,
                        font=dict(size=15)),
             xaxis=dict(title=dict(text="value (log scale)" if use_log else "value"),
                        type="log" if use_log else "linear"),
@@ -329,7 +345,7 @@ def class_means(
     C = min(len(class_names), max_classes)
     cols = min(C, 3)
     nrows = -(-C // cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=list(class_names[:C]),
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[_text(c) for c in class_names[:C]],
                         horizontal_spacing=0.04, vertical_spacing=0.12)
     maps = stats.class_means[:C]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -347,7 +363,7 @@ def class_means(
             showscale=c == 0, coloraxis=None,
             colorbar=dict(title=dict(text="mean" + (" (log scale)" if log_color else ""), side="right"),
                           thickness=12),
-            hovertemplate=(f"{class_names[c]}<br>{row_label} %{{y}}, {col_label} %{{x}}"
+            hovertemplate=(f"{_text(class_names[c])}<br>{row_label} %{{y}}, {col_label} %{{x}}"
                            "<br>mean = %{customdata:.4g}<extra></extra>"),
         ), row=r + 1, col=k + 1)
     if log_color and fin.size:
@@ -367,9 +383,9 @@ def class_means(
             fig.add_shape(type="rect", x0=-0.5, x1=W - 0.5, y0=lo - 0.5, y1=hi + 0.5,
                           fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot"),
                           row=r + 1, col=k + 1)
-    title = "Per-class mean maps" + (f" — {dataset_name}" if dataset_name else "")
+    title = "Per-class mean maps" + (f" — {_text(dataset_name)}" if dataset_name else "")
     fig.update_layout(
-        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        title=dict(text=title, subtitle=dict(text=_text(caption_text)), x=0.01, font=dict(size=15)),
         # b: room for the x-axis title under the tick labels (at 30 it sat on them).
         height=230 * nrows + 120, margin=dict(l=50, r=20, t=90, b=60),
         plot_bgcolor=UNDEFINED_BG, font=dict(family="Arial, sans-serif"),
@@ -429,9 +445,9 @@ def curves_figure(
                           + "<extra>mean of runs</extra>",
         ))
     fig.update_layout(
-        title=dict(text=(title or metric.capitalize()) + (f" — {dataset_name}" if dataset_name
+        title=dict(text=(title or metric.capitalize()) + (f" — {_text(dataset_name)}" if dataset_name
                                                            else ""),
-                   subtitle=dict(text=caption_text), x=0.01,
+                   subtitle=dict(text=_text(caption_text)), x=0.01,
                    font=dict(size=15)),
         xaxis=dict(title=dict(text=x_label), gridcolor="#e5e5e5"),
         yaxis=dict(title=dict(text=metric + (" (%)" if percent else "")), gridcolor="#e5e5e5"),
@@ -464,9 +480,9 @@ def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "",
             hovertemplate=(f"{c.name}: %{{x:.1f}}% over {c.n} run{'s' if c.n != 1 else ''}"
                            "<extra>mean, 95% CI</extra>"),
         ))
-    title += f" — {dataset_name}" if dataset_name else ""
+    title += f" — {_text(dataset_name)}" if dataset_name else ""
     fig.update_layout(
-        title=dict(text=title, subtitle=dict(text=caption_text), x=0.01, font=dict(size=15)),
+        title=dict(text=title, subtitle=dict(text=_text(caption_text)), x=0.01, font=dict(size=15)),
         xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over runs"),
                    gridcolor="#e5e5e5"),
         yaxis=dict(categoryorder="array", categoryarray=names[::-1]),

@@ -204,15 +204,41 @@ def comparison_section(rec, predictions=None, *, caption_text: str = "") -> Sect
     ``RunStore.predictions`` (duck-typed: this module stays free of torch and of the store);
     without predictions there is no verdict, and the answer says so.
     """
-    from diagnostics.results import comparison_json, pair_rows
+    from diagnostics.results import comparison_json
+    from diagnostics.verdicts.models import model_records
 
-    view = stored_view(rec, caption_text=caption_text, dataset_name=rec.dataset_name)
     doc = comparison_json(rec, predictions)
-    answer = "".join(f"<p class='{'summary' if i < 2 else 'verdict'}'>{html.escape(line)}</p>"
-                     for i, line in enumerate(doc["answer"]["text"]))
+    lines = doc["answer"]["text"]
+    # The answer's headline: the user's question and what to use; with several models, the
+    # agreement lines (each model's own lines come before them).
+    strong = (range(len(lines) - len(doc["agreement"]["text"]), len(lines)) if "models" in doc
+              else range(2))
+    answer = "".join(f"<p class='{'summary' if i in strong else 'verdict'}'>"
+                     f"{html.escape(line)}</p>" for i, line in enumerate(lines))
     head = (f"<p>{html.escape(rec.model)}, at most {rec.hyper.get('epochs', '?')} epochs, "
             f"{html.escape(_design_text(doc))}; status {html.escape(rec.status)}; id "
             f"<code>{html.escape(rec.id)}</code>.</p>")
+    if "models" not in doc:
+        view = stored_view(rec, caption_text=caption_text, dataset_name=rec.dataset_name)
+        tables, figs = _block_html(doc), (view.val, view.batch, view.tested)
+    else:
+        tables, figs = "", ()
+        subs = dict(model_records(rec))
+        for block in doc["models"]:
+            m = block["model"]
+            view = stored_view(subs[m], caption_text=f"{caption_text} · {m}",
+                               dataset_name=rec.dataset_name)
+            tables += (f"<h3>Model {html.escape(m)}</h3><p>{html.escape(_design_text(block))}"
+                       f".</p>" + _block_html(block))
+            figs += (view.val, view.batch, view.tested)
+    return Section(f"Comparison {rec.id}", answer + head + tables,
+                   tuple(f for f in figs if f is not None))
+
+
+def _block_html(doc: dict) -> str:
+    """The pairs table and the configs table of one model's results."""
+    from diagnostics.results import pair_rows
+
     rows = pair_rows(doc["pairs"])
     pairs = table_html(list(rows[0]), [list(r.values()) for r in rows]) if rows else ""
 
@@ -222,8 +248,7 @@ def comparison_section(rec, predictions=None, *, caption_text: str = "") -> Sect
              "–" if c["ci95"] is None else f"{pct(c['ci95'][0])} – {pct(c['ci95'][1])}",
              "–" if c["n_examples"] is None else f"{c['n_examples']:,}"] for c in doc["configs"]]
     configs = table_html(["config", "runs", "accuracy %", "95% CI", "test predictions"], crow)
-    figs = tuple(f for f in (view.val, view.batch, view.tested) if f is not None)
-    return Section(f"Comparison {rec.id}", answer + head + pairs + configs, figs)
+    return pairs + configs
 
 
 def build_report(

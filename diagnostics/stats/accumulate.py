@@ -7,6 +7,7 @@ zero; non-finite values are counted per pixel and left out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,65 @@ from diagnostics.errors import NormScopeError
 
 #: Values kept (per pass) to estimate the value distribution's shape (skewness, quantiles).
 SAMPLE_VALUES = 1_000_000
+
+# --- powers of two per pixel: float64 data from 1e-300 to 1e300 -------------------------------
+# Moments are kept in units of 2**exp per pixel (exact: multiplying by a power of two only
+# moves the exponent), so squares of values near 1e300 do not overflow and squares of
+# differences near 1e-300 do not underflow.  Where no pixel needs it, every exp is 0 and the
+# arithmetic is the plain one.
+#: Pixels whose largest |value| lies within 2**±SCALE_BAND keep exp 0: a sum of 2**63 squares
+#: of such values stays below 2**575, a square of a difference of such values (down to
+#: 2**-SCALE_BAND * eps) above 2**-620, both far from float64's limits (2**±1022).
+SCALE_BAND = 256
+#: A pass at fixed exponents is exact while each pixel's largest |value| lies within
+#: 2**±SCALE_SLACK of its unit (see :func:`scale_fits`); the engines pass again otherwise.
+SCALE_SLACK = 384
+#: Exponents stay within ±1000, so that 2**-exp is a normal float64 (subnormal data, below
+#: 2**-1022, is still scaled up far enough).
+SCALE_LIMIT = 1000
+
+
+def scale_exponents(amax: np.ndarray) -> np.ndarray:
+    """Per-pixel power-of-two exponents for values whose largest magnitude is ``amax``.
+
+    0 where ``amax`` lies within ``2**±SCALE_BAND`` (or is 0, NaN or inf), else the exponent
+    of ``amax`` (``amax < 2**exp``), clipped to ``±SCALE_LIMIT``: int64 array.
+    """
+    a = np.asarray(amax, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        _, e = np.frexp(np.where(np.isfinite(a), a, 0.0))
+        e = e.astype(np.int64)
+        return np.where((a > 0) & (np.abs(e) > SCALE_BAND),
+                        np.clip(e, -SCALE_LIMIT, SCALE_LIMIT), 0)
+
+
+def magnitude(vmin: np.ndarray, vmax: np.ndarray) -> np.ndarray:
+    """Largest finite |value| per pixel from its minimum and maximum (0 where none)."""
+    with np.errstate(invalid="ignore"):
+        a = np.fmax(np.abs(np.asarray(vmin, np.float64)), np.abs(np.asarray(vmax, np.float64)))
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def scale_fits(exp: np.ndarray, vmin: np.ndarray, vmax: np.ndarray) -> bool:
+    """Whether moments summed in units of ``2**exp`` are exact for values in ``[vmin, vmax]``
+    (every pixel's largest |value| within ``2**±SCALE_SLACK`` of its unit, or 0)."""
+    a = magnitude(vmin, vmax)
+    _, e = np.frexp(a)
+    return bool(np.all((a == 0) | (np.abs(e.astype(np.int64) - exp) <= SCALE_SLACK)))
+
+
+def sample_values(rows: np.ndarray) -> np.ndarray:
+    """Sampled values as float32, or as float64 where float32 would change them: beyond
+    float32's range (inf) or below its smallest normal (0 or lost digits)."""
+    if rows.dtype.itemsize <= 4 and rows.dtype.kind in "fiub":
+        return np.asarray(rows, np.float32)
+    x = np.asarray(rows, np.float64)
+    with np.errstate(invalid="ignore"):
+        a = np.abs(x[np.isfinite(x) & (x != 0)])
+    f32 = np.finfo(np.float32)
+    if a.size and (a.max() > f32.max or a.min() < f32.tiny):
+        return x
+    return x.astype(np.float32)
 
 
 
@@ -123,6 +183,8 @@ class StatsAccumulator:
         p = int(np.prod(self.shape))
         self.n = 0
         self.count = np.zeros(p, np.int64)
+        # mean, m2 and class_sum are in units of 2**exp (per pixel; see scale_exponents).
+        self.exp = np.zeros(p, np.int64)
         self.mean = np.zeros(p)
         self.m2 = np.zeros(p)
         self.min = np.full(p, np.inf)
@@ -153,19 +215,27 @@ class StatsAccumulator:
         cnt = np.full(x.shape[1], m, np.int64) if all_finite else finite.sum(0)
         if not all_finite:
             x = np.where(finite, x, np.nan)
+        if all_finite:
+            cmin, cmax = x.min(0), x.max(0)
+        else:
+            cmin = np.min(np.where(finite, x, np.inf), 0)
+            cmax = np.max(np.where(finite, x, -np.inf), 0)
+        self.min = np.fmin(self.min, cmin)
+        self.max = np.fmax(self.max, cmax)
+        self.nonfinite += m - cnt
+        self.zeros += (x == 0).sum(0)
+        self._take_sample(x, finite if not all_finite else None)
+        # Values beyond 2**±SCALE_BAND: moments in units of a power of two per pixel.
+        if self._align(scale_exponents(magnitude(cmin, cmax)), cnt) is not None:
+            with np.errstate(under="ignore"):
+                x = np.ldexp(x, -self.exp)  # this chunk in the accumulator's units
         with np.errstate(invalid="ignore", divide="ignore"):
             if all_finite:
                 cmean = x.mean(0)
                 cm2 = ((x - cmean) ** 2).sum(0)  # two-pass within the chunk
-                self.min = np.minimum(self.min, x.min(0))
-                self.max = np.maximum(self.max, x.max(0))
             else:
                 cmean = np.where(cnt > 0, np.nansum(x, 0) / np.maximum(cnt, 1), 0.0)
                 cm2 = np.nansum((x - cmean) ** 2, 0)
-                self.min = np.fmin(self.min, np.nanmin(np.where(finite, x, np.inf), 0))
-                self.max = np.fmax(self.max, np.nanmax(np.where(finite, x, -np.inf), 0))
-        self.nonfinite += m - cnt
-        self.zeros += (x == 0).sum(0)
         self._merge_moments(cnt, cmean, cm2)
         if self.n_classes and labels is not None:
             xz = x if all_finite else np.where(finite, x, 0.0)
@@ -174,8 +244,39 @@ class StatsAccumulator:
                 self.class_sum[c] += xz[rows].sum(0)
                 self.class_count[c] += finite[rows].sum(0) if not all_finite else rows.sum()
                 self.class_n[c] += int(rows.sum())
-        self._take_sample(x, finite if not all_finite else None)
         self.n += m
+        return self
+
+    def _align(self, exp_b: np.ndarray, count_b: np.ndarray) -> np.ndarray | None:
+        """Bring this accumulator to the units that also fit moments in units of ``2**exp_b``
+        (of ``count_b`` values per pixel): the larger exponent where both hold values (the
+        smaller values' part then lies far below the larger's round-off), the one that holds
+        values elsewhere.  Returns the shift ``exp_b - new`` (for ``np.ldexp``) of the incoming
+        moments, or None when every exponent is 0 (nothing to do)."""
+        if not (exp_b.any() or self.exp.any()):
+            return None
+        ea = self.exp
+        new = np.where(self.count > 0, np.where(count_b > 0, np.maximum(ea, exp_b), ea), exp_b)
+        if (new != ea).any():
+            d = ea - new
+            with np.errstate(under="ignore"):
+                self.mean = np.ldexp(self.mean, d)
+                self.m2 = np.ldexp(self.m2, 2 * d)
+                if self.n_classes:
+                    self.class_sum = np.ldexp(self.class_sum, d[None, :])
+            self.exp = new
+        return exp_b - new
+
+    def add_moments(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray,
+                    exp: np.ndarray | None = None) -> "StatsAccumulator":
+        """Fold in the moments of other values (``count``, ``mean``, ``m2`` per pixel, the
+        last two in units of ``2**exp``, default this accumulator's); counts only, not ``n``."""
+        if exp is not None:
+            shift = self._align(exp, count)
+            if shift is not None and shift.any():
+                with np.errstate(under="ignore"):
+                    mean, m2 = np.ldexp(mean, shift), np.ldexp(m2, 2 * shift)
+        self._merge_moments(count, mean, m2)
         return self
 
     def _take_sample(self, x: np.ndarray, finite: np.ndarray | None) -> None:
@@ -185,7 +286,7 @@ class StatsAccumulator:
         if not len(rows) or sum(len(s) for s in self._samples) >= SAMPLE_VALUES:
             return
         vals = rows.ravel() if finite is None else rows[finite[start :: self.sample_every]]
-        self._samples.append(vals.astype(np.float32))
+        self._samples.append(sample_values(vals))
 
     def _merge_moments(self, nb: np.ndarray, mb: np.ndarray, m2b: np.ndarray) -> None:
         # Chan, Golub & LeVeque (1979): pairwise update of count, mean and sum of squares.
@@ -202,12 +303,18 @@ class StatsAccumulator:
         """Fold another accumulator (e.g. from another worker) into this one."""
         if other.shape != self.shape or other.n_classes != self.n_classes:
             raise NormScopeError("cannot merge statistics of different shapes or class counts")
-        self._merge_moments(other.count, other.mean, other.m2)
+        shift = self._align(other.exp, other.count)
+        mean, m2, class_sum = other.mean, other.m2, other.class_sum
+        if shift is not None and shift.any():
+            with np.errstate(under="ignore"):
+                mean, m2 = np.ldexp(mean, shift), np.ldexp(m2, 2 * shift)
+                class_sum = np.ldexp(class_sum, shift[None, :])
+        self._merge_moments(other.count, mean, m2)
         self.min = np.fmin(self.min, other.min)
         self.max = np.fmax(self.max, other.max)
         self.nonfinite += other.nonfinite
         self.zeros += other.zeros
-        self.class_sum += other.class_sum
+        self.class_sum += class_sum
         self.class_count += other.class_count
         self.class_n += other.class_n
         self._samples.extend(other._samples)
@@ -224,38 +331,48 @@ class StatsAccumulator:
             vmin=self.min, vmax=self.max, nonfinite=self.nonfinite, zeros=self.zeros,
             class_sum=self.class_sum if self.n_classes else None,
             class_count=self.class_count if self.n_classes else None,
-            class_n=self.class_n if self.n_classes else None, sample=sample,
+            class_n=self.class_n if self.n_classes else None, sample=sample, exp=self.exp,
         )
 
 
 def finalize(*, shape, n, count, mean, m2, vmin, vmax, nonfinite, zeros, class_sum,
-              class_count, class_n, sample) -> PixelStats:
+              class_count, class_n, sample, exp=None) -> PixelStats:
+    """PixelStats from the merged moments; ``mean``, ``m2`` and ``class_sum`` in units of
+    ``2**exp`` per pixel (default 1): every ratio (SNR, the constant rule) is taken in those
+    units, and only the results people read are scaled back."""
     H, W = shape
     has = count > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.where(has, np.maximum(m2, 0.0) / np.maximum(count, 1), np.nan)
-        mean = np.where(has, mean, np.nan)
-        std = np.sqrt(var)
-        constant = is_constant(var, mean, count)
-        std_safe = np.where(constant, np.nan, std)
-        snr = np.abs(mean) / std_safe
+    exp = np.zeros(count.shape, np.int64) if exp is None else np.asarray(exp, np.int64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+        var_u = np.where(has, np.maximum(m2, 0.0) / np.maximum(count, 1), np.nan)
+        mean_u = np.where(has, mean, np.nan)
+        std_u = np.sqrt(var_u)
+        constant = is_constant(var_u, mean_u, count)  # scale-free: in the pixel's own units
+        std_safe = np.where(constant, np.nan, std_u)
+        snr = np.abs(mean_u) / std_safe
         total = count.sum()
         if total == 0:
             raise NormScopeError(
                 "every value is NaN or infinite; there is nothing to summarise: check how the "
                 "array was computed"
             )
-        gmean = float(np.nansum(mean * count) / total)
-        gvar = float(np.nansum((var + (mean - gmean) ** 2) * count) / total)
-        gstd = float(np.sqrt(max(gvar, 0.0)))
-        amplification = gstd / std_safe
+        # Over all pixels: in the units of the largest exponent (smaller pixels' parts then
+        # lie below its round-off).
+        g = int(exp[has].max()) if has.any() else 0
+        mean_g, var_g = np.ldexp(mean_u, exp - g), np.ldexp(var_u, 2 * (exp - g))
+        gmean_g = float(np.nansum(mean_g * count) / total)
+        gvar_g = float(np.nansum((var_g + (mean_g - gmean_g) ** 2) * count) / total)
+        gstd_g = float(np.sqrt(max(gvar_g, 0.0)))
+        gmean, gstd = float(np.ldexp(gmean_g, g)), float(np.ldexp(gstd_g, g))
+        amplification = np.ldexp(gstd_g / std_safe, g - exp)
+        mean, std = np.ldexp(mean_u, exp), np.ldexp(std_u, exp)
         zero_frac = np.where(has, zeros / np.maximum(count, 1), np.nan)
         snr2 = snr.reshape(H, W)
         row_snr = row_nanmedian(snr2)
         class_means = None
         if class_sum is not None:
             class_means = np.where(class_count > 0, class_sum / np.maximum(class_count, 1), np.nan)
-            class_means = class_means.reshape(-1, H, W)
+            class_means = np.ldexp(class_means, exp[None, :]).reshape(-1, H, W)
     vmin = np.where(has, vmin, np.nan)
     vmax = np.where(has, vmax, np.nan)
     r = lambda a: np.asarray(a).reshape(H, W)  # noqa: E731
@@ -284,6 +401,9 @@ def skewness(sample: np.ndarray) -> float:
     s = sample.astype(np.float64)
     if s.size < 3:
         return 0.0
+    top = float(np.max(np.abs(s)))
+    if top > 0 and math.isfinite(top):  # skewness is scale-free: keep cubes of 1e300 finite
+        s = np.ldexp(s, -math.frexp(top)[1])
     d = s - s.mean()
     d2 = d * d
     m2 = d2.mean()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accumulate import SAMPLE_VALUES, PixelStats, finalize
-from .stream import n_threads, on_threads
+from .accumulate import (SAMPLE_VALUES, PixelStats, finalize, magnitude, sample_values,
+                         scale_exponents, scale_fits)
+from .stream import first_shift, n_threads, on_threads
 
 
 _KERNELS = None
@@ -36,7 +37,7 @@ def _get_kernels():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def fast(X2, idx, lo, hi, labels, K, n_classes, a1, a2, amn, amx, az, csum):
+    def fast(X2, idx, lo, hi, labels, K, R, n_classes, a1, a2, amn, amx, az, csum):
         P = X2.shape[1]
         j = lo
         while j < hi:
@@ -47,14 +48,15 @@ def _get_kernels():
                 r3 = X2[idx[j + 3]]
                 for p in range(P):
                     k = K[p]
+                    r = R[p]
                     x0 = r0[p]
                     x1 = r1[p]
                     x2 = r2[p]
                     x3 = r3[p]
-                    d0 = np.float64(x0) - k
-                    d1 = np.float64(x1) - k
-                    d2 = np.float64(x2) - k
-                    d3 = np.float64(x3) - k
+                    d0 = np.float64(x0) * r - k
+                    d1 = np.float64(x1) * r - k
+                    d2 = np.float64(x2) * r - k
+                    d3 = np.float64(x3) * r - k
                     a1[p] += (d0 + d1) + (d2 + d3)
                     a2[p] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                     l01 = x0 if x0 < x1 else x1
@@ -72,7 +74,7 @@ def _get_kernels():
                 r0 = X2[idx[j]]
                 for p in range(P):
                     x0 = r0[p]
-                    d0 = np.float64(x0) - K[p]
+                    d0 = np.float64(x0) * R[p] - K[p]
                     a1[p] += d0
                     a2[p] += d0 * d0
                     amn[p] = x0 if x0 < amn[p] else amn[p]
@@ -85,11 +87,12 @@ def _get_kernels():
                     row = X2[idx[q]]
                     cs = csum[labels[q]]
                     for p in range(P):
-                        cs[p] += np.float64(row[p]) - K[p]
+                        cs[p] += np.float64(row[p]) * R[p] - K[p]
             j += step
 
     @numba.njit(cache=True, nogil=True)
-    def careful(X2, idx, lo, hi, labels, K, n_classes, a1, a2, amn, amx, az, csum, cnt, ccnt):
+    def careful(X2, idx, lo, hi, labels, K, R, n_classes, a1, a2, amn, amx, az, csum, cnt,
+                ccnt):
         P = X2.shape[1]
         for j in range(lo, hi):
             row = X2[idx[j]]
@@ -98,7 +101,7 @@ def _get_kernels():
                 x = row[p]
                 v = np.float64(x)
                 if np.isfinite(v):
-                    d = v - K[p]
+                    d = v * R[p] - K[p]
                     a1[p] += d
                     a2[p] += d * d
                     amn[p] = min(amn[p], x)
@@ -113,7 +116,7 @@ def _get_kernels():
     return _KERNELS
 
 
-def _run_blocks(kernel, X2, idx, lab, K, n_classes, n_acc: int) -> list[list[np.ndarray]]:
+def _run_blocks(kernel, X2, idx, lab, K, R, n_classes, n_acc: int) -> list[list[np.ndarray]]:
     """Run ``kernel`` over all rows in blocks on worker threads; per-worker accumulators."""
     P = X2.shape[1]
     C = max(n_classes, 1)
@@ -134,7 +137,7 @@ def _run_blocks(kernel, X2, idx, lab, K, n_classes, n_acc: int) -> list[list[np.
 
     def work(acc, todo):
         for lo, hi in todo:
-            kernel(X2, idx, lo, hi, lab, K, n_classes, *acc)
+            kernel(X2, idx, lo, hi, lab, K, R, n_classes, *acc)
 
     if n_workers == 1:
         work(accs[0], blocks)
@@ -143,7 +146,11 @@ def _run_blocks(kernel, X2, idx, lab, K, n_classes, n_acc: int) -> list[list[np.
     return accs
 
 
-def numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> PixelStats:
+def numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int,
+                E: np.ndarray | None = None) -> PixelStats:
+    """The numba engine.  Sums in units of ``2**E`` per pixel (see
+    :func:`diagnostics.stats.stream.first_shift`); passes again with ``E`` from the values'
+    range when the first rows were unlike the rest."""
     N, H, W = X.shape
     # A plain, read-only ndarray view: one compiled signature per dtype whatever X is
     # (memmap or not, writeable or not), so the disk cache is hit.
@@ -151,14 +158,11 @@ def numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> Pixel
     X2.flags.writeable = False
     # Shift by an estimate of the mean (a few rows suffice) so that large offsets cancel
     # before squaring.
-    head = np.asarray(X2[idx[: min(8, idx.size)]], dtype=np.float64)
-    fin = np.isfinite(head)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        K = np.where(fin, head, 0.0).sum(0) / fin.sum(0)
-    K = np.where(np.isfinite(K), K, 0.0)
+    K, E = first_shift(X2[idx[: min(8, idx.size)]], E)
+    R = np.ldexp(1.0, -E)  # exact powers of two (all 1 unless values lie beyond 2**±256)
     lab = np.zeros(idx.size, np.int64) if not n_classes else np.asarray(labels)[idx].astype(np.int64)
     fast, careful = _get_kernels()
-    accs = _run_blocks(fast, X2, idx, lab, K, n_classes, 6)
+    accs = _run_blocks(fast, X2, idx, lab, K, R, n_classes, 6)
     s1, s2 = sum(a[0] for a in accs), sum(a[1] for a in accs)
     class_n = np.bincount(lab, minlength=n_classes).astype(np.int64) if n_classes else None
     all_finite = bool(np.isfinite(s1).all() and np.isfinite(s2).all())
@@ -166,12 +170,14 @@ def numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> Pixel
         cnt = np.full(H * W, idx.size, np.int64)
         class_count = None if not n_classes else np.repeat(class_n[:, None], H * W, axis=1)
     else:  # some value is NaN or inf: count them per pixel and leave them out
-        accs = _run_blocks(careful, X2, idx, lab, K, n_classes, 8)
+        accs = _run_blocks(careful, X2, idx, lab, K, R, n_classes, 8)
         s1, s2 = sum(a[0] for a in accs), sum(a[1] for a in accs)
         cnt = sum(a[6] for a in accs)
         class_count = sum(a[7] for a in accs) if n_classes else None
     mn = np.min([a[2] for a in accs], axis=0).astype(np.float64)
     mx = np.max([a[3] for a in accs], axis=0).astype(np.float64)
+    if not scale_fits(E, mn, mx):  # the first rows were unlike the rest
+        return numba_stats(X, idx, labels, n_classes, scale_exponents(magnitude(mn, mx)))
     zer = sum(a[4].astype(np.int64) for a in accs)
     with np.errstate(invalid="ignore", divide="ignore"):
         d = np.where(cnt > 0, s1 / np.maximum(cnt, 1), 0.0)
@@ -182,12 +188,12 @@ def numba_stats(X: np.ndarray, idx: np.ndarray, labels, n_classes: int) -> Pixel
         class_sum = sum(a[5] for a in accs) + K[None, :] * class_count
     # Sample for the value distribution: evenly spaced examples.
     step = max(1, idx.size * H * W // SAMPLE_VALUES)
-    rows = np.asarray(X2[idx[::step]], dtype=np.float32).ravel()
+    rows = sample_values(np.asarray(X2[idx[::step]]).ravel())
     sample = (rows if all_finite else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
         shape=(H, W), n=idx.size, count=cnt, mean=mean, m2=m2, vmin=mn, vmax=mx,
         nonfinite=idx.size - cnt, zeros=zer, class_sum=class_sum,
-        class_count=class_count, class_n=class_n, sample=sample,
+        class_count=class_count, class_n=class_n, sample=sample, exp=E,
     )
 
 

@@ -56,6 +56,8 @@ def chunk_rows_for(row_bytes: int) -> int:
 
 def numba_ok(X: np.ndarray) -> bool:
     """Whether the numba engine can read ``X`` as it is (C-contiguous float32 or float64)."""
+    if not isinstance(X, np.ndarray):  # a zarr/HDF5 source is read chunk by chunk in numpy
+        return False
     return X.dtype in (np.float32, np.float64) and X.reshape(X.shape[0], -1).flags.c_contiguous
 
 
@@ -84,6 +86,7 @@ def compute_stats(
     n_classes: int = 0,
     engine: str = "auto",
     chunk_rows: int | None = None,
+    client=None,
 ) -> PixelStats:
     """Per-pixel statistics of ``X[indices]`` in one streaming pass.
 
@@ -102,6 +105,9 @@ def compute_stats(
         ``NUMBA_LOADED_MIN_BYTES`` or more once its kernels are loaded; numpy otherwise.
     chunk_rows : int, optional
         Examples per block for the numpy engine (default: about 2 MB of float64).
+    client : distributed.Client, optional
+        Compute on this Dask cluster instead (:func:`~diagnostics.stats.tree.tree_stats`:
+        per-chunk moments merged in a tree; the same numbers).
 
     Returns
     -------
@@ -128,6 +134,10 @@ def compute_stats(
                 f"labels must lie in 0..{n_classes - 1} (n_classes={n_classes}), found "
                 f"{lab.min()}..{lab.max()}; encode them with datasets.encode_labels"
             )
+    if client is not None and X.dtype.kind in "fiu":
+        from .tree import tree_stats  # dask: only on a cluster
+
+        return tree_stats(X, idx, labels, n_classes, client)
     if engine == "auto":
         nbytes = idx.size * H * W * X.dtype.itemsize
         loaded = nbytes >= NUMBA_LOADED_MIN_BYTES and _kernels_loaded()

@@ -19,7 +19,8 @@ import numpy as np
 
 from diagnostics.errors import NormScopeError
 
-from .accumulate import SAMPLE_VALUES, PixelStats, StatsAccumulator, finalize
+from .accumulate import (SAMPLE_VALUES, PixelStats, StatsAccumulator, finalize, magnitude,
+                         sample_values, scale_exponents, scale_fits)
 
 # --- the numpy engine: blocks of rows on worker threads, shifted float64 sums, Chan merges ------
 
@@ -52,9 +53,13 @@ class _Stream:
     """
 
     def __init__(self, shape: tuple[int, int], dtype: np.dtype, K: np.ndarray, n_classes: int,
-                 block_rows: int):
+                 block_rows: int, E: np.ndarray):
         P = int(np.prod(shape))
         self.acc = StatsAccumulator(shape, n_classes=n_classes, sample_every=2**62)
+        # Sums in units of 2**E per pixel (E = 0 but for values beyond 2**±256): R = 2**-E.
+        self.E = E
+        self.acc.exp = E.copy()
+        self.R = np.ldexp(1.0, -E) if E.any() else None
         self.K = K.copy()
         self.s1, self.s2, self.tmp = np.zeros(P), np.zeros(P), np.empty(P)
         self.csum = np.zeros((n_classes, P))
@@ -89,6 +94,8 @@ class _Stream:
                 self.acc.zeros[cross] += np.count_nonzero(x[:, cross] == 0, axis=0)
         d = self.d[:m]
         np.copyto(d, x)  # a plain cast, then a float64 subtraction: twice as fast as mixed types
+        if self.R is not None:
+            d *= self.R  # exact: a power of two
         d -= self.K
         if labels is None:
             self.s1 += np.add.reduce(d, axis=0, out=self.tmp)
@@ -115,16 +122,19 @@ class _Stream:
         if m == 0:
             return
         shift = self.s1 / m
-        acc._merge_moments(np.full(self.K.size, m, np.int64), self.K + shift,
-                           self.s2 - self.s1 * shift)
+        acc.add_moments(np.full(self.K.size, m, np.int64), self.K + shift,
+                        self.s2 - self.s1 * shift, exp=self.E)
+        rescaled = self.R is not None and bool((acc.exp != self.E).any())
         if self.crows.size:
-            acc.class_sum += self.csum + self.K * self.crows[:, None]
+            part = self.csum + self.K * self.crows[:, None]
+            acc.class_sum += np.ldexp(part, self.E - acc.exp) if rescaled else part
             acc.class_count += self.crows[:, None]
             acc.class_n += self.crows
             self.csum[:] = 0
             self.crows[:] = 0
         acc.n += m
-        self.K = np.where(acc.count > 0, acc.mean, self.K)
+        mean = np.ldexp(acc.mean, acc.exp - self.E) if rescaled else acc.mean
+        self.K = np.where(acc.count > 0, mean, self.K)
         self.s1[:] = 0
         self.s2[:] = 0
         self.rows = 0
@@ -137,29 +147,71 @@ class _Stream:
         return self.acc
 
 
+def first_shift(head: np.ndarray, E: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, E)`` from the first rows ``head`` (m, P) of a pass: per-pixel exponents ``E``
+    (:func:`~diagnostics.stats.accumulate.scale_exponents` of their largest |value|, unless
+    given) and the shift ``K``, their mean in units of ``2**E`` (0 where none is finite)."""
+    head = np.asarray(head, dtype=np.float64)
+    fin = np.isfinite(head)
+    if E is None:
+        E = scale_exponents(magnitude(np.min(np.where(fin, head, np.inf), 0),
+                                      np.max(np.where(fin, head, -np.inf), 0)))
+    with np.errstate(invalid="ignore", divide="ignore", under="ignore"):
+        K = np.where(fin, np.ldexp(head, -E) if E.any() else head, 0.0).sum(0) / fin.sum(0)
+    return np.where(np.isfinite(K), K, 0.0), E
+
+
 def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_classes: int,
-                  block_rows: int) -> PixelStats:
+                  block_rows: int, E: np.ndarray | None = None) -> PixelStats:
     """The numpy engine: blocks of ``block_rows`` examples handed out to worker threads on
     demand (numpy's ufuncs release the GIL), each worker a :class:`_Stream`, merged at the end
     with Chan's update.  Rows of a memmapped file are read with ``preadv`` into the worker's
-    block buffer; rows of other arrays are a slice (a view) or a gather into it."""
+    block buffer; rows of other arrays are a slice (a view) or a gather into it.
+
+    Sums are kept in units of ``2**E`` per pixel, ``E`` from the first rows (0 unless values
+    lie beyond ``2**±256``); when the pass finds a pixel's values far from its unit (first rows
+    unlike the rest), it passes again with ``E`` from the values' range."""
     N, H, W = X.shape
     P = H * W
     n = idx.size
-    head = np.asarray(X[idx[: min(8, n)]], dtype=np.float64).reshape(-1, P)
-    fin = np.isfinite(head)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        K = np.where(fin, head, 0.0).sum(0) / fin.sum(0)
-    K = np.where(np.isfinite(K), K, 0.0)  # first estimate of the mean: the shift
-    blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
-    workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows)
+    K, E = first_shift(np.asarray(X[idx[: min(8, n)]]).reshape(-1, P), E)
+    step = max(1, n * P // SAMPLE_VALUES)  # every step-th selected example is sampled
+    chunked = getattr(X, "chunk_rows", None)
+    if chunked:
+        # A zarr/HDF5 source: one block per source chunk (each chunk decoded once, by one
+        # worker), fed to the worker's stream in pieces of block_rows.
+        cuts = np.searchsorted(idx, np.arange(0, N + chunked, chunked))
+        blocks = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    else:
+        blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
+    workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows, E)
                for _ in range(min(n_threads(), len(blocks)))]
-    source = _backing_file(X)
+    source = None if chunked else _backing_file(X)
     row_bytes = P * X.dtype.itemsize
+    picked: list[tuple[int, np.ndarray]] = []  # chunked: (position, sampled rows)
 
     def work(w: _Stream, todo) -> None:
+        # A pass whose first rows were unlike the rest may overflow; it is detected from the
+        # values' range below and passed again, so it must not warn (errstate is per thread).
+        with np.errstate(over="ignore", invalid="ignore"):
+            _work(w, todo)
+
+    def _work(w: _Stream, todo) -> None:
         for lo, hi in todo:
             sel = idx[lo:hi]
+            if chunked:
+                k = int(sel[0]) // chunked
+                c, loc = X.chunk(k), sel - k * chunked
+                # Every row of the chunk (or a run of them): a view; else one gather.
+                xs = (c[loc[0] : loc[-1] + 1] if loc[-1] - loc[0] + 1 == loc.size
+                      else np.take(c, loc, axis=0))
+                for a in range(0, hi - lo, block_rows):
+                    b = min(a + block_rows, hi - lo)
+                    w.add(xs[a:b].reshape(b - a, P),
+                          None if labels is None else labels[sel[a:b]])
+                first = (-lo) % step
+                picked.append((lo, np.asarray(xs[first::step])))
+                continue
             if source is not None:
                 x = _pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
             elif sel[-1] - sel[0] == hi - lo - 1:
@@ -176,19 +228,27 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     finally:
         if source is not None:
             os.close(source[0])
-    acc = workers[0].finish()
-    for w in workers[1:]:
-        acc.merge(w.finish())
-    # Sample for the value distribution: evenly spaced examples.
-    step = max(1, n * P // SAMPLE_VALUES)
-    rows = np.asarray(X[idx[::step]], dtype=np.float32).ravel()
+    with np.errstate(over="ignore", invalid="ignore"):
+        acc = workers[0].finish()
+        for w in workers[1:]:
+            acc.merge(w.finish())
+    if not scale_fits(E, acc.min, acc.max):  # the first rows were unlike the rest
+        return stream_stats(X, idx, labels, n_classes, block_rows,
+                            scale_exponents(magnitude(acc.min, acc.max)))
+    # Sample for the value distribution: evenly spaced examples (chunked: taken on the way).
+    if chunked:
+        picked.sort(key=lambda t: t[0])
+        rows = sample_values(np.concatenate([r for _, r in picked]).ravel() if picked
+                             else np.zeros(0, np.float32))
+    else:
+        rows = sample_values(np.asarray(X[idx[::step]]).ravel())
     sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
         shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
         vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
         class_sum=acc.class_sum if n_classes else None,
         class_count=acc.class_count if n_classes else None,
-        class_n=acc.class_n if n_classes else None, sample=sample,
+        class_n=acc.class_n if n_classes else None, sample=sample, exp=acc.exp,
     )
 
 

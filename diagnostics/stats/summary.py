@@ -16,15 +16,17 @@ from diagnostics.stats.bands import band_information
 from diagnostics.stats.moments import compute_stats, energy_share, row_mask
 
 
-def dataset_stats(ds: Dataset, *, on: str = "train", seed: int = 0) -> PixelStats:
-    """Statistics of a dataset over its training split (``on="train"``) or all examples."""
+def dataset_stats(ds: Dataset, *, on: str = "train", seed: int = 0, client=None) -> PixelStats:
+    """Statistics of a dataset over its training split (``on="train"``) or all examples
+    (on the Dask cluster of ``client`` when given)."""
     if on == "all":
         idx = None
     elif on == "train":
         idx = split_indices(ds.n, ds.y, seed=seed).train
     else:
         raise NormScopeError(f"--on {on!r} is unknown; use train or all")
-    stats = compute_stats(ds.X, indices=idx, labels=ds.y, n_classes=len(ds.class_names))
+    stats = compute_stats(ds.X, indices=idx, labels=ds.y, n_classes=len(ds.class_names),
+                          client=client)
     if ds.y is not None and len(ds.class_names) > 1:
         info = band_information(ds.X, ds.y, indices=idx, n_classes=len(ds.class_names))
         stats = dataclasses.replace(stats, band_info=info)

@@ -4,4 +4,5 @@ and the answer text.  NumPy and SciPy only.
 
 Layers: ``design``, ``sequential`` <- ``decide`` <-> ``answer`` (answer reads decide's types for
 annotations only) <- ``stored`` (scores and the decision of a comparison's runs, live or
-stored)."""
+stored); ``answer`` <- ``models`` (a comparison under several models: one record per model, and
+whether their verdicts agree)."""

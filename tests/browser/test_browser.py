@@ -123,7 +123,7 @@ def test_html_report_opens_offline(server, page, browser, tmp_path):
 
 
 @pytest.mark.slow
-def test_comparison_shows_live_progress_and_cancels(server, page):
+def test_comparison_shows_live_progress_and_only_its_starter_cancels(server, page, browser):
     page.goto(server + "/?tab=Compare")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     page.get_by_role("button", name="Start comparison").click()
@@ -133,9 +133,66 @@ def test_comparison_shows_live_progress_and_cancels(server, page):
     progress.wait_for(timeout=90_000)
     page.wait_for_selector("text=Validation accuracy", timeout=60_000)
     shot(page, "compare-live")
-    page.get_by_role("button", name="Cancel").click()
+    # The starter's address keeps its private token; its share link does not.
+    address = parse_qs(urlsplit(page.url).query)
+    token = address["owner"][0]
+    page.get_by_role("button", name="Share this view").click()
+    link = page.locator('[data-testid="stCode"]').first.text_content()
+    page.keyboard.press("Escape")
+    assert "runs=" in link and "owner" not in link and token not in link
+    # A viewer of the share link sees the comparison read-only: no Cancel.
+    viewer = browser.new_page()
+    viewer.goto(link)
+    viewer.get_by_text("only the page that started this comparison can cancel it").wait_for(
+        timeout=60_000)
+    assert viewer.get_by_role("button", name="Cancel").count() == 0
+    viewer.close()
+    # A reload of the starter's own address keeps the right to cancel.
+    page.reload()
+    page.get_by_role("button", name="Cancel").click(timeout=60_000)
     page.get_by_text(re.compile(r"^cancelled")).first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+EVIL = "![x](https://evil.example/t.png) [Click to re-login](https://evil.example/login)"
+
+
+def test_a_class_name_with_markdown_makes_no_image_no_link_and_no_request(
+        server, server_home, page, monkeypatch):
+    import numpy as np
+
+    from diagnostics.data import store
+
+    monkeypatch.setenv("NORMSCOPE_HOME", str(server_home))  # register where the server looks
+    rng = np.random.default_rng(5)
+    X = rng.exponential(1.0, (41, 6, 8)).astype(np.float32)
+    y = np.array([0] * 20 + [1] * 20 + [2])  # class 2 has one example: a note names it
+    # Plotly reads <a href=...> in titles as a link: the per-class maps' titles are class names.
+    plotly_link = '<a href="https://evil.example/p">Plotly link</a>'
+    ident = store.register_arrays(X, y, ("a", plotly_link, EVIL), "evil-classes",
+                                  {"source": "test"})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    for tab in ("Statistics", "Compare"):
+        page.goto(f"{server}/?dataset={ident}&tab={tab}")
+        wait_idle(page) if tab == "Statistics" else page.wait_for_selector(
+            '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+        note = page.get_by_text("Click to re-login").first
+        if tab == "Statistics":
+            note.wait_for(timeout=30_000)  # the note is shown, as text
+            assert "](https" in note.inner_text() and "evil.example" in note.inner_text()
+            page.get_by_text("Show per-class mean maps").click()
+            page.get_by_text("Per-class mean maps").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            titles = [t.text_content() for t in
+                      page.locator('[data-testid="stPlotlyChart"] .annotation-text').all()]
+            assert plotly_link in titles, titles  # the class name, as text
+        assert page.locator('img[src*="evil.example"]').count() == 0
+        assert page.locator('a[href*="evil.example"]').count() == 0  # SVG links included
+        assert page.locator('[data-testid="stException"]').count() == 0
+    page.wait_for_timeout(1000)  # time for any late image request
+    assert requests and not [u for u in requests if "evil.example" in u]
+    shot(page, "evil-class-name")
 
 
 @pytest.mark.slow

@@ -382,24 +382,79 @@ def test_open_audio_folder_by_path_with_feature_settings(home):
     assert any("skipped" in str(e.label) for e in at.expander)  # broken.wav is listed
 
 
-def test_second_session_sees_a_running_comparison_and_can_cancel_it(home):
+def _cancel_button(at, cid):
+    return [b for b in at.button if b.key == f"cancel_{cid}"]
+
+
+def test_only_the_starter_cancels_and_a_share_link_leaves_its_token_out(home, monkeypatch):
     a = AppTest.from_file(APP, default_timeout=TIMEOUT)
     a.query_params.update({"dataset": "digits", "tab": "Compare"})
     a.run()
-    a.number_input(key="cmp_epochs").set_value(200)  # long enough to still run below
+    a.selectbox(key="cmp_model").set_value("linear")
+    a.number_input(key="cmp_epochs").set_value(100)  # long enough to still run below
     a.button(key="start").click().run()
-    assert not a.exception and not a.error
+    assert not a.exception and not a.error, [e.value for e in a.error]
     cid = a.multiselect(key="runs").value[0]
-    b = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    b.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid})
+    token = a.query_params["owner"]
+    token = token[-1] if isinstance(token, list) else token
+    assert len(token) >= 22 and _cancel_button(a, cid)  # the starter's page can cancel
+    link = a.sidebar.code[0].value if a.sidebar.code else a.code[0].value
+    assert f"runs={cid}" in link and token not in link and "owner" not in link
+
+    # A viewer of the shared link (or of one with a made-up token) sees it read-only.
+    for params in ({}, {"owner": "x" * 22}):
+        b = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        b.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid, **params})
+        b.run()
+        assert not b.exception, b.exception
+        assert not _cancel_button(b, cid)
+        assert any("only the page that started" in str(c.value) for c in b.caption)
+        # ... and cannot start a second comparison while the server's queue is full.
+        monkeypatch.setenv("NORMSCOPE_MAX_QUEUED", "1")
+        b.button(key="start").click().run()
+        assert not b.exception
+        assert any("already runs or queues 1 comparisons" in str(e.value) for e in b.error)
+        monkeypatch.delenv("NORMSCOPE_MAX_QUEUED")
+
+    # The operator may let everyone cancel.
+    monkeypatch.setenv("NORMSCOPE_ANYONE_CAN_CANCEL", "true")
     b.run()
-    assert not b.exception, b.exception
-    cancel = b.button(key=f"cancel_{cid}")
-    cancel.click().run()
-    _run_until(b, lambda s: any("cancelled" in str(m.value) for m in s.markdown), timeout=60)
+    assert _cancel_button(b, cid)
+    monkeypatch.delenv("NORMSCOPE_ANYONE_CAN_CANCEL")
+    b.run()
+    assert not _cancel_button(b, cid)
+
+    # A reload of the starter's page (its URL keeps the token) keeps the right to cancel.
+    c = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    c.query_params.update({"dataset": "digits", "tab": "Compare", "runs": cid, "owner": token})
+    c.run()
+    assert not c.exception, c.exception
+    _cancel_button(c, cid)[0].click().run()
+    _run_until(c, lambda s: any("cancelled" in str(m.value) for m in s.markdown), timeout=60)
     a.run()
     assert not a.exception
-    assert any("cancelled" in str(m.value) for m in a.markdown)  # the first session sees it too
+    assert any("cancelled" in str(m.value) for m in a.markdown)  # the starter sees it too
+
+
+def test_a_request_over_a_limit_is_one_error_and_starts_nothing(home, monkeypatch):
+    monkeypatch.setenv("NORMSCOPE_MAX_CONFIGS", "2")
+    monkeypatch.setenv("NORMSCOPE_MAX_EPOCHS", "5")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "digits", "tab": "Compare", "cmp_epochs": "50"})
+    at.run()
+    assert not at.exception, at.exception
+    # The widget offers no more than the limit; a link asking for more gets the default.
+    assert at.number_input(key="cmp_epochs").value == 5
+    assert at.number_input(key="cmp_epochs").max == 5
+    at.multiselect(key="configs").set_value(["none", "global", "per_pixel"])
+    at.button(key="start").click().run()
+    assert not at.exception
+    errors = [str(e.value) for e in at.error]
+    assert len(errors) == 1 and "3 configs is over this server's limit of 2" in errors[0], errors
+    assert at.multiselect(key="runs").value == []
+    from models.store import RunStore
+
+    assert RunStore().list_comparisons() == []  # nothing half-written in the store
 
 
 def test_dataset_with_no_finite_value_is_refused_and_the_previous_one_kept(home):
@@ -410,6 +465,10 @@ def test_dataset_with_no_finite_value_is_refused_and_the_previous_one_kept(home)
     assert any("NaN or infinite" in str(e.value) for e in at.error)
     assert at.selectbox(key="dataset").value == "demo"
     assert len(_heatmaps(at)) == 4
+    # Refused, it is not registered: no session lists it.
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert again.selectbox(key="dataset").options == ["demo", "digits"]
+    assert not list((home / "home" / "datasets").glob("[0-9a-f]*"))
 
 
 def test_link_configs_are_validated_before_the_widget_reads_them():

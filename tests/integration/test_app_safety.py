@@ -35,6 +35,31 @@ def test_md_escapes_links_images_and_control_characters():
     assert box.count("\n- ") == 5 and "985 more" in box
 
 
+@pytest.mark.parametrize("text", ["https://evil.example/x", "WWW.evil.example", "bob@evil.example",
+                                  "mailto:bob", "xmpp:bob@evil.org", "ftp://evil.example"])
+def test_bare_addresses_are_broken_by_a_word_joiner(text):
+    """GitHub-flavoured Markdown links a bare address even when its characters are escaped
+    (chromium showed it: tests/browser); an invisible word joiner inside it stops that."""
+    out = md(text)
+    assert "\u2060" in out and out.replace("\u2060", "").replace("\\", "") == text
+    assert md("db+per_row@mask") == "db+per\\_row@mask"  # configs read as before
+
+
+def test_plotly_text_of_user_names_is_escaped():
+    from diagnostics.plots import figures
+
+    assert figures._text('<a href="https://e.example">x</a> %{y} &amp; < 0.6') == \
+        '&lt;a href="https://e.example">x&lt;/a> %&#123;y} &amp;amp; < 0.6'
+    from diagnostics.stats.moments import compute_stats
+
+    X = np.random.default_rng(0).exponential(1.0, (20, 3, 4))
+    stats = compute_stats(X, labels=np.arange(20) % 2, n_classes=2)
+    fig = figures.class_means(stats, ("<b>a</b>", "b"), caption_text="<i>c</i>",
+                              dataset_name="<a href='x'>d</a>")
+    text = str(fig.layout.to_plotly_json()) + str([t.hovertemplate for t in fig.data])
+    assert "<b>" not in text and "<a " not in text and "<i>" not in text
+
+
 def test_a_class_name_with_markdown_is_shown_as_text(env, rng):
     from diagnostics.data import store
 

@@ -347,6 +347,54 @@ def test_upload_on_a_full_disk_is_one_sentence(small_disk, monkeypatch, rng):
     assert not any((small_disk / "tmp").iterdir())
 
 
+def test_compare_on_a_full_disk_is_one_sentence_and_no_store_is_called_damaged(small_disk, cli):
+    fill(small_disk, 0)
+    r = cli("compare", "digits", "--epochs", "1", "--eval", "holdout", "--seeds", "1",
+            "--no-decide", "--workers", "1", env={"NORMSCOPE_HOME": str(small_disk / "home")})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: the run store") and "cannot be written" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not list((small_disk / "home").glob("runs.db.damaged-*"))  # a full disk is no damage
+
+
+@pytest.mark.slow
+def test_disk_filling_during_compare_is_one_sentence_and_the_store_stays_sound(small_disk, cli):
+    from models.store import RunStore
+
+    home = small_disk / "home"
+    RunStore(home / "runs.db")
+    fill(small_disk, 150_000)  # room for the comparison, not for all its curves
+    r = cli("compare", "digits", "--model", "linear", "--epochs", "2000", "--patience", "0",
+            "--eval", "holdout", "--seeds", "1", "--no-decide", "--workers", "1",
+            env={"NORMSCOPE_HOME": str(home), "NORMSCOPE_MAX_EPOCHS": "2000"}, timeout=300)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the run store") and "disk is full" in last
+    assert "Traceback" not in r.stderr
+    (small_disk / "filler").unlink()
+    s = RunStore(home / "runs.db")
+    assert s.integrity_check() == "ok" and s.notice is None
+    s.mark_interrupted()
+    (comp,) = s.list_comparisons()
+    assert comp.status in ("failed", "interrupted")
+
+
+def test_the_app_on_a_full_disk_says_so_and_keeps_the_statistics(small_disk, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("NORMSCOPE_HOME", str(small_disk / "home"))
+    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(small_disk))
+    fill(small_disk, 0)
+    for tab in ("Statistics", "Compare"):
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"),
+                               default_timeout=120)
+        at.query_params.update({"tab": tab, "runs": "abc"})
+        at.run()
+        assert not at.exception, at.exception
+        assert any("cannot be written" in str(e.value) for e in at.error)
+    assert not list((small_disk / "home").glob("runs.db.damaged-*"))
+
+
 def test_stale_temporary_folders_are_removed_at_start_up_live_ones_kept(home, tmp_path, rng):
     np.save(tmp_path / "x.npy", rng.random((4, 3, 5)).astype(np.float32))
     datasets, tmp = home / "datasets", home / "tmp"

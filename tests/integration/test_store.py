@@ -156,7 +156,7 @@ def test_server_killed_mid_comparison_leaves_interrupted_runs(home, tmp_path):
     from compare_helpers import write_tiny_npz
 
     data = write_tiny_npz(tmp_path / "tiny.npz")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NORMSCOPE_MAX_EPOCHS": "5000"}
     p = subprocess.Popen([sys.executable, "-m", "diagnostics", "compare", str(data), "--seeds", "2",
                           "--eval", "holdout", "--no-decide",
                           "--epochs", "5000", "--patience", "0", "--batch-size", "16",

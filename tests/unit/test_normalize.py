@@ -230,7 +230,7 @@ def test_mask_reads_the_uncompressed_row_snr(compression):
 
 
 def test_config_names_are_the_whole_grammar():
-    assert sorted(all_config_names()) == sorted(ALL) and len(set(all_config_names())) == 36
+    assert sorted(all_config_names()) == sorted(ALL) and len(set(all_config_names())) == 72
     assert all(parse_config(n).name == n for n in all_config_names())
 
 

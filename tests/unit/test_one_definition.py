@@ -17,12 +17,12 @@ from diagnostics.normalize import COMPRESSIONS, SCALERS, Config, all_config_name
 
 def test_all_config_names_are_every_canonical_name_once():
     names = all_config_names()
-    assert len(names) == len(set(names)) == 3 * 6 * 2
+    assert len(names) == len(set(names)) == 4 * 9 * 2
     assert [parse_config(n).name for n in names] == names  # canonical: parse(name).name == name
     every = {Config(s, c, m).name
              for c, s, m in itertools.product((None,) + COMPRESSIONS, SCALERS, (False, True))}
     assert set(names) == every
-    assert names[:2] == ["none", "global"] and names[-1] == "db+robust@mask"  # the app's order
+    assert names[:2] == ["none", "global"] and names[-1] == "pcen+shrink@mask"  # the app's order
 
 
 @pytest.mark.parametrize("row_label, noun", [

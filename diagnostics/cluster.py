@@ -1,0 +1,50 @@
+"""Which Dask scheduler to use, and connecting to it with one clear error.
+
+``--cluster tcp://HOST:PORT`` (CLI) or ``$NORMSCOPE_DASK_SCHEDULER`` (app and CLI) name it;
+without either, everything runs in this process and the local process pool.  ``distributed``
+is imported only when a scheduler is named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import NormScopeError
+
+#: Environment variable naming the scheduler (``tcp://HOST:PORT``) for the app and the CLI.
+SCHEDULER_ENV = "NORMSCOPE_DASK_SCHEDULER"
+#: Seconds to wait for the scheduler before giving up with one sentence.
+CONNECT_TIMEOUT_S = 5.0
+
+_ADDRESS = re.compile(r"(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?|[A-Za-z0-9_.\-\[\]:]+:\d+")
+
+
+def scheduler_address(cluster: str | None = None) -> str | None:
+    """The scheduler to use: ``cluster`` (the CLI's ``--cluster``) if given, else
+    ``$NORMSCOPE_DASK_SCHEDULER``, else None (local).  ``cluster=""`` forces local."""
+    text = (cluster if cluster is not None else os.environ.get(SCHEDULER_ENV, "")).strip()
+    if not text:
+        return None
+    if not _ADDRESS.fullmatch(text):
+        where = "--cluster" if cluster is not None else SCHEDULER_ENV
+        raise NormScopeError(f"{where}={text!r} is not a Dask scheduler address; give "
+                             "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+    return text if "://" in text else f"tcp://{text}"
+
+
+def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S):
+    """A ``distributed.Client`` on ``address``; NormScopeError if nothing answers in time."""
+    import logging
+
+    from distributed import Client
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # no tracebacks for a dead port
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise NormScopeError(
+            f"no Dask scheduler answers at {address} (within {timeout:g} s: "
+            f"{type(exc).__name__}); start one (dask scheduler --host 127.0.0.1) or fix "
+            f"--cluster / {SCHEDULER_ENV}"
+        ) from None

@@ -1,0 +1,411 @@
+"""Chunked sources: zarr (v3) arrays and HDF5 datasets, read chunk by chunk, never whole.
+
+Specs (CLI, app, registered references):
+
+* ``store.zarr`` -- a zarr array, or a zarr group holding ``X`` (or ``x``, ``data``,
+  ``features``) and optionally ``y`` (or ``labels``, ``Y``, ``targets``);
+* ``store.zarr/X`` -- an array inside a group; labels are a sibling array of the group;
+* ``file.h5:/path/to/X`` (also ``.hdf5``, ``.hdf``) -- an HDF5 dataset; labels are a sibling
+  dataset of the same group; ``file.h5`` alone looks for ``X`` at the root.
+
+Labels can instead come from a ``.npy`` (``--labels``).  :class:`ChunkedArray` is a read-only
+(N, H, W) view in the source's own dtype (like a memmap of a ``.npy``): it supports the row
+indexing the rest of NormScope uses (``X[a:b]``, ``X[int array]``, ``X[i]``) and keeps the last
+chunk it decoded (per thread), so reading rows in order decodes each chunk once.  It pickles
+by path and reopens read-only in the other process (Dask workers, training workers).
+
+zarr and h5py are imported only when such a source is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NormScopeError
+from .dataset import Dataset, encode_labels, label_notes
+
+H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+X_KEYS = ("X", "x", "data", "features")
+Y_KEYS = ("y", "labels", "Y", "targets")
+#: File systems on which a source is not "local": registering it copies the data instead of
+#: referring to it (a share may change, or vanish, under a reference).
+REMOTE_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "9p", "afs",
+             "ceph", "glusterfs", "fuse.s3fs", "fuse.gcsfuse", "lustre", "gpfs", "beegfs")
+
+
+@dataclass(frozen=True)
+class ChunkedSpec:
+    """Where a chunked array lives: ``kind`` (zarr | hdf5), the file or store ``path``
+    (absolute), the array's ``key`` inside it ('' for a bare zarr array)."""
+
+    kind: str
+    path: str
+    key: str
+
+    def text(self) -> str:
+        """The spec as a user writes it (and as a worker reopens it)."""
+        if self.kind == "hdf5":
+            return f"{self.path}:{self.key}"
+        return self.path if not self.key else f"{self.path}/{self.key}"
+
+
+def parse_spec(text: str) -> ChunkedSpec | None:
+    """The :class:`ChunkedSpec` that ``text`` names, or None if it names no chunked source."""
+    text = os.fspath(text).strip()
+    low = text.lower()
+    for suf in H5_SUFFIXES:
+        if low.endswith(suf):
+            return ChunkedSpec("hdf5", str(Path(text).expanduser().absolute()), "")
+        cut = low.find(suf + ":")
+        if cut > 0:
+            path, key = text[: cut + len(suf)], text[cut + len(suf) + 1:]
+            return ChunkedSpec("hdf5", str(Path(path).expanduser().absolute()), key or "/")
+    p = Path(text).expanduser().absolute()
+    # A zarr store: folders with zarr.json (v3) or .zarray/.zgroup (v2); its root is the
+    # outermost such folder above the named node.
+    root = _zarr_root_of(p)
+    if root is None and p.suffix.lower() == ".zarr":
+        root = p  # named like a store but not one: opening it says so
+    if root is None:
+        return None
+    key = p.relative_to(root).as_posix()
+    return ChunkedSpec("zarr", str(root), "" if key == "." else key)
+
+
+def _zarr_root_of(p: Path) -> Path | None:
+    """The outermost folder of ``p`` and its parents that is a zarr node (the store root)."""
+    root = None
+    for cand in (p, *p.parents):
+        if cand.is_dir() and any((cand / m).is_file() for m in ("zarr.json", ".zgroup", ".zarray")):
+            root = cand
+        elif root is not None:
+            break
+    return root
+
+
+def _import(kind: str):
+    try:
+        if kind == "zarr":
+            import zarr
+            return zarr
+        import h5py
+        return h5py
+    except ImportError:  # pragma: no cover - both are in requirements.txt
+        raise NormScopeError(f"reading {kind} needs the {kind if kind == 'zarr' else 'h5py'} "
+                             "package; pip install -r requirements.txt") from None
+
+
+class ChunkedArray:
+    """Read-only (N, H, W) rows of a zarr array or HDF5 dataset (see the module docstring).
+
+    Attributes: ``shape``, ``dtype``, ``ndim``, ``chunk_rows`` (rows per source chunk),
+    ``spec`` (:class:`ChunkedSpec`).  A trailing or leading singleton axis of a 4-D source
+    ((N, H, W, 1) or (N, 1, H, W)) is dropped, as for ``.npy`` files.
+    """
+
+    def __init__(self, spec: ChunkedSpec, shape4: tuple[int, ...], dtype: np.dtype,
+                 chunk_rows: int):
+        self.spec = spec
+        self._shape4 = tuple(int(s) for s in shape4)
+        s4 = self._shape4
+        if len(s4) == 4:  # (N, 1, H, W) or (N, H, W, 1)
+            self.shape = (s4[0], s4[2], s4[3]) if s4[1] == 1 else (s4[0], s4[1], s4[2])
+        else:
+            self.shape = s4
+        self.dtype = np.dtype(dtype)
+        self.ndim = 3
+        self.chunk_rows = max(1, int(chunk_rows))
+        self._local = threading.local()
+        self._handle = None
+        self._lock = threading.Lock()
+
+    # -- pickling: by path, reopened lazily ----------------------------------------------------
+    def __getstate__(self):
+        return {"spec": self.spec, "shape4": self._shape4, "dtype": self.dtype.str,
+                "chunk_rows": self.chunk_rows}
+
+    def __setstate__(self, st):
+        self.__init__(st["spec"], st["shape4"], np.dtype(st["dtype"]), st["chunk_rows"])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def __repr__(self) -> str:
+        return f"ChunkedArray({self.spec.text()!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def _array(self):
+        with self._lock:
+            if self._handle is None:
+                self._handle = _open_node(self.spec)[0]
+            return self._handle
+
+    def read_rows(self, a: int, b: int) -> np.ndarray:
+        """Rows ``a:b`` straight from the source, as (b - a, H, W) in the source's dtype."""
+        out = np.asarray(self._array()[a:b])
+        return out.reshape(b - a, *self.shape[1:])
+
+    def chunk(self, k: int) -> np.ndarray:
+        """Source chunk ``k`` (rows ``k * chunk_rows`` on), the last one kept per thread."""
+        hit = getattr(self._local, "chunk", None)
+        if hit is not None and hit[0] == k:
+            return hit[1]
+        a = k * self.chunk_rows
+        x = self.read_rows(a, min(a + self.chunk_rows, self.shape[0]))
+        x.setflags(write=False)
+        self._local.chunk = (k, x)
+        return x
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (sorted or not, repeats allowed) as a new array, each chunk decoded
+        once."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        n = self.shape[0]
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        rows = np.where(rows < 0, rows + n, rows)
+        out = np.empty((rows.size, *self.shape[1:]), self.dtype)
+        if rows.size == 0:
+            return out
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        ks = srt // self.chunk_rows
+        cuts = np.flatnonzero(np.diff(ks)) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), srt.size]):
+            k = int(ks[lo])
+            c = self.chunk(k)
+            out[order[lo:hi]] = c[srt[lo:hi] - k * self.chunk_rows]
+        return out
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0] if key else slice(None)), key[1:]
+        if isinstance(key, (int, np.integer)):
+            out = self.take(np.array([int(key)]))[0]
+        elif isinstance(key, slice):
+            a, b, step = key.indices(self.shape[0])
+            if step == 1 and b - a >= self.chunk_rows:
+                out = self.read_rows(a, b) if b > a else np.empty((0, *self.shape[1:]), self.dtype)
+            else:
+                out = self.take(np.arange(a, b, step))
+        else:
+            arr = np.asarray(key)
+            if arr.dtype == bool:
+                arr = np.flatnonzero(arr)
+            out = self.take(arr)
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        x = self[:]
+        return x if dtype is None else x.astype(dtype)
+
+
+def _open_node(spec: ChunkedSpec):
+    """The array node of ``spec`` (read-only) and its container (group or file) or None."""
+    lib = _import(spec.kind)
+    where = spec.text()
+    if spec.kind == "zarr":
+        if not Path(spec.path).is_dir():
+            raise NormScopeError(f"{spec.path} does not exist or is not a zarr store (a folder); "
+                                 "check the path")
+        try:
+            node = lib.open(spec.path, mode="r", path=spec.key or None) if spec.key else \
+                lib.open(spec.path, mode="r")
+        except Exception as exc:  # noqa: BLE001 - zarr raises many kinds for a bad store
+            raise NormScopeError(f"{where} is not a readable zarr array or group ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]}); write it with zarr.create_array") from None
+        if isinstance(node, lib.Group):
+            key = next((k for k in X_KEYS if k in node), None)
+            if key is None:
+                raise NormScopeError(f"zarr group {where} has no array named X (it has: "
+                                     f"{', '.join(sorted(node.keys())) or 'nothing'}); name the "
+                                     "array, e.g. store.zarr/X")
+            return node[key], node
+        parent = None
+        if spec.key:
+            try:
+                parent_key = str(Path(spec.key).parent)
+                parent = lib.open_group(spec.path, mode="r",
+                                        path=None if parent_key in ("", ".") else parent_key)
+            except Exception:  # noqa: BLE001 - no group above: labels from --labels only
+                parent = None
+        return node, parent
+    if not Path(spec.path).is_file():
+        raise NormScopeError(f"{spec.path} does not exist; check the path")
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # readers share the file
+    try:
+        f = lib.File(spec.path, "r")
+    except OSError as exc:
+        raise NormScopeError(f"{spec.path} is not a readable HDF5 file ({str(exc)[:100]}); "
+                             "check the path") from None
+    key = spec.key or ""
+    if key in ("", "/"):
+        key = next((k for k in X_KEYS if k in f), None)
+        if key is None:
+            raise NormScopeError(f"HDF5 file {spec.path} has no dataset named X at its root (it "
+                                 f"has: {', '.join(sorted(f.keys())) or 'nothing'}); name one "
+                                 "as file.h5:/path/to/X")
+    if key not in f or not isinstance(f[key], lib.Dataset):
+        raise NormScopeError(f"{spec.path} has no dataset {key!r}; name one as "
+                             "file.h5:/path/to/X")
+    node = f[key]
+    return node, node.parent
+
+
+def _fingerprint(spec: ChunkedSpec) -> str:
+    """Hash of the source's path, sizes and modification times (cheap: no data is read)."""
+    h = hashlib.sha256(f"{spec.kind}|{spec.path}|{spec.key}".encode())
+    p = Path(spec.path)
+    paths = [p] if p.is_file() else sorted(q for q in p.rglob("*"))
+    for q in paths:
+        try:
+            st = q.stat()
+        except OSError:
+            continue
+        h.update(f"{q}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return "f" + h.hexdigest()[:11]
+
+
+def is_read_only_local(spec: ChunkedSpec) -> bool:
+    """True when no file of the source has a write bit and it lies on a local file system:
+    then a registered reference can never see it change, and nothing is copied."""
+    p = Path(spec.path)
+    for q in ([p] if p.is_file() else [p, *p.rglob("*")]):
+        try:
+            if os.lstat(q).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+                return False
+        except OSError:
+            return False
+    return _fs_type(p) not in REMOTE_FS
+
+
+def _fs_type(p: Path) -> str:
+    """The file system type of the mount holding ``p`` ('' if unknown)."""
+    best, kind = "", ""
+    try:
+        target = str(p.resolve())
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and (target == parts[1] or target.startswith(
+                        parts[1].rstrip("/") + "/")) and len(parts[1]) >= len(best):
+                    best, kind = parts[1], parts[2]
+    except OSError:
+        return ""
+    return kind
+
+
+def open_chunked(text: str, labels: str | os.PathLike | None = None, *,
+                 ident: str | None = None) -> Dataset:
+    """Open the chunked source ``text`` (see the module docstring) as a :class:`Dataset` whose
+    ``X`` is a :class:`ChunkedArray`; labels from ``labels`` (a ``.npy``) or a sibling array.
+
+    ``ident`` replaces the fingerprint id (a registered reference keeps its content id).
+
+    Raises
+    ------
+    NormScopeError
+        Not a zarr/HDF5 source, the wrong rank or dtype, labels missing or of the wrong length.
+    """
+    from .arrays import _load_npy  # the checked .npy reader (no pickles)
+
+    spec = parse_spec(text)
+    if spec is None:
+        raise NormScopeError(f"{text} is not a zarr store or an HDF5 file; give store.zarr, "
+                             "store.zarr/X or file.h5:/path/to/X")
+    node, parent = _open_node(spec)
+    where = spec.text()
+    shape, dtype = tuple(int(s) for s in node.shape), np.dtype(node.dtype)
+    if not (len(shape) == 3 or (len(shape) == 4 and 1 in (shape[1], shape[3]))):
+        raise NormScopeError(f"{where} holds an array of shape {shape}; NormScope needs examples "
+                             "of H x W: (N, H, W), (N, H, W, 1) or (N, 1, H, W)")
+    if dtype.kind not in "fiub":
+        raise NormScopeError(f"{where} holds values of type {dtype}; NormScope needs real numbers "
+                             "(float or integer): write the array as float32")
+    if min(shape) < 1:
+        raise NormScopeError(f"{where} holds an empty array of shape {shape}")
+    chunks = getattr(node, "chunks", None) or (min(shape[0], 1024),)
+    key = node.name if spec.kind == "hdf5" else spec.key
+    if spec.kind == "zarr" and parent is not None and not spec.key:
+        key = node.path
+    spec = ChunkedSpec(spec.kind, spec.path, key or "")
+    X = ChunkedArray(spec, shape, dtype, int(chunks[0]))
+    if spec.kind == "hdf5":
+        node.file.close()
+    y = None
+    lwhere = where
+    if labels is not None and str(labels).strip():
+        lpath = Path(labels).expanduser()
+        if not lpath.exists() or lpath.suffix.lower() != ".npy":
+            raise NormScopeError(f"labels file {lpath} does not exist or is not a .npy file; give "
+                                 "the labels as a .npy, or as an array y beside X")
+        y, lwhere = np.asarray(_load_npy(lpath)), str(lpath)
+    elif parent is not None:
+        y = _sibling_labels(spec, node_key=key)
+    class_names: tuple[str, ...] = ()
+    if y is not None:
+        y, class_names = encode_labels(y, shape[0], lwhere)
+    name = Path(spec.path).name + (f":{spec.key}" if spec.kind == "hdf5" else
+                                   (f"/{spec.key}" if spec.key else ""))
+    fid = ident or _fingerprint(spec)
+    if labels is not None and ident is None and str(labels).strip():
+        st = Path(labels).stat()
+        fid = "f" + hashlib.sha256(f"{fid}|{Path(labels).resolve()}|{st.st_size}|"
+                                   f"{st.st_mtime_ns}".encode()).hexdigest()[:11]
+    return Dataset(X=X, y=y, class_names=class_names, name=name, id=fid,
+                   notes=label_notes(y, class_names))
+
+
+def _sibling_labels(spec: ChunkedSpec, *, node_key: str) -> np.ndarray | None:
+    """The labels array beside X (``y``, ``labels``, ``Y`` or ``targets``), or None."""
+    lib = _import(spec.kind)
+    if spec.kind == "hdf5":
+        with lib.File(spec.path, "r") as f:
+            grp = f[node_key].parent
+            k = next((k for k in Y_KEYS if k in grp and isinstance(grp[k], lib.Dataset)), None)
+            return None if k is None else np.asarray(grp[k][()])
+    parent_key = str(Path(node_key).parent) if node_key else ""
+    try:
+        grp = lib.open_group(spec.path, mode="r",
+                             path=None if parent_key in ("", ".") else parent_key)
+    except Exception:  # noqa: BLE001 - a bare array: no sibling
+        return None
+    k = next((k for k in Y_KEYS if k in grp), None)
+    return None if k is None else np.asarray(grp[k][...])
+
+
+def reference_of(ds: Dataset) -> dict | None:
+    """How a registered reference reopens ``ds`` (None unless its X is a ChunkedArray)."""
+    X = ds.X
+    if not isinstance(X, ChunkedArray):
+        return None
+    return {"kind": X.spec.kind, "path": X.spec.path, "key": X.spec.key,
+            "fingerprint": _fingerprint(X.spec), "shape": list(X._shape4), "dtype": X.dtype.str,
+            "chunk_rows": X.chunk_rows}
+
+
+def open_reference(ref: dict, ident: str) -> ChunkedArray:
+    """The X of a registered reference; refuses a source that changed since registration."""
+    spec = ChunkedSpec(ref["kind"], ref["path"], ref.get("key", ""))
+    if not Path(spec.path).exists():
+        raise NormScopeError(f"dataset {ident} refers to {spec.text()}, which is gone; open the "
+                             "source again to register it anew")
+    if _fingerprint(spec) != ref.get("fingerprint"):
+        raise NormScopeError(f"dataset {ident} refers to {spec.text()}, which changed since it was "
+                             "registered; open the source again to register it anew")
+    return ChunkedArray(spec, tuple(ref["shape"]), np.dtype(ref["dtype"]), int(ref["chunk_rows"]))

@@ -1,0 +1,58 @@
+"""The "What the network sees" tab in Debian's chromium: the grid redraws after a config
+change, and an audio dataset's clips play from the server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audio_helpers import make_folder
+
+from .conftest import shot, wait_idle
+
+TAB = "/?tab=What+the+network+sees"
+TITLES = ("Array.from(document.querySelectorAll('.annotation-text')).map(e => e.textContent)"
+          ".filter(t => t !== 'dropped')")
+
+
+def column_titles(page) -> list[str]:
+    return page.evaluate(TITLES)
+
+
+@pytest.mark.slow
+def test_grid_redraws_after_a_config_change(server, page):
+    page.goto(server + TAB)
+    wait_idle(page)
+    page.wait_for_function(f"{TITLES}.length === 4", timeout=60_000)
+    assert column_titles(page) == ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
+    titles = [t.text_content() for t in page.locator('[data-testid="stPlotlyChart"] .gtitle').all()]
+    assert any(t.startswith("What the network sees") for t in titles)
+    assert any(t.startswith("Per-band mean and std") for t in titles)
+    page.get_by_role("button", name="Remove per_pixel", exact=True).click()
+    page.wait_for_function(f"{TITLES}.length === 3", timeout=60_000)
+    assert column_titles(page) == ["none", "per_pixel@mask", "db+per_row"]
+    page.get_by_text("One shared scale", exact=True).click()
+    page.wait_for_function("Array.from(document.querySelectorAll('.gtitle-subtitle, .gtitle'))"
+                           ".some(e => e.textContent.includes('one colour scale'))", timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "sees")
+
+
+@pytest.mark.slow
+def test_audio_clips_play_in_the_browser(server, server_home, page, monkeypatch):
+    from diagnostics.data.audio.loader import load_audio
+
+    monkeypatch.setenv("NORMSCOPE_HOME", str(server_home))  # the server's registry
+    folder = make_folder(server_home / "tones", np.random.default_rng(11), per_class=3)
+    ds = load_audio(folder, workers=1)
+    page.goto(f"{server}{TAB}&dataset={ds.id}")
+    wait_idle(page)
+    page.wait_for_selector("audio", timeout=60_000)
+    assert page.locator("audio").count() == 2  # one example per class
+    page.locator('[data-testid="stPlotlyChart"]').first.click()  # a user gesture, for autoplay rules
+    audio = page.locator("audio").first
+    audio.evaluate("a => a.play()")
+    page.wait_for_function("document.querySelector('audio').currentTime > 0.05", timeout=30_000)
+    duration = audio.evaluate("a => a.duration")
+    assert duration == pytest.approx(1.0, abs=0.05)  # the one-second source clip itself
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -1,0 +1,148 @@
+"""AppTest of the "What the network sees" tab: configs, examples, colour modes, audio, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from audio_helpers import make_folder
+from test_app import APP, TIMEOUT, _decode, _figures
+
+TAB = "What the network sees"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _open(params: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["tab"] = TAB
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _sees(at):
+    figs = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith("What the network")]
+    assert len(figs) == 1
+    return figs[0]
+
+
+def test_defaults_are_the_comparison_configs_one_example_per_class():
+    at = _open()
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["configs"] == at.multiselect(key="sees_configs").value
+    assert fig["layout"]["meta"]["configs"][:2] == ["none", "per_pixel"]
+    assert len(fig["layout"]["meta"]["examples"]) == 6  # the demo's six classes
+    assert len(fig["data"]) == 6 * len(fig["layout"]["meta"]["configs"])
+    prof = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Per-band mean")]
+    assert len(prof) == 1 and len(prof[0]["data"]) == 2 * len(fig["layout"]["meta"]["configs"])
+
+
+def test_a_link_configs_are_the_defaults():
+    at = _open({"configs": ["none", "db+per_row"]})
+    assert _sees(at)["layout"]["meta"]["configs"] == ["none", "db+per_row"]
+
+
+def test_config_change_colour_and_chosen_example():
+    at = _open()
+    at.multiselect(key="sees_configs").set_value(["per_pixel", "db+global"]).run()
+    assert not at.exception
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["configs"] == ["per_pixel", "db+global"]
+    ranges = {(t["zmin"], t["zmax"]) for t in fig["data"]}
+    assert len(ranges) > 1  # own scale per panel
+    at.radio(key="sees_colour").set_value("One shared scale").run()
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["colour"] == "shared"
+    assert len({(t["zmin"], t["zmax"]) for t in fig["data"]}) == 1
+    at.radio(key="sees_pick").set_value("A chosen example").run()
+    at.number_input(key="sees_index").set_value(17).run()
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["examples"] == ["#17 · " + fig["layout"]["meta"]["examples"][0].split(" · ", 1)[1]]
+    assert len(fig["data"]) == 2
+    z = _decode(fig["data"][0]["z"])
+    assert z.shape == (60, 130) and np.isfinite(z).all()
+
+
+def test_masked_config_draws_dropped_rows_washed_out():
+    at = _open({"configs": ["per_pixel@mask"]})
+    fig = _sees(at)
+    z = _decode(fig["data"][0]["z"])
+    assert np.isnan(z[48:]).all() and np.isfinite(z[:48]).all()  # the demo's 12 quiet bands
+    assert any(a["text"] == "dropped" for a in fig["layout"]["annotations"])
+
+
+def test_no_config_is_a_notice_not_an_error():
+    at = _open({"dataset": "digits"})
+    assert len(_sees(at)["layout"]["meta"]["examples"]) == 10
+    at.multiselect(key="sees_configs").set_value([]).run()
+    assert not at.exception and any("at least one config" in i.value for i in at.info)
+
+
+def test_audio_dataset_plays_its_clips_from_the_server(home):
+    from diagnostics.data.audio.loader import load_audio
+
+    folder = make_folder(home / "tones", np.random.default_rng(3), per_class=4)
+    ds = load_audio(folder, workers=1)
+    at = _open({"dataset": ds.id})
+    assert not at.exception
+    audio = at.get("audio")
+    assert len(audio) == 2  # one example per class
+    # A clip that moved away is not played; the other still is.
+    for f in (folder / "dog").iterdir():
+        f.unlink()
+    at = _open({"dataset": ds.id})
+    assert len(at.get("audio")) == 1
+    for f in (folder / "cat").iterdir():
+        f.unlink()
+    at = _open({"dataset": ds.id})
+    assert not at.get("audio")
+    assert any("no longer on the server" in c.value for c in at.caption)
+
+
+def test_clips_outside_the_data_root_are_not_played(home, tmp_path_factory, monkeypatch):
+    from diagnostics.data.audio.loader import load_audio
+
+    outside = make_folder(tmp_path_factory.mktemp("elsewhere") / "tones", np.random.default_rng(4),
+                          per_class=3)
+    ds = load_audio(outside, workers=1)
+    at = _open({"dataset": ds.id})
+    assert not at.get("audio")
+    assert any("outside the data root" in c.value for c in at.caption)
+
+
+def test_statistics_page_shows_shift_per_band_beside_row_snr(home):
+    from diagnostics.data import store
+
+    rng = np.random.default_rng(5)
+    level = np.geomspace(20.0, 0.1, 30)[:, None]
+    a = (rng.exponential(1.0, (200, 30, 12)) * level).astype(np.float32)
+    b = (rng.exponential(1.0, (200, 30, 12)) * level).astype(np.float32)
+    b[:, 10:20] *= 2.5
+    ya, yb = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    ida = store.register_arrays(a, ya, ("p", "q"), "device-a")
+    idb = store.register_arrays(b, yb, ("p", "q"), "device-b")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["dataset"] = ida
+    at.run()
+    assert not at.exception, at.exception
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert any(t.startswith("Shift per band: train vs test") for t in titles)
+    assert any("No band shifts detectably" in i.value for i in at.info)
+    sel = at.selectbox(key="shift_against")
+    assert len(sel.options) == 2 and idb in sel.options[1]  # 30 bands only: not demo, not digits
+    sel.set_value(idb).run()
+    assert not at.exception
+    shift = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Shift per band")]
+    assert shift[0]["layout"]["meta"]["shifted"] == list(range(10, 20))
+    assert any("bands 10-19" in w.value and "gain" in w.value for w in at.warning)

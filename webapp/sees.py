@@ -1,0 +1,152 @@
+"""The "What the network sees" tab: examples as the classifier receives them under each config.
+
+Each config is fitted on the training split once per dataset, config and mask threshold
+(``st.cache_resource``, shared by every session), so changing the configs only fits the new
+ones and redraws.  Audio datasets play each example's source clip from the server.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from diagnostics import config as ns_config
+from diagnostics import sees
+from diagnostics.data.audio import playback
+from diagnostics.data.dataset import Dataset
+from diagnostics.errors import NormScopeError
+from diagnostics.normalize import valid_config_names
+from diagnostics.plots import figures
+from diagnostics.plots.sees import band_profile_figure, sees_figure
+from diagnostics.stats.accumulate import PixelStats
+from diagnostics.stats.findings import suggested_configs
+from webapp.charts import chart, kaleido_browser
+from webapp.text import md
+
+PICKS = ("One per class (test split)", "A chosen example")
+COLOURS = {"Own scale per panel": "own", "One shared scale": "shared"}
+
+
+@st.cache_resource(show_spinner="Fitting the normalization on the training split…", max_entries=96)
+def fitted_config(dataset_id: str, config: str, mask_snr: float, _ds: Dataset) -> sees.Fitted:
+    # Keyed by ids and the config (never by arrays); a Fitted is read-only once made.
+    return sees.fit_config(_ds, config, mask_snr=mask_snr)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _image(dataset_id: str, key: tuple, fmt: str, _fig) -> bytes:
+    # kaleido drives the system chromium (1-2 s an image): only on click, and cached.
+    height = int(_fig.layout.height or 560)
+    return _fig.to_image(format=fmt, scale=2 if fmt == "png" else 1, width=1400, height=height)
+
+
+def default_configs(stats: PixelStats, threshold: float) -> list[str]:
+    """The open comparison's configs (the Compare tab's choice, or the link's), else the
+    configs the statistics suggest."""
+    valid = set(valid_config_names(stats))
+    chosen = st.session_state.get("configs") or st.query_params.get_all("configs")
+    picked = [c for c in chosen if c in valid]
+    return picked or suggested_configs(stats, threshold)
+
+
+def _mask_key(config: str, threshold: float) -> float:
+    # The threshold matters only to @mask configs: the others stay cached when it moves.
+    return float(threshold) if "@" in config else 0.0
+
+
+def _buttons(fig, ds: Dataset, which: str, key: tuple) -> None:
+    if kaleido_browser() is None:
+        st.caption("PNG/SVG files need chromium on the server; the camera icon above the chart "
+                   "still saves a 3x PNG.")
+        return
+    cols = st.columns(2)
+    for col, fmt in zip(cols, ("png", "svg")):
+        col.download_button(
+            fmt.upper(), key=f"sees_dl_{which}_{fmt}", file_name=f"normscope-{ds.name}-{which}.{fmt}",
+            mime="image/png" if fmt == "png" else "image/svg+xml", on_click="ignore",
+            data=lambda fmt=fmt: _image(ds.id, key, fmt, fig),
+            help=f"Download this figure as {fmt.upper()} (rendered on the server).")
+
+
+def controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> tuple[list[str], int | None, str]:
+    """Configs, the example (None: one per class) and the colour mode."""
+    c = st.columns([4, 2, 2])
+    configs = c[0].multiselect(
+        "Configs (columns)", valid_config_names(stats), default=default_configs(stats, threshold),
+        key="sees_configs",
+        help="Each is fitted on the training split only, as in a comparison; the examples come "
+             "from the test split. Defaults: the Compare tab's configs.")
+    pick = c[1].radio("Examples (rows)", PICKS, key="sees_pick")
+    index = None
+    if pick == PICKS[1]:
+        index = int(c[1].number_input(f"Example index (0-{ds.n - 1})", 0, ds.n - 1, 0,
+                                      key="sees_index"))
+    colour = c[2].radio("Colour", tuple(COLOURS), key="sees_colour",
+                        help="Own: every panel spans its own values (shapes compare). Shared: "
+                             "one range for all (scales compare).")
+    return configs, index, COLOURS[colour]
+
+
+def listen_ui(ds: Dataset, examples: list[tuple[int, str]]) -> None:
+    """A player for each example whose source clip is on this server."""
+    clips, why = [], ""
+    for i, label in examples:
+        clip, reason = playback.read_clip(ds.id, i, root=ns_config.data_root())
+        if clip is None:
+            why = why or reason
+            continue
+        clips.append((label, clip))
+    if not clips:
+        if why and "not made from audio" not in why and "registered" not in why:
+            st.caption(f"No clip to play: {md(why)}.")
+        return
+    st.markdown("**Listen** (the source clips, from this server)")
+    cols = st.columns(min(len(clips), 4))
+    for k, (label, clip) in enumerate(clips):
+        with cols[k % len(cols)]:
+            st.caption(md(f"{label} — {clip.name}"))
+            st.audio(clip.data, format=clip.mime)
+
+
+def sees_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: bool) -> None:
+    configs, index, colour = controls_ui(ds, stats, threshold)
+    if not configs:
+        st.info("Choose at least one config.")
+        return
+    try:
+        examples = sees.pick_examples(ds, index=index)
+    except NormScopeError as exc:
+        st.error(md(exc))
+        return
+    views, failed = [], []
+    for name in configs:
+        try:
+            fit = fitted_config(ds.id, name, _mask_key(name, threshold), ds)
+        except NormScopeError as exc:
+            failed.append(f"{name}: {exc}")
+            continue
+        views.append(sees.network_view(ds, fit, [i for i, _ in examples]))
+    for msg in failed:
+        st.error(md(msg))
+    if not views:
+        return
+    split = sees.parts(ds)
+    mask = next((~v.kept for v in views if "@" in v.config), None)
+    cap = figures.caption(ds.name, int(split.train.size), ds.n, "train", mask)
+    cap = cap.replace("train examples", "train examples (fit)")
+    labels = [label for _, label in examples]
+    common = dict(row_label=ds.row_label, row_origin=ds.row_origin, caption_text=cap,
+                  dataset_name=ds.name)
+    fig = sees_figure(views, labels, colour=colour, col_label=ds.col_label,
+                      colorscale=st.session_state.get("colorscale", "Viridis"), **common)
+    prof = band_profile_figure(views, **common)
+    key = (tuple(configs), tuple(labels), colour, _mask_key("@", threshold))
+    left, right = st.columns([5, 2])
+    with left:
+        chart(fig, f"normscope-{ds.name}-sees", "chart_sees")
+        if not report_view:
+            _buttons(fig, ds, "sees", key)
+    with right:
+        chart(prof, f"normscope-{ds.name}-sees-bands", "chart_sees_bands")
+        if not report_view:
+            _buttons(prof, ds, "sees-bands", key[:1] + key[3:])
+    listen_ui(ds, examples)
