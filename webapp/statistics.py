@@ -76,18 +76,16 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
                                   col_label=ds.col_label, **common)
             with col:
                 _figure(fig, ds, on, which, mask, threshold, log_color, scale, report_view)
-    side = st.expander("Row-SNR profile (where the mask threshold cuts) and value distribution",
-                       key="profiles", bind=BIND, icon=":material/bar_chart:")
+    side = st.expander("Row-SNR profile (where the mask threshold cuts), shift per "
+                       f"{ds.row_noun} and value distribution", key="profiles", bind=BIND,
+                       icon=":material/bar_chart:")
     with side:
         if side.open:
-            figs = {
-                "row_snr": figures.row_snr_profile(stats, threshold=threshold, **common),
-                "values": figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
-                                                  bins=histogram_bins(ds.id, on, stats)),
-            }
-            for col, (which, fig) in zip(st.columns(2), figs.items()):
-                with col:
-                    _figure(fig, ds, on, which, mask, threshold, log_color, scale, report_view)
+            shift_ui(ds, stats, mask, threshold, on)  # the row-SNR profile beside the shift
+            fig = figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
+                                          bins=histogram_bins(ds.id, on, stats))
+            with st.columns(2)[0]:
+                _figure(fig, ds, on, "values", mask, threshold, log_color, scale, report_view)
 
 
 def _figure(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, threshold: float,
@@ -122,7 +120,6 @@ def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, t
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
     heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
-    shift_ui(ds, stats, mask, threshold, on)
     if not report_view:  # a toggle is a control: report view leaves it out
         class_maps_ui(ds, stats, on, mask, threshold, log_color, scale, report_view)
     if not report_view:
