@@ -102,7 +102,7 @@ def main() -> None:
                 colour.append(time.perf_counter() - t)
             # Baseline in the same run: the Statistics page's mask slider (the house's redraw
             # target of 0.5 s), one key press to its charts redrawn.
-            page.goto(url)
+            page.goto(url + "/?profiles=true")  # the row-SNR chart's threshold legend entry
             page.wait_for_function(CHARTS, timeout=60_000)
             page.wait_for_selector(DONE)
             slider = page.locator('[data-testid="stSlider"] input[type="range"]').first

@@ -525,6 +525,17 @@ class RunStore:
         with self._connect() as con:
             return self._runs(con, clause, tuple(args) + (int(limit),), curves=curves, batches=False)
 
+    def epochs_trained(self, run_ids: list[str]) -> dict[str, int]:
+        """``{run_id: epochs committed}`` (runs without any epoch are left out), in one query."""
+        if not run_ids:
+            return {}
+        with self._connect() as con:
+            rows = con.execute("SELECT run_id, COUNT(*) FROM epoch_metrics GROUP BY run_id"
+                               ).fetchall() if len(run_ids) > 500 else con.execute(
+                "SELECT run_id, COUNT(*) FROM epoch_metrics WHERE run_id IN "
+                f"({', '.join('?' * len(run_ids))}) GROUP BY run_id", tuple(run_ids)).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
     def _runs(self, con, clause: str, args: tuple, *, curves: bool = True,
               batches: bool = True) -> list[RunRecord]:
         rows = con.execute(f"SELECT * FROM runs {clause}", args).fetchall()

@@ -38,9 +38,9 @@ def image_buttons(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, thres
     key = (tuple(np.flatnonzero(mask).tolist()), threshold)
     # Colour options change only the heatmaps: the side figures are not re-rendered for them.
     colour = (log_color, scale) if which in figures.MAPS else (False, "")
-    cols = st.columns(2)
-    for col, fmt in zip(cols, ("png", "svg")):
-        col.download_button(
+    row = st.container(horizontal=True)  # side by side, under the figure's left edge
+    for fmt in ("png", "svg"):
+        row.download_button(
             f"{fmt.upper()}", key=f"dl_{which}_{fmt}", file_name=f"{name}.{fmt}",
             mime="image/png" if fmt == "png" else "image/svg+xml", on_click="ignore",
             data=lambda fmt=fmt: figure_image(ds.id, on, which, fmt, key, *colour, fig),

@@ -117,8 +117,8 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
                         "whether normalizing hurts and what is best, and whether the models "
                         "agree. Only models this server offers can be chosen.")
     e = st.columns(5)
-    e[0].toggle("Decide (stop when clear)", value=d["cmp_decide"], key="cmp_decide", bind=BIND,
-                help="Start with one repetition and add repetitions until every pair "
+    e[0].toggle("Decide", value=d["cmp_decide"], key="cmp_decide", bind=BIND,
+                help="Stop when the answer is clear. Start with one repetition and add repetitions until every pair "
                      "involving the best config is decided (better, worse or equivalent), "
                      "within the most repetitions and the time budget. The tests account for "
                      "stopping early (alpha spending), so deciding early does not inflate "
@@ -135,8 +135,8 @@ def compare_controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> Non
                       key="cmp_seeds", bind=BIND,
                       help="Holdout repetitions: each seed gives every config the same initial "
                            "weights and batch order.")
-    e[4].number_input("Time budget (min, 0: none)", 0, 600, d["cmp_budget"], key="cmp_budget",
-                      bind=BIND, help="No repetition starts that would not finish in time; an "
+    e[4].number_input("Time budget (min)", 0, 600, d["cmp_budget"], key="cmp_budget",
+                      bind=BIND, help="0: none. No repetition starts that would not finish in time; an "
                                       "undecided answer then says so, with its interval.")
     with st.expander("Training settings (shared by every config)"):
         t = st.columns(5)

@@ -131,7 +131,7 @@ def sees_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: boo
         return
     split = sees.parts(ds)
     mask = next((~v.kept for v in views if "@" in v.config), None)
-    cap = figures.caption(ds.name, int(split.train.size), ds.n, "train", mask, threshold)
+    cap = figures.caption(ds.name, int(split.train.size), ds.n, "train", mask)
     cap = cap.replace("train examples", "train examples (fit)")
     labels = [label for _, label in examples]
     common = dict(row_label=ds.row_label, row_origin=ds.row_origin, caption_text=cap,

@@ -33,6 +33,7 @@ class View:
     configs: tuple[str, ...] = field(default_factory=tuple)
     runs: tuple[str, ...] = field(default_factory=tuple)
     report: bool = False
+    profiles: bool = False  # the Statistics tab's row-SNR profile and value distribution shown
     #: The advisor's comparison id whose advice the Advise tab shows ("" for none).
     advice: str = ""
     #: Compare-tab settings that differ from their defaults, ``((key, value), ...)`` (a
@@ -125,7 +126,7 @@ def parse_view(
                 out[key] = v
             else:
                 bad(key, v, f"is not one of {', '.join(allowed)}", getattr(d, key))
-    for key in ("log_color", "report"):
+    for key in ("log_color", "report", "profiles"):
         if key in params:
             v = _one(params[key])
             b = _bool(v)
@@ -171,7 +172,7 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
     for key in ("tab", "on", "colorscale"):
         if getattr(view, key) != getattr(d, key):
             p[key] = getattr(view, key)
-    for key in ("log_color", "report"):
+    for key in ("log_color", "report", "profiles"):
         if getattr(view, key) != getattr(d, key):
             p[key] = str(getattr(view, key)).lower()
     if view.configs and tuple(view.configs) != tuple(default_configs):

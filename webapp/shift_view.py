@@ -68,7 +68,7 @@ def shift_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,
     except NormScopeError as exc:
         st.error(md(exc))
         return
-    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask, threshold)
+    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask)
     common = dict(row_label=ds.row_label, row_origin=ds.row_origin, dataset_name=ds.name)
     c = st.columns([2, 2, 3])
     with c[0]:

@@ -92,7 +92,8 @@ def current_view() -> share.View:
         tab=s.get("tab", "Statistics"), on=s.get("on", "train"),
         log_color=bool(s.get("log_color", True)), colorscale=s.get("colorscale", "Viridis"),
         configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
-        report=bool(s.get("report", False)), advice=str(s.get("advice") or ""),
+        report=bool(s.get("report", False)), profiles=bool(s.get("profiles", False)),
+        advice=str(s.get("advice") or ""),
         settings=tuple((k, f"{s[k]:g}" if isinstance(s[k], float) else
                         tuple(map(str, s[k])) if isinstance(s[k], (list, tuple)) else str(s[k]))
                        for k, default in {**runs.SETTINGS, **runs.ADVISE_SETTINGS}.items()

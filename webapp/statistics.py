@@ -13,6 +13,7 @@ from diagnostics.stats.accumulate import PixelStats
 from diagnostics.stats.moments import energy_share, format_share
 from webapp.cache import histogram_bins
 from webapp.charts import chart, image_buttons
+from webapp.state import BIND
 from webapp.text import md
 from webapp.report_view import report_download_ui
 from webapp.shift_view import shift_ui
@@ -30,9 +31,9 @@ def summary_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: floa
     lo_text = "0" if 0 <= lo < 1e-6 * max(hi, 1e-300) else f"{lo:.3g}"
     c[3].metric("Value range", f"{lo_text} … {hi:.4g}", help=f"exact minimum {lo:.6g}")
     amp = np.nanmax(stats.amplification) if np.isfinite(stats.amplification).any() else None
-    c[4].metric("Max noise amplification", "n/a" if amp is None else f"{amp:,.0f}×",
-                help="How much per-pixel z-scoring inflates the quietest pixel relative to "
-                     "one global scale.")
+    c[4].metric("Max amplification", "n/a" if amp is None else f"{amp:,.0f}×",
+                help="Noise amplification: how much per-pixel z-scoring inflates the quietest "
+                     "pixel relative to one global scale.")
     share_ = energy_share(stats, mask)
     label = ds.row_noun
     if mask.any():
@@ -58,28 +59,40 @@ def findings_ui(stats: PixelStats, threshold: float, ds: Dataset) -> None:
 
 def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,
                 log_color: bool, scale: str, on: str, report_view: bool) -> None:
-    """The four maps and the two side figures, in two rows (download buttons unless in
-    report view)."""
-    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask, threshold)
+    """The four maps, two by two (download buttons unless in report view), then the row-SNR
+    profile and the value distribution in an expander that runs only when open.
+
+    The first screen is what costs: the browser draws every chart the script sends, each
+    a few hundred milliseconds on a busy machine (bench/bench_browser.py), so the side figures
+    wait to be asked for.  The expander's state is in the URL (``profiles``), so a link and
+    report view show what their sender saw.
+    """
+    cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask)
     common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
                   caption_text=cap, dataset_name=ds.name)
-    maps = {w: figures.heatmap(stats, w, log_color=log_color, colorscale=scale,
-                               col_label=ds.col_label, **common)
-            for w in ("mean", "std", "snr", "amplification")}
-    side = {
-        "row_snr": figures.row_snr_profile(stats, threshold=threshold, **common),
-        "values": figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
-                                          bins=histogram_bins(ds.id, on, stats)),
-    }
-    layout = [("mean", "std", "row_snr"), ("snr", "amplification", "values")]
-    for row in layout:
-        grid = st.columns([3, 3, 2])
-        for col, which in zip(grid, row):
-            fig = maps.get(which) or side[which]
+    for row in (("mean", "std"), ("snr", "amplification")):
+        for col, which in zip(st.columns(2), row):
+            fig = figures.heatmap(stats, which, log_color=log_color, colorscale=scale,
+                                  col_label=ds.col_label, **common)
             with col:
-                chart(fig, f"normscope-{ds.name}-{which}", f"chart_{which}")
-                if not report_view:
-                    image_buttons(fig, ds, on, which, mask, threshold, log_color, scale)
+                _figure(fig, ds, on, which, mask, threshold, log_color, scale, report_view)
+    side = st.expander("Row-SNR profile (where the mask threshold cuts), shift per "
+                       f"{ds.row_noun} and value distribution", key="profiles", bind=BIND,
+                       icon=":material/bar_chart:")
+    with side:
+        if side.open:
+            shift_ui(ds, stats, mask, threshold, on)  # the row-SNR profile beside the shift
+            fig = figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
+                                          bins=histogram_bins(ds.id, on, stats))
+            with st.columns(2)[0]:
+                _figure(fig, ds, on, "values", mask, threshold, log_color, scale, report_view)
+
+
+def _figure(fig, ds: Dataset, on: str, which: str, mask: np.ndarray, threshold: float,
+            log_color: bool, scale: str, report_view: bool) -> None:
+    chart(fig, f"normscope-{ds.name}-{which}", f"chart_{which}")
+    if not report_view:
+        image_buttons(fig, ds, on, which, mask, threshold, log_color, scale)
 
 
 def class_maps_ui(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, threshold: float,
@@ -92,7 +105,7 @@ def class_maps_ui(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, thr
                           "its energy."):
         return
     with st.container():
-        cap = figures.caption(ds.name, stats.n, ds.n, on, mask, threshold)
+        cap = figures.caption(ds.name, stats.n, ds.n, on, mask)
         fig = figures.class_means(stats, ds.class_names, log_color=log_color, colorscale=scale,
                                   row_label=ds.row_label, col_label=ds.col_label,
                                   row_origin=ds.row_origin, caption_text=cap,
@@ -107,7 +120,6 @@ def statistics_page(ds: Dataset, stats: PixelStats, on: str, mask: np.ndarray, t
     summary_ui(ds, stats, mask, threshold)
     findings_ui(stats, threshold, ds)
     heatmaps_ui(ds, stats, mask, threshold, log_color, scale, on, report_view)
-    shift_ui(ds, stats, mask, threshold, on)
     if not report_view:  # a toggle is a control: report view leaves it out
         class_maps_ui(ds, stats, on, mask, threshold, log_color, scale, report_view)
     if not report_view:

@@ -168,7 +168,8 @@ def add_parsers(sub) -> None:
                    help="run the jobs on this Dask scheduler (default: $NORMSCOPE_DASK_SCHEDULER, "
                         "else the local process pool)")
     c.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
-    r = sub.add_parser("runs", help="list the stored training runs; export their curves")
+    r = sub.add_parser("runs", help="list the stored training runs (epochs, test accuracy in "
+                                    "points, date); export their curves")
     r.add_argument("--json", action="store_true", help="print the runs with curves as one JSON list")
     r.add_argument("--csv", metavar="OUT", help="write every run's per-epoch curves to this CSV file")
     r.add_argument("--predictions", metavar="OUT",
@@ -179,8 +180,20 @@ def add_parsers(sub) -> None:
     r.add_argument("--dataset", help="only the runs on this dataset id")
 
 
-def _fmt(x, spec=".3f"):
-    return "-" if x is None else format(x, spec)
+def _points(acc: float | None) -> str:
+    """An accuracy fraction in points, as every table and verdict gives it: 0.497 -> "49.7"."""
+    return "-" if acc is None else f"{100 * acc:.1f}"
+
+
+def _epochs(done: int, hyper: dict) -> str:
+    """Epochs trained of the most allowed: "7/20" (early stopping ended it at 7)."""
+    most = hyper.get("epochs") if isinstance(hyper, dict) else None
+    return f"{done}/{most}" if isinstance(most, int) else str(done)
+
+
+def _date(t: float | None) -> str:
+    """Local date and minute of a run: "2025-12-03 10:24"."""
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
 def _plural(n: int, word: str) -> str:
@@ -434,11 +447,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no stored runs in {store.path}")
         return 0
+    epochs = store.epochs_trained([r.id for r in runs])
     print(f"{'run':16} {'dataset':12} {'config':20} {'seed':>4} {'model':6} {'status':11} "
-          f"{'test acc':>8}")
+          f"{'epochs':>7} {'test acc %':>10}  date")
     for r in runs:
         print(f"{r.id:16} {r.dataset_id[:12]:12} {r.config[:20]:20} {r.seed:>4} {r.model:6} "
-              f"{r.status:11} {_fmt(r.test_acc):>8}")
+              f"{r.status:11} {_epochs(epochs.get(r.id, 0), r.hyper):>7} "
+              f"{_points(r.test_acc):>10}  {_date(r.started or r.created)}")
     if args.csv:
         print(f"curves of {len(runs)} run(s) written to {args.csv}")
     return 0

@@ -78,16 +78,31 @@ def _text(s: object) -> str:
         "%{", "%&#123;")
 
 
-def caption(dataset_name: str, n: int, n_total: int, split: str, mask: np.ndarray | None,
-            threshold: float | None = None) -> str:
-    """One line saying what a figure shows: dataset, N, split and mask."""
+def caption(dataset_name: str, n: int, n_total: int, split: str,
+            mask: np.ndarray | None, threshold: float | None = None) -> str:
+    """One line saying what a figure shows: dataset, N, split and the masked rows.
+
+    The mask is named by its rows, not by the threshold that chose them (``threshold`` is
+    accepted and not shown): a manual range can add rows, and a figure whose rows did not
+    change stays the same picture, so the browser need not redraw it when the slider moves
+    without changing the mask.
+    """
     text = f"{dataset_name} · N = {n:,} {split} examples of {n_total:,}"
     if mask is not None and mask.any():
-        rule = f" (row SNR < {threshold:g})" if threshold else ""
-        text += f" · {int(mask.sum())} masked rows{rule}"
+        text += f" · {int(mask.sum())} masked rows ({row_ranges(np.flatnonzero(mask))})"
     else:
         text += " · no rows masked"
     return text
+
+
+def row_ranges(idx: np.ndarray, *, most: int = 3) -> str:
+    """Sorted row indices as at most ``most`` ranges: ``[0, 1, 2, 5]`` -> ``"0-2, 5"``; more
+    are counted (``"0-2, 5, 7, and 4 more"``), so the caption stays one line."""
+    runs = _runs(np.isin(np.arange(int(idx.max()) + 1), idx)) if len(idx) else []
+    parts = [f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs]
+    if len(parts) > most:
+        parts = parts[:most] + [f"and {len(parts) - most} more"]
+    return ", ".join(parts)
 
 
 def _two_lines(caption_text: str) -> str:
@@ -231,8 +246,10 @@ def row_snr_profile(
         # The heatmaps' exact row range (an explicit autorange would override it and pad).
         yaxis=dict(title=dict(text=row_label), autorange=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        legend=dict(orientation="h", y=-0.42, yanchor="top", font=dict(size=11)), height=500,
-        margin=dict(l=60, r=20, t=150 if stats.band_info is not None else 85, b=150),
+        # The legend at the foot of the figure, under the x-axis title, whatever the height.
+        legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0,
+                    font=dict(size=11)), height=560,
+        margin=dict(l=60, r=20, t=150 if stats.band_info is not None else 85, b=125),
         plot_bgcolor="white", font=dict(family="Arial, sans-serif"), shapes=[], annotations=[],
     )
     info = stats.band_info
@@ -360,7 +377,8 @@ def class_means(
         if k == 0:
             fig.update_yaxes(title_text=row_label, row=r + 1, col=1)
         if r == nrows - 1 or c + cols >= C:
-            fig.update_xaxes(title_text=col_label, row=r + 1, col=k + 1)
+            fig.update_xaxes(title_text=col_label, title_standoff=6, automargin=True,
+                             row=r + 1, col=k + 1)
         for lo, hi in _runs(mask):
             fig.add_shape(type="rect", x0=-0.5, x1=W - 0.5, y0=lo - 0.5, y1=hi + 0.5,
                           fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot"),
@@ -368,7 +386,8 @@ def class_means(
     title = "Per-class mean maps" + (f" — {_text(dataset_name)}" if dataset_name else "")
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=_text(caption_text)), x=0.01, font=dict(size=15)),
-        height=230 * nrows + 90, margin=dict(l=50, r=20, t=90, b=30),
+        # b: room for the x-axis title under the tick labels (at 30 it sat on them).
+        height=230 * nrows + 120, margin=dict(l=50, r=20, t=90, b=60),
         plot_bgcolor=UNDEFINED_BG, font=dict(family="Arial, sans-serif"),
     )
     return fig
@@ -385,7 +404,7 @@ def curves_figure(
     smooth: int = 1,
     dataset_name: str = "",
 ) -> go.Figure:
-    """Mean across seeds of each configuration's curve, with a min-max band.
+    """Mean across runs of each configuration's curve, with a min-max band.
 
     Parameters
     ----------
@@ -423,7 +442,7 @@ def curves_figure(
             x=x, y=(k * band.mean).tolist(), mode="lines", name=f"{name} ({n_seeds} run{'s' if n_seeds != 1 else ''})",
             line=dict(color=color, width=2), legendgroup=name,
             hovertemplate=f"{name}<br>{x_label} %{{x}}<br>{metric} %{{y:.1f}}" + ("%" if percent else "")
-                          + "<extra>mean of seeds</extra>",
+                          + "<extra>mean of runs</extra>",
         ))
     fig.update_layout(
         title=dict(text=(title or metric.capitalize()) + (f" — {_text(dataset_name)}" if dataset_name
@@ -432,11 +451,11 @@ def curves_figure(
                    font=dict(size=15)),
         xaxis=dict(title=dict(text=x_label), gridcolor="#e5e5e5"),
         yaxis=dict(title=dict(text=metric + (" (%)" if percent else "")), gridcolor="#e5e5e5"),
-        # Legend to the right of the plot: below it, it collided with the axis title whenever
-        # the configs needed a second row (report view, narrow columns).
-        legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top",
-                    font=dict(size=11)), height=400, plot_bgcolor="white",
-        margin=dict(l=60, r=150, t=70, b=50), font=dict(family="Arial, sans-serif"),
+        # Legend at the foot of the figure (container coordinates: under the axis title however
+        # many rows the configs need); to the right it took a third of a narrow column.
+        legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0,
+                    font=dict(size=11)), height=460, plot_bgcolor="white",
+        margin=dict(l=60, r=20, t=70, b=130), font=dict(family="Arial, sans-serif"),
     )
     return fig
 
@@ -458,12 +477,13 @@ def results_figure(res, *, title: str = "Test accuracy", caption_text: str = "",
         fig.add_trace(go.Scatter(
             x=[100 * c.mean], y=[c.name], mode="markers", error_x=err, name=c.name,
             marker=dict(color=color, size=12), showlegend=False,
-            hovertemplate=f"{c.name}: %{{x:.1f}}% over {c.n} seeds<extra>mean, 95% CI</extra>",
+            hovertemplate=(f"{c.name}: %{{x:.1f}}% over {c.n} run{'s' if c.n != 1 else ''}"
+                           "<extra>mean, 95% CI</extra>"),
         ))
     title += f" — {_text(dataset_name)}" if dataset_name else ""
     fig.update_layout(
         title=dict(text=title, subtitle=dict(text=_text(caption_text)), x=0.01, font=dict(size=15)),
-        xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over seeds"),
+        xaxis=dict(title=dict(text="test accuracy (%), mean and 95% CI over runs"),
                    gridcolor="#e5e5e5"),
         yaxis=dict(categoryorder="array", categoryarray=names[::-1]),
         height=120 + 45 * len(names), plot_bgcolor="white",

@@ -64,7 +64,7 @@ def statistics_sections(
     """The dataset summary, the four heatmaps, the row-SNR profile and the findings."""
     mask = row_mask(stats.row_snr, threshold=mask_snr) if mask is None else mask
     H, W = stats.shape
-    cap = figures.caption(ds.name, stats.n, ds.n, on, mask, mask_snr)
+    cap = figures.caption(ds.name, stats.n, ds.n, on, mask)
     common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
                   caption_text=cap, dataset_name=ds.name)
     amp = stats.amplification

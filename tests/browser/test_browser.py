@@ -184,7 +184,9 @@ def test_a_class_name_with_markdown_makes_no_image_no_link_and_no_request(
             note.wait_for(timeout=30_000)  # the note is shown, as text
             assert "](https" in note.inner_text() and "evil.example" in note.inner_text()
             page.get_by_text("Show per-class mean maps").click()
-            page.get_by_text("Per-class mean maps").first.wait_for(timeout=60_000)
+            # Not get_by_text("Per-class mean maps"): the toggle's own label matches it at once.
+            page.locator('[data-testid="stPlotlyChart"] .gtitle',
+                         has_text="Per-class mean maps").first.wait_for(timeout=60_000)
             wait_idle(page)
             titles = [t.text_content() for t in
                       page.locator('[data-testid="stPlotlyChart"] .annotation-text').all()]

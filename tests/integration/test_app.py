@@ -70,6 +70,25 @@ def test_demo_opens_with_four_heatmaps(app):
     assert "amplified_noise" in codes and "skewed_values" in codes
 
 
+def test_side_figures_wait_for_their_expander_and_links_keep_it_open(app):
+    """The first screen draws the four maps only; the row-SNR profile and the value
+    distribution run when their expander is opened, and a link opens it again."""
+    titles = [f["layout"]["title"]["text"] for f in _figures(app)]
+    assert len(titles) == 4 and not any(t.startswith(("Row SNR", "Value", "Shift"))
+                                        for t in titles), titles
+    assert any(e.label.startswith("Row-SNR profile") for e in app.expander)
+    assert not app.get("selectbox") or "shift_against" not in [s.key for s in app.selectbox]
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["profiles"] = "true"
+    at.run()
+    assert not at.exception, at.exception
+    side = [f["layout"]["title"]["text"] for f in _figures(at)
+            if f["data"][0]["type"] != "heatmap"]
+    assert [t.split(" — ")[0].split(":")[0] for t in side] == \
+        ["Row SNR", "Shift per band", "Value distribution (sample)"], side
+    assert at.session_state["profiles"] is True  # what "Share this view" reads
+
+
 def test_mask_slider_changes_masked_row_count(app):
     def masked_shapes(at):
         return sum(len(h["layout"].get("shapes", [])) for h in _heatmaps(at))

@@ -134,6 +134,7 @@ def test_statistics_page_shows_shift_per_band_beside_row_snr(home):
     idb = store.register_arrays(b, yb, ("p", "q"), "device-b")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["dataset"] = ida
+    at.query_params["profiles"] = "true"  # the expander under the four maps, open
     at.run()
     assert not at.exception, at.exception
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import json
 
 import numpy as np
@@ -178,3 +179,28 @@ def test_other_verbs_do_not_import_torch():
             "c.build_parser(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_runs_table_gives_epochs_points_and_date(home, capsys):
+    """``runs``: epochs trained of the most allowed, accuracy in points as the verdicts give it,
+    and the date each run started (built in the store directly: no training needed)."""
+    store = RunStore()
+    store.create_comparison(
+        {"id": "c1", "dataset_id": "demo", "dataset_name": "demo", "data_spec": "demo",
+         "model": "cnn", "configs": ["none", "per_pixel"], "seeds": [0], "hyper": {"epochs": 20},
+         "pid": 0},
+        [{"id": "c1-0", "position": 0, "config": "none", "seed": 0},
+         {"id": "c1-1", "position": 1, "config": "per_pixel", "seed": 0}])
+    store.start_run("c1-0")
+    for ep in range(1, 8):  # early stopping after 7 of 20 epochs
+        store.add_epoch("c1-0", {"epoch": ep, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5})
+    store.finish_run("c1-0", "done", test_acc=0.4972)
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    head, *rows = capsys.readouterr().out.splitlines()
+    assert "epochs" in head and "test acc %" in head and head.rstrip().endswith("date")
+    done = next(r for r in rows if r.startswith("c1-0"))
+    assert " 7/20 " in done and " 49.7 " in done and "0.497" not in done
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d$", done)
+    queued = next(r for r in rows if r.startswith("c1-1"))
+    assert " 0/20 " in queued and re.search(r"queued\s+0/20\s+-\s+\d{4}-", queued)

@@ -96,8 +96,10 @@ def test_axes_and_row_origin(stats):
 
 def test_caption_is_shown(stats):
     mask = row_mask(stats.row_snr, rows=(9, 11))
-    text = figures.caption("demo", stats.n, 1200, "train", mask, 0.6)
-    assert text == "demo · N = 240 train examples of 1,200 · 3 masked rows (row SNR < 0.6)"
+    text = figures.caption("demo", stats.n, 1200, "train", mask)
+    assert text == "demo · N = 240 train examples of 1,200 · 3 masked rows (9-11)"
+    # the rows, not the threshold: a manual range adds rows that no threshold names
+    assert figures.row_ranges(np.array([0, 1, 2, 5, 7, 9, 10, 20])) == "0-2, 5, 7, and 2 more"
     assert figures.caption("x", 5, 9, "all", np.zeros(3, bool)).endswith("no rows masked")
     for fig in (figures.heatmap(stats, "mean", caption_text=text, dataset_name="demo"),
                 figures.row_snr_profile(stats, caption_text=text),
@@ -176,6 +178,9 @@ def test_results_figure_marks_each_mean_with_its_interval():
     lo, hi = res.configs[0].ci95
     assert none.error_x.array[0] == pytest.approx(100 * hi - 85.0)
     assert none.error_x.arrayminus[0] == pytest.approx(85.0 - 100 * lo)
+    assert "over 2 runs" in none.hovertemplate
+    one = figures.results_figure(compare(["none"], {"none": {0: 0.8}}))
+    assert "over 1 run<" in one.data[0].hovertemplate  # never "1 seeds"
 
 
 def _stops(fig_or_trace):

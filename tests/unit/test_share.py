@@ -26,7 +26,7 @@ def test_empty_params_give_defaults():
 def test_round_trip():
     view = share.View(dataset="a1b2c3d4e5f6", mask_snr=0.35, tab="Compare", on="all",
                       log_color=False, colorscale="Magma", configs=("none", "db+per_row"),
-                      runs=("cmp-2",), report=True)
+                      runs=("cmp-2",), report=True, profiles=True)
     url = share.view_url("http://host:8501/", view)
     q = parse_qs(urlsplit(url).query)  # what a browser would hand back
     assert q["configs"] == ["none", "db+per_row"]  # "+" survives (encoded as %2B)
@@ -56,6 +56,7 @@ def test_defaults_are_left_out_of_the_url():
     ({"on": "test"}, "on"),
     ({"colorscale": "<script>"}, "colorscale"),
     ({"report": "2"}, "report"),
+    ({"profiles": "yes"}, "profiles"),
     ({"configs": "none,per_pixel@@"}, "configs"),
     ({"runs": "cmp-9"}, "runs"),
 ])
