@@ -54,8 +54,8 @@ def advice_choices(ds_id: str) -> dict[str, str]:
 
 def candidates_ui(proposal: Proposal) -> None:
     st.markdown(md(proposal.kind.text))
-    st.dataframe([{"candidate": c.config, "why it is in": c.reason}
-                  for c in proposal.candidates], hide_index=True, key="adv_candidates")
+    # A table, not a dataframe: the reasons are sentences and must wrap, not be cut off.
+    st.table([{"candidate": c.config, "why it is in": c.reason} for c in proposal.candidates])
     if proposal.left_out:
         st.caption(md("Not run: " + " ".join(f"{c.config}: {c.reason}"
                                               for c in proposal.left_out)))
@@ -151,8 +151,8 @@ def advice_ui(cid: str, ds: Dataset, threshold: float) -> None:
     mask_snr = float((rec.hyper if rec is not None else {}).get("mask_snr", threshold))
     recommendation_ui(doc, ds, mask_snr)  # the export uses the advice's own mask threshold
     with st.expander("Candidates and why they were in"):
-        st.dataframe([{"candidate": c["config"], "why it is in": c["reason"]}
-                      for c in doc["candidates"]], hide_index=True, key=f"adv_cands_{cid}")
+        st.table([{"candidate": c["config"], "why it is in": c["reason"]}
+                  for c in doc["candidates"]])
 
 
 def advise_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: bool) -> None:

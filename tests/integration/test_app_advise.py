@@ -51,7 +51,7 @@ def test_advise_flow_recommends_reopens_from_a_link_and_refuses_a_tiny_budget(ho
     at.query_params.update({"dataset": ident, "tab": "Advise"})
     at.run()
     assert not at.exception, at.exception
-    cands = next(df.value for df in at.dataframe if "why it is in" in df.value.columns)
+    cands = next(t.value for t in at.table if "why it is in" in t.value.columns)
     configs = list(cands["candidate"])
     assert configs[:2] == ["none", "per_pixel"] and "db+per_row" in configs  # power data
     assert all(r.endswith(".") for r in cands["why it is in"])
