@@ -242,9 +242,16 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
                              else np.zeros(0, np.float32))
     else:
         rows = sample_values(np.asarray(X[idx[::step]]).ravel())
+    return stats_of(acc, (H, W), n_classes, rows)
+
+
+def stats_of(acc: StatsAccumulator, shape: tuple[int, int], n_classes: int,
+             rows: np.ndarray) -> PixelStats:
+    """The :class:`PixelStats` of a merged accumulator and its value sample ``rows`` (the
+    finite ones, at most SAMPLE_VALUES): the last step of the in-process and cluster engines."""
     sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
-        shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
+        shape=shape, n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
         vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
         class_sum=acc.class_sum if n_classes else None,
         class_count=acc.class_count if n_classes else None,

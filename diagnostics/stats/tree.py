@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accumulate import (SAMPLE_VALUES, PixelStats, finalize, magnitude, sample_values,
+from .accumulate import (SAMPLE_VALUES, PixelStats, magnitude, sample_values,
                          scale_exponents, scale_fits)
-from .stream import _Stream, block_rows, first_shift
+from .stream import _Stream, block_rows, first_shift, stats_of
 
 #: Rows per dask block of a plain array: about this many bytes.
 BLOCK_BYTES = 32 * 2**20
@@ -100,11 +100,4 @@ def tree_stats(X, idx: np.ndarray, labels: np.ndarray | None, n_classes: int, cl
         return tree_stats(X, idx, labels, n_classes, client,
                           scale_exponents(magnitude(acc.min, acc.max)))
     rows_s = sample_values(np.concatenate(samples) if samples else np.zeros(0, np.float32))
-    sample = (rows_s if not acc.nonfinite.any() else rows_s[np.isfinite(rows_s)])[:SAMPLE_VALUES]
-    return finalize(
-        shape=(H, W), n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
-        vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
-        class_sum=acc.class_sum if n_classes else None,
-        class_count=acc.class_count if n_classes else None,
-        class_n=acc.class_n if n_classes else None, sample=sample, exp=acc.exp,
-    )
+    return stats_of(acc, (H, W), n_classes, rows_s)
