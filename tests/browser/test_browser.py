@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import re
@@ -43,6 +45,12 @@ def test_slider_updates_url_and_link_restores_view(server, page, browser):
     for _ in range(30):  # 0.20 -> 0.50
         slider.press("ArrowRight")
     page.wait_for_function("location.search.includes('mask_snr')", timeout=15_000)
+    wait_idle(page)
+    # The URL changes after the first key press's rerun; the later presses' reruns may still
+    # be on their way, so wait (bounded) for the view to settle on the new mask.
+    deadline = time.monotonic() + 15
+    while "12 of 60" in masked_line(page) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
     wait_idle(page)
     q = parse_qs(urlsplit(page.url).query)
     assert float(q["mask_snr"][0]) > 0.2
