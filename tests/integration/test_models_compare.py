@@ -22,7 +22,7 @@ from models.jobs import design_of
 from models.store import RunStore
 from models.train import TrainConfig
 
-from compare_helpers import write_tiny_npz
+from compare_helpers import wait_for, write_tiny_npz
 from conftest import REPO
 
 pytestmark = pytest.mark.pool  # trains (in this process): one xdist worker
@@ -200,3 +200,58 @@ def test_bad_model_lists_are_one_error_line(cli, home, tmp_path, data, extra, ma
     if match:
         assert match in r.stderr
     assert json.loads(cli("runs", "--json", env={"NORMSCOPE_HOME": str(home)}).stdout) == []
+
+
+class SlowPerModel(PerModel):
+    """:class:`PerModel` whose jobs take ``seconds`` each, so that a time budget bites."""
+
+    def __init__(self, y, accuracy: dict, seconds: float):
+        super().__init__(y, accuracy)
+        self.seconds = seconds
+
+    def events(self, timeout=None):
+        if self.pending:
+            time.sleep(self.seconds)
+        return super().events(timeout)
+
+
+def test_a_time_budget_stops_every_model_and_says_so_per_model(home, tmp_path):
+    path = write_tiny_npz(tmp_path / "big.npz", n=600)
+    y = load_dataset(str(path)).y
+    # A repetition takes about 2 x 2 x 5 x 0.08 s = 1.6 s, far over the 0.3 s budget: no second
+    # repetition may start for either model.  cnn is decided at the first look anyway; the close
+    # call (linear) must end "budget", and the comparison as a whole never says "decided".
+    ex = SlowPerModel(y, {"cnn": {"none": 0.95, "per_pixel": 0.45},
+                          "linear": {"none": 0.60, "per_pixel": 0.59}}, seconds=0.08)
+    comp = Comparison(str(path), "none,per_pixel", model=["cnn", "linear"], train=QUICK,
+                      max_repetitions=3, budget_s=0.3, executor=ex).start()
+    assert comp.wait(60)
+    rec = comp.record()
+    assert {r.repetition for r in rec.runs} == {0}  # the budget refused repetition 1 for both
+    ev = rec.hyper["evaluation"]
+    assert ev["stopped_by_model"] == {"cnn": "decided", "linear": "budget"}
+    assert ev["stopped_because"] == "budget"
+    doc = comparison_json(rec, RunStore().predictions(comp.id))
+    ev_of = {b["model"]: b["evaluation"] for b in doc["models"]}
+    assert ev_of["linear"]["stopped_because"] == "budget" and ev_of["linear"]["repetitions"] == 1
+    assert doc["agreement"]["question"]["verdicts"] == {"cnn": "worse", "linear": "unclear"}
+
+
+def test_cancel_ends_the_runs_of_every_model_and_keeps_the_record_whole(home, data):
+    comp = Comparison(data, "none,per_pixel", model="cnn,linear", folds=3, max_repetitions=2,
+                      workers=2, train=TrainConfig(epochs=100_000, batch_size=16, patience=0)
+                      ).start()
+    assert wait_for(lambda: any(r.epoch >= 1 for r in comp.snapshot().runs), 120)
+    comp.cancel()
+    # 100,000 epochs never end by themselves: finishing proves both models' runs were stopped.
+    assert comp.wait(60)
+    rec = comp.record()
+    assert rec.status == "cancelled"
+    assert {r.status for r in rec.runs} == {"cancelled"}
+    assert {r.model for r in rec.runs} == {"cnn", "linear"}
+    assert rec.hyper["evaluation"]["stopped_by_model"] == {"cnn": "cancelled",
+                                                           "linear": "cancelled"}
+    assert RunStore().mark_interrupted() == 0
+    doc = comparison_json(rec, RunStore().predictions(comp.id))  # a cancelled record still reads
+    assert [b["model"] for b in doc["models"]] == ["cnn", "linear"]
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
