@@ -73,7 +73,7 @@ def link_notices(ds: Dataset, options: list[str], link: dict, index: int | None)
     """What a link asks of this tab that this dataset cannot show (once per session).
 
     The bound widgets drop such values silently (Streamlit keeps only known options and
-    clamps numbers), so the tab says what was dropped; values that do not parse at all are
+    in-range numbers), so the tab says what was dropped; values that do not parse at all are
     reported with the link's other parameters (:func:`webapp.state.url_notices`).
     """
     if st.session_state.get("sees_link_checked") == ds.id:
