@@ -7,7 +7,8 @@ through :mod:`webapp.runs` only).
 
 The view lives in the URL: widgets are bound to query parameters (``dataset``, ``mask_snr``,
 ``tab``, ``on``, ``log_color``, ``colorscale``, ``report``, ``configs``, ``runs``,
-``advice``), so a link
+``advice``, and the sees tab's ``sees_configs``, ``sees_pick``, ``sees_index``,
+``sees_colour``), so a link
 reproduces what its sender saw.  Parameters are validated before the widgets read them; a bad
 one gives a notice and the default.
 """

@@ -1,15 +1,21 @@
 """Benchmark of the "What the network sees" tab in a real browser (Debian chromium, Playwright).
 
-Measures, against the tab's first render in the same run (demo, 6 examples x 4 configs):
+Measures, in one run (demo, 6 examples x 4 configs):
 
-1. a config change: removing a config from the multiselect, and adding it back, until the
-   grid's column titles show the new configs and the script is idle (target <= 0.5 s); the
-   configs were fitted before (their fits are cached by dataset id + config);
+1. a config change: removing a config from the multiselect, and adding it back, each timed
+   until the rerun it caused has finished, the grid's column titles show the new configs and
+   two frames have been painted (target <= 0.5 s); the configs were fitted before (their fits
+   are cached by dataset id + config);
 2. the colour option (own scale <-> shared), a redraw of the same grid;
-3. baseline: the Statistics page's mask-slider key press to its charts redrawn (the house's
-   0.5 s redraw target, bench_browser.py), so the ratio speaks where the load varies;
+3. baselines measured the same way in the same run, so that the machine's load cancels out:
+   a key press on a bare slider of Streamlit's own empty page (a second server running a
+   one-slider script: a rerun and a round trip, nothing drawn), and the Statistics page's
+   mask-slider key press that masks a row, to its four heatmaps redrawn (bench_browser.py);
 4. a first fit: adding a config never fitted in this server (reported apart: it adds the
    fit on the training split once; every later change to it is case 1).
+
+Also prints the server-side time of one rerun's figure building and the JSON size of the
+grid the browser receives.
 
     python bench/bench_sees.py [--repeat N]
 """
@@ -26,17 +32,35 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_browser import ARGS, CHARTS, DONE, start_server, threshold_drawn  # noqa: E402
+from bench_browser import (ARGS, CHARTS, DONE, EMPTY_SCRIPT, ROOT, RERUN_DONE,  # noqa: E402
+                           TWO_FRAMES, WATCH_RERUNS, key_presses, masked_caption, slider_points,
+                           start_server)
 
 TAB = "/?tab=What+the+network+sees"
+VIEWPORT = {"width": 1500, "height": 1900}
 TITLES = ("Array.from(document.querySelectorAll('.annotation-text')).map(e => e.textContent)"
-          ".filter(t => t !== 'dropped')")
+          ".filter(t => t !== 'dropped' && !t.includes(' … '))")  # not the panel ranges
+DEFAULT = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
+
+
+def titles_are(want: list[str]) -> str:
+    wanted = json.dumps(json.dumps(want, separators=(",", ":")))  # a JS string literal
+    return f"JSON.stringify({TITLES}) === {wanted}"
 
 
 def configs_drawn(page, want: list[str]) -> None:
-    wanted = json.dumps(json.dumps(want, separators=(",", ":")))  # a JS string literal
-    page.wait_for_function(f"JSON.stringify({TITLES}) === {wanted}", timeout=60_000)
+    page.wait_for_function(titles_are(want), timeout=60_000)
     page.wait_for_selector(DONE, timeout=60_000)
+
+
+def timed(page, act, drawn: str) -> float:
+    """Seconds from ``act()`` until its rerun finished, ``drawn`` holds and two frames painted."""
+    page.evaluate(WATCH_RERUNS)
+    t = time.perf_counter()
+    act()
+    page.wait_for_function(f"{RERUN_DONE} && ({drawn})", timeout=60_000)
+    page.evaluate(TWO_FRAMES)
+    return time.perf_counter() - t
 
 
 def remove(page, name: str) -> None:
@@ -49,6 +73,28 @@ def add(page, name: str) -> None:
     page.keyboard.press("Escape")
 
 
+def server_side() -> tuple[float, int]:
+    """Seconds to build the grid and profile figures of the default view with cached fits
+    (median of 5), and the grid's JSON size in bytes, as the app sends it."""
+    sys.path.insert(0, str(ROOT))
+    from diagnostics import sees
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.plots.sees import band_profile_figure, sees_figure
+
+    ds = load_dataset("demo")
+    fits = [sees.fit_config(ds, c, mask_snr=0.2) for c in DEFAULT]
+    ex = sees.pick_examples(ds)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        views = [sees.network_view(ds, f, [i for i, _ in ex]) for f in fits]
+        fig = sees_figure(views, [lab for _, lab in ex])
+        band_profile_figure(views)
+        payload = fig.to_json()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), len(payload)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
@@ -56,93 +102,95 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     home = tempfile.mkdtemp(prefix="normscope-bench-sees-")
-    proc, url = start_server(home)
+    empty_script = Path(home) / "empty.py"
+    empty_script.write_text(EMPTY_SCRIPT)
+    load_before = os.getloadavg()
+    proc, url = start_server(home, ROOT / "app.py")
+    empty, empty_url = start_server(home, empty_script)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            page = browser.new_page(viewport=VIEWPORT)
             page.goto(url + TAB)  # warm: statistics and the default fits are cached
-            configs = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
-            configs_drawn(page, configs)
+            configs_drawn(page, DEFAULT)
             page.close()
 
             first = []
             for _ in range(3):
-                page = browser.new_page(viewport={"width": 1500, "height": 1900})
+                page = browser.new_page(viewport=VIEWPORT)
                 t = time.perf_counter()
                 page.goto(url + TAB)
-                configs_drawn(page, configs)
+                configs_drawn(page, DEFAULT)
                 first.append(time.perf_counter() - t)
                 page.close()
 
-            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            page = browser.new_page(viewport=VIEWPORT)
             page.goto(url + TAB)
+            configs = list(DEFAULT)
             configs_drawn(page, configs)
-            change = []
+            change, colour = [], []
             for _ in range(args.repeat):
-                t = time.perf_counter()
-                remove(page, "per_pixel")
-                configs_drawn(page, [c for c in configs if c != "per_pixel"])
-                change.append(time.perf_counter() - t)
-                t0 = time.perf_counter()
-                add(page, "per_pixel")
-                configs = [c for c in configs if c != "per_pixel"] + ["per_pixel"]
-                configs_drawn(page, configs)
-                change.append(time.perf_counter() - t0)
-            colour = []
+                configs = [c for c in configs if c != "per_pixel"]
+                change.append(timed(page, lambda: remove(page, "per_pixel"), titles_are(configs)))
+                configs = configs + ["per_pixel"]
+                change.append(timed(page, lambda: add(page, "per_pixel"), titles_are(configs)))
             for i in range(args.repeat * 2):
                 label = "One shared scale" if i % 2 == 0 else "Own scale per panel"
                 want = "one colour scale" if i % 2 == 0 else "each panel on its own"
-                t = time.perf_counter()
-                page.get_by_text(label, exact=True).click()
-                page.wait_for_function(
+                colour.append(timed(
+                    page, lambda: page.get_by_text(label, exact=True).click(),
                     "Array.from(document.querySelectorAll('.gtitle-subtitle, .gtitle'))"
-                    f".some(e => e.textContent.includes({want!r}))", timeout=60_000)
-                page.wait_for_selector(DONE, timeout=60_000)
-                colour.append(time.perf_counter() - t)
-            # Baseline in the same run: the Statistics page's mask slider (the house's redraw
-            # target of 0.5 s), one key press to its charts redrawn.
-            page.goto(url + "/?profiles=true")  # the row-SNR chart's threshold legend entry
-            page.wait_for_function(CHARTS, timeout=60_000)
+                    f".some(e => e.textContent.includes({want!r}))"))
+            page.close()
+
+            # Baselines in the same run.
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(empty_url + "/?slider=1")
             page.wait_for_selector(DONE)
-            slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
-            slider.focus()
-            key_s = []
-            for i in range(args.repeat * 2):
-                t = time.perf_counter()
-                slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
-                want = f"mask < {float(slider.input_value()):g}"
-                page.wait_for_function(f"{threshold_drawn(page)}.includes({want!r})", timeout=60_000)
-                page.wait_for_function(CHARTS)
-                key_s.append(time.perf_counter() - t)
+            bare = key_presses(page, args.repeat * 2,
+                               lambda v: f"document.body.innerText.includes({f'value {v:g}'!r})",
+                               rerun=False)
+            page.close()
+            cross, _, snr = slider_points()
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(f"{url}/?mask_snr={cross:g}")
+            page.wait_for_function(CHARTS, timeout=120_000)
+            page.wait_for_selector(DONE)
+            stat_key = key_presses(page, args.repeat * 2, masked_caption(snr))
+            page.close()
+
+            page = browser.new_page(viewport=VIEWPORT)
             page.goto(url + TAB)  # a new session: the default configs again
-            configs = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
+            configs = list(DEFAULT)
             configs_drawn(page, configs)
             cold = {}
             for name in ("global", "robust"):
-                t = time.perf_counter()
-                add(page, name)
                 configs = configs + [name]
-                configs_drawn(page, configs)
-                cold[name] = time.perf_counter() - t
+                cold[name] = timed(page, lambda: add(page, name), titles_are(configs))
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for pr in (proc, empty):
+            pr.terminate()
+            pr.wait(10)
 
-    f, c, k, s = (statistics.median(x) for x in (first, change, colour, key_s))
-    print(f"load average {os.getloadavg()[0]:.2f} at the end ({os.cpu_count()} cores)")
-    print(f"first render of the tab (6 examples x 4 configs, fits cached): median {f:.2f} s "
+    build, size = server_side()
+    f, c, k, b, s = (statistics.median(x) for x in (first, change, colour, bare, stat_key))
+    la = os.getloadavg()
+    print(f"load average {load_before[0]:.2f} before, {la[0]:.2f} at the end "
+          f"({os.cpu_count()} cores); medians")
+    print(f"first render of the tab (6 examples x 4 configs, fits cached): {f:.2f} s "
           f"over {len(first)}")
-    print(f"config change (remove or add back a fitted config) to grid redrawn: median {c:.2f} s "
-          f"over {len(change)}, max {max(change):.2f} s (target <= 0.5 s); ratio to first "
-          f"render {c / f:.2f}")
-    print(f"colour option (own <-> shared) to grid redrawn: median {k:.2f} s over {len(colour)}; "
-          f"ratio to first render {k / f:.2f}")
-    print(f"baseline, Statistics page mask slider key press to charts redrawn: median {s:.2f} s "
-          f"over {len(key_s)}; config change / slider ratio {c / s:.2f}")
+    print(f"config change (remove or add back a fitted config) to grid redrawn: {c:.2f} s "
+          f"over {len(change)}, max {max(change):.2f} s (target <= 0.5 s)")
+    print(f"colour option (own <-> shared) to grid redrawn: {k:.2f} s over {len(colour)}")
+    print(f"baseline, a bare slider's rerun on Streamlit's empty page: {b:.2f} s over {len(bare)}; "
+          f"ratios config change / bare {c / b:.2f}, colour / bare {k / b:.2f}")
+    print(f"baseline, Statistics page mask-slider press to its four heatmaps redrawn: {s:.2f} s "
+          f"over {len(stat_key)}; ratio config change / slider {c / s:.2f}")
     print("first fit of a new config, added to the grid: " +
-          ", ".join(f"{n} {s:.2f} s" for n, s in cold.items()))
+          ", ".join(f"{n} {v:.2f} s" for n, v in cold.items()))
+    print(f"server side, building the default grid and profile (fits cached): {build * 1e3:.0f} ms; "
+          f"grid figure JSON {size / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":

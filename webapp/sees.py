@@ -19,11 +19,13 @@ from diagnostics.plots import figures
 from diagnostics.plots.sees import band_profile_figure, sees_figure
 from diagnostics.stats.accumulate import PixelStats
 from diagnostics.stats.findings import suggested_configs
+from webapp import share
 from webapp.charts import chart, kaleido_browser
+from webapp.state import BIND, config_ok
 from webapp.text import md
 
-PICKS = ("One per class (test split)", "A chosen example")
-COLOURS = {"Own scale per panel": "own", "One shared scale": "shared"}
+PICKS = share.SEES_PICKS
+COLOURS = dict(zip(share.SEES_COLOURS, ("own", "shared")))
 
 
 @st.cache_resource(show_spinner="Fitting the normalization on the training split…", max_entries=96)
@@ -67,22 +69,51 @@ def _buttons(fig, ds: Dataset, which: str, key: tuple) -> None:
             help=f"Download this figure as {fmt.upper()} (rendered on the server).")
 
 
+def link_notices(ds: Dataset, options: list[str], link: dict, index: int | None) -> list[str]:
+    """What a link asks of this tab that this dataset cannot show (once per session).
+
+    The bound widgets drop such values silently (Streamlit keeps only known options and
+    in-range numbers), so the tab says what was dropped; values that do not parse at all are
+    reported with the link's other parameters (:func:`webapp.state.url_notices`).
+    """
+    if st.session_state.get("sees_link_checked") == ds.id:
+        return []
+    st.session_state["sees_link_checked"] = ds.id
+    notes = []
+    valid = set(options)
+    for c in link["sees_configs"]:
+        if c not in valid and config_ok(c):  # unparsable: url_notices says so
+            notes.append(f"The link's sees_configs={c!r} does not apply to {ds.name}; "
+                         "showing the other configs instead.")
+    raw = (link["sees_index"] or [None])[-1]
+    if raw is not None and raw.strip().isdigit() and int(raw) >= ds.n and index is not None:
+        notes.append(f"The link's sees_index={raw!r} is past {ds.name}'s last example "
+                     f"({ds.n - 1}); showing example {index} instead.")
+    return notes
+
+
 def controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> tuple[list[str], int | None, str]:
-    """Configs, the example (None: one per class) and the colour mode."""
+    """Configs, the example (None: one per class) and the colour mode, each bound to the URL
+    (``sees_configs``, ``sees_pick``, ``sees_index``, ``sees_colour``) so a link reopens them."""
+    options = valid_config_names(stats)
+    notices = st.container()  # filled once the widgets have read (and cleaned) the link
+    link = {k: st.query_params.get_all(k) for k in ("sees_configs", "sees_index")}
     c = st.columns([4, 2, 2])
     configs = c[0].multiselect(
-        "Configs (columns)", valid_config_names(stats), default=default_configs(stats, threshold),
-        key="sees_configs",
+        "Configs (columns)", options, default=default_configs(stats, threshold),
+        key="sees_configs", bind=BIND,
         help="Each is fitted on the training split only, as in a comparison; the examples come "
              "from the test split. Defaults: the Compare tab's configs.")
-    pick = c[1].radio("Examples (rows)", PICKS, key="sees_pick")
+    pick = c[1].radio("Examples (rows)", PICKS, key="sees_pick", bind=BIND)
     index = None
     if pick == PICKS[1]:
         index = int(c[1].number_input(f"Example index (0-{ds.n - 1})", 0, ds.n - 1, 0,
-                                      key="sees_index"))
-    colour = c[2].radio("Colour", tuple(COLOURS), key="sees_colour",
+                                      key="sees_index", bind=BIND))
+    colour = c[2].radio("Colour", tuple(COLOURS), key="sees_colour", bind=BIND,
                         help="Own: every panel spans its own values (shapes compare). Shared: "
                              "one range for all (scales compare).")
+    for note in link_notices(ds, options, link, index):
+        notices.warning(md(note), icon=":material/link:")
     return configs, index, COLOURS[colour]
 
 

@@ -17,6 +17,9 @@ TABS = ("Statistics", "Compare", "What the network sees", "Advise")
 #: private token that lets the starter of a comparison cancel it.
 PRIVATE = ("owner",)
 ON = ("train", "all")
+#: The "What the network sees" tab's choices, as its bound radios show them (and the URL carries).
+SEES_PICKS = ("One per class (test split)", "A chosen example")
+SEES_COLOURS = ("Own scale per panel", "One shared scale")
 ID_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 
 
@@ -40,6 +43,12 @@ class View:
     #: multiselect's value is a tuple); their bound widgets parse and check them when a link
     #: is opened.
     settings: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
+    #: The "What the network sees" tab: its configs (empty: the tab's defaults), one example
+    #: per class or a chosen index, and the colour option.
+    sees_configs: tuple[str, ...] = field(default_factory=tuple)
+    sees_pick: str = SEES_PICKS[0]
+    sees_index: int = 0
+    sees_colour: str = SEES_COLOURS[0]
 
 
 def _one(value) -> str:
@@ -141,6 +150,27 @@ def parse_view(
             if c not in good:
                 bad("configs", c, "is not a valid normalization config", "the other configs")
         out["configs"] = tuple(dict.fromkeys(good))
+    if "sees_configs" in params:
+        vals = _many(params["sees_configs"])
+        good = [c for c in vals if config_ok is None or config_ok(c)]
+        for c in vals:
+            if c not in good:
+                bad("sees_configs", c, "is not a valid normalization config", "the other configs")
+        out["sees_configs"] = tuple(dict.fromkeys(good))
+    for key, allowed in (("sees_pick", SEES_PICKS), ("sees_colour", SEES_COLOURS)):
+        if key in params:
+            v = _one(params[key])
+            if v in allowed:
+                out[key] = v
+            else:
+                bad(key, v, f"is not one of {', '.join(allowed)}", repr(getattr(d, key)))
+    if "sees_index" in params:
+        v = _one(params["sees_index"])
+        if re.fullmatch(r"\d{1,12}", v.strip()):
+            out["sees_index"] = int(v)
+        else:
+            bad("sees_index", v, "is not an example index (a whole number, 0 or more)",
+                f"example {d.sees_index}")
     if "runs" in params:
         vals = _many(params["runs"])
         good = [r for r in vals if ID_RE.match(r) and r in runs]
@@ -179,6 +209,13 @@ def view_params(view: View, *, default_configs: tuple[str, ...] = ()) -> dict[st
         p["configs"] = list(view.configs)
     if view.runs:
         p["runs"] = list(view.runs)
+    if view.sees_configs:
+        p["sees_configs"] = list(view.sees_configs)
+    for key in ("sees_pick", "sees_colour"):
+        if getattr(view, key) != getattr(d, key):
+            p[key] = getattr(view, key)
+    if view.sees_pick != d.sees_pick and view.sees_index != d.sees_index:
+        p["sees_index"] = str(view.sees_index)  # read only for a chosen example
     if view.advice:
         p["advice"] = view.advice
     for key, value in view.settings:

@@ -13,7 +13,7 @@ from diagnostics.plots.shift import shift_profile
 from diagnostics.stats import shift
 from diagnostics.stats.accumulate import PixelStats
 from webapp.cache import dataset_ids, get_dataset
-from webapp.charts import chart
+from webapp.charts import chart, image_buttons
 from webapp.text import md
 
 SPLITS = "its own test split (vs train)"
@@ -46,9 +46,20 @@ def _same_rows(ds: Dataset) -> dict[str, str]:
     return out
 
 
+def shift_caption(ds: Dataset, other: Dataset, res: shift.BandShift) -> str:
+    """The shift profile's caption line: what was compared with what (every band: the mask,
+    which only the statistics and the @mask configs use, does not apply)."""
+    bands = f"all {res.ks.size} {ds.row_noun}s compared (the mask does not apply)"
+    if other.id == ds.id:
+        return (f"{ds.name} · N = {res.n_a:,} train vs {res.n_b:,} test examples of "
+                f"{ds.n:,} · {bands}")
+    return f"{ds.name} (N = {res.n_a:,}) vs {other.name} (N = {res.n_b:,}) · {bands}"
+
+
 def shift_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,
-             on: str = "train") -> None:
-    """The row-SNR profile, the shift profile beside it, and the finding."""
+             on: str = "train", *, report_view: bool = False) -> None:
+    """The row-SNR profile, the shift profile beside it (each with its caption and PNG/SVG
+    downloads, unless in report view), and the finding."""
     st.subheader(f"Shift per {ds.row_noun}")
     others = _same_rows(ds)
     options = [SPLITS, *others]
@@ -71,11 +82,18 @@ def shift_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: float,
     cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask)
     common = dict(row_label=ds.row_label, row_origin=ds.row_origin, dataset_name=ds.name)
     c = st.columns([2, 2, 3])
-    with c[0]:
-        chart(figures.row_snr_profile(stats, mask=mask, threshold=threshold, caption_text=cap,
-                                      **common), f"normscope-{ds.name}-row-snr", "chart_shift_snr")
-    with c[1]:
-        chart(shift_profile(res, **common), f"normscope-{ds.name}-shift", "chart_shift")
+    # The shift figure's image cache is keyed by what it compares (mask and colours do not
+    # change it): ``which`` names the other dataset.
+    which = "shift" if other.id == ds.id else f"shift-vs-{other.id}"
+    for col, fig, name, key in (
+            (c[0], figures.row_snr_profile(stats, mask=mask, threshold=threshold,
+                                           caption_text=cap, **common), "row_snr", "chart_shift_snr"),
+            (c[1], shift_profile(res, caption_text=shift_caption(ds, other, res), **common),
+             which, "chart_shift")):
+        with col:
+            chart(fig, f"normscope-{ds.name}-{name.replace('_', '-')}", key)
+            if not report_view:
+                image_buttons(fig, ds, on, name, mask, threshold, False, "")
     with c[2]:
         f = shift.shift_finding(res, row_noun=ds.row_noun)
         SEVERITY_BOX[f.severity](f"**{f.code}** — {md(f.message)}")

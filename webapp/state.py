@@ -94,6 +94,10 @@ def current_view() -> share.View:
         configs=tuple(s.get("configs", ())), runs=tuple(s.get("runs", ())),
         report=bool(s.get("report", False)), profiles=bool(s.get("profiles", False)),
         advice=str(s.get("advice") or ""),
+        sees_configs=tuple(s.get("sees_configs") or ()),
+        sees_pick=s.get("sees_pick") or share.SEES_PICKS[0],
+        sees_index=int(s.get("sees_index") or 0),
+        sees_colour=s.get("sees_colour") or share.SEES_COLOURS[0],
         settings=tuple((k, f"{s[k]:g}" if isinstance(s[k], float) else
                         tuple(map(str, s[k])) if isinstance(s[k], (list, tuple)) else str(s[k]))
                        for k, default in {**runs.SETTINGS, **runs.ADVISE_SETTINGS}.items()

@@ -81,7 +81,8 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
                        icon=":material/bar_chart:")
     with side:
         if side.open:
-            shift_ui(ds, stats, mask, threshold, on)  # the row-SNR profile beside the shift
+            # the row-SNR profile beside the shift
+            shift_ui(ds, stats, mask, threshold, on, report_view=report_view)
             fig = figures.value_histogram(stats, caption_text=cap, dataset_name=ds.name,
                                           bins=histogram_bins(ds.id, on, stats))
             with st.columns(2)[0]:

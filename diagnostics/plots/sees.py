@@ -16,6 +16,7 @@ from diagnostics.sees import ConfigView
 
 COLOUR_MODES = ("own", "shared")
 ROW_PX = 175  # height of one row of panels
+GAP = 0.06  # gap between the config panels of a row, as a share of the frame count
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -35,11 +36,23 @@ def _range(z: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
+def _frame_ticks(W: int) -> list[int]:
+    """Two to four round frame numbers inside 0..W-1 (one panel's x ticks)."""
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10_000):
+        if (W - 1) // step <= 3:
+            return list(range(0, W, step))
+    return [0, W - 1]
+
+
 def sees_figure(views: list[ConfigView], labels: list[str], *, colour: str = "own",
                 colorscale: str = "Viridis", row_label: str = "frequency band",
                 col_label: str = "frame", row_origin: str = "lower", caption_text: str = "",
                 dataset_name: str = "") -> go.Figure:
     """Examples (rows) under each config (columns), side by side.
+
+    One subplot per example; its configs sit side by side on that subplot's x axis (offset by
+    ``W`` plus a gap), so the browser lays out n axes, not n x C: the grid is redrawn on every
+    change of config, and axes and colourbars are most of a redraw's cost.
 
     Parameters
     ----------
@@ -48,77 +61,91 @@ def sees_figure(views: list[ConfigView], labels: list[str], *, colour: str = "ow
     labels : list of str
         One per example (e.g. ``"dog · #12"``).
     colour : {"own", "shared"}
-        Each panel on its own colour range (with its own colourbar), or every panel on one
-        range (one colourbar): the shared one shows how different the scales are.
+        Each panel on its own colour range (the range printed above the panel; one colourbar
+        reads min to max) or every panel on one range (one colourbar in values): the shared
+        one shows how different the scales are.
     """
     if colour not in COLOUR_MODES:
         raise ValueError(f"colour={colour!r}; use one of {COLOUR_MODES}")
     if not views:
         raise ValueError("no configs to show")
     n, H, W = views[0].examples.shape
-    C = len(views)
     own = colour == "own"
-    gap_x = 0.075 if own else 0.02  # own colourbars need room beside each panel
-    right = 0.93 if not own else 1.0
-    width = (right - gap_x * (C - 1)) / C
-    gap_y = 0.25 / max(n, 1) if n > 1 else 0.0
+    gap = max(1, int(np.ceil(GAP * W)))
+    offsets = [c * (W + gap) for c in range(len(views))]
+    x_range = [-0.5, offsets[-1] + W - 0.5]
+    right = 0.93  # the colourbar's room
+    gap_y = (0.3 if own else 0.22) / n if n > 1 else 0.0  # own: room for the range labels
     height = (1.0 - gap_y * (n - 1)) / n
     scale = safe_colorscale(colorscale)
     shared = _range(np.concatenate([v.examples.ravel() for v in views])) if not own else None
     yr = [H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]
+    top = yr[1]  # a panel's top edge, in band units
+    ticks = _frame_ticks(W)
     traces, shapes, notes = [], [], []
     layout: dict = {}
     for r in range(n):
+        ax = "" if r == 0 else str(r + 1)
         y1 = 1.0 - r * (height + gap_y)
+        last = r == n - 1
+        layout[f"xaxis{ax}"] = dict(
+            domain=[0.0, right], anchor=f"y{ax}", range=x_range, showgrid=False, zeroline=False,
+            tickfont=dict(size=9), showticklabels=last,
+            tickvals=[o + t for o in offsets for t in ticks] if last else None,
+            ticktext=[str(t) for _ in offsets for t in ticks] if last else None,
+            title=dict(text=col_label, font=dict(size=11)) if last else None)
+        layout[f"yaxis{ax}"] = dict(
+            domain=[max(0.0, y1 - height), min(1.0, y1)], anchor=f"x{ax}", range=yr,
+            showgrid=False, zeroline=False, tickfont=dict(size=9),
+            title=dict(text=f"{labels[r]}<br>{row_label}", font=dict(size=11)))
         for c, v in enumerate(views):
-            k = r * C + c + 1
-            x0 = c * (width + gap_x)
-            ax = "" if k == 1 else str(k)
             z = v.examples[r]
             lo, hi = shared if shared else _range(z)
+            x0 = offsets[c]
+            panel = f"<br>panel range {lo:.4g} … {hi:.4g}" if own else ""
             trace = dict(
-                type="heatmap", z=z.astype(np.float32), xaxis=f"x{ax}", yaxis=f"y{ax}",
-                zmin=lo, zmax=hi, colorscale=scale, hoverongaps=False,
-                hovertemplate=(f"{labels[r]} · {v.config}<br>{row_label} %{{y}}, {col_label} "
-                               "%{x}<br>value = %{z:.4g}<extra></extra>"),
+                type="heatmap", z=z.astype(np.float32), x0=x0, dx=1, xaxis=f"x{ax}",
+                yaxis=f"y{ax}", zmin=lo, zmax=hi, colorscale=scale, hoverongaps=False,
+                showscale=r == 0 and c == 0,
+                hovertemplate=(f"{labels[r]} · {v.config}<br>{row_label} %{{y}}<br>"
+                               f"value = %{{z:.4g}}{panel}<extra></extra>"),
             )
-            if own:
-                trace["colorbar"] = dict(x=x0 + width + 0.004, xanchor="left", y=y1 - height / 2,
-                                         len=height, thickness=8, tickfont=dict(size=9),
-                                         outlinewidth=0)
-            else:
-                trace["showscale"] = k == 1
-                if k == 1:
-                    trace["colorbar"] = dict(title=dict(text="value after normalization",
-                                                        side="right"), thickness=14, x=0.945)
+            if r == 0 and c == 0:
+                bar = dict(thickness=14, x=0.945, len=min(1.0, 0.25 + 0.75 / n), y=1.0,
+                           yanchor="top")
+                if own:  # every panel maps its own min to max onto the same colours
+                    bar.update(tickvals=[lo, hi], ticktext=["min", "max"],
+                               title=dict(text="each panel: its own min … max", side="right"))
+                else:
+                    bar["title"] = dict(text="value after normalization", side="right")
+                trace["colorbar"] = bar
             traces.append(trace)
-            layout[f"xaxis{ax}"] = dict(
-                domain=[max(0.0, x0), min(1.0, x0 + width)], anchor=f"y{ax}", range=[-0.5, W - 0.5], showgrid=False,
-                zeroline=False, tickfont=dict(size=9), showticklabels=r == n - 1,
-                title=dict(text=col_label, font=dict(size=11)) if r == n - 1 else None)
-            layout[f"yaxis{ax}"] = dict(
-                domain=[max(0.0, y1 - height), min(1.0, y1)], anchor=f"x{ax}", range=yr, showgrid=False,
-                zeroline=False, tickfont=dict(size=9), showticklabels=c == 0,
-                title=dict(text=f"{labels[r]}<br>{row_label}", font=dict(size=11)) if c == 0
-                else None)
+            if own:
+                notes.append(dict(xref=f"x{ax}", yref=f"y{ax}", x=x0 + W - 0.5, y=top,
+                                  xanchor="right", yanchor="bottom", showarrow=False,
+                                  text=f"{lo:.3g} … {hi:.3g}", font=dict(size=9, color="#444")))
             for lo_r, hi_r in _runs(~v.kept):
-                shapes.append(dict(type="rect", xref=f"x{ax}", yref=f"y{ax}", x0=-0.5,
-                                   x1=W - 0.5, y0=lo_r - 0.5, y1=hi_r + 0.5, fillcolor=MASK_FILL,
-                                   line=dict(color="#333", width=1, dash="dot")))
-                notes.append(dict(xref=f"x{ax}", yref=f"y{ax}", x=W - 1, y=(lo_r + hi_r) / 2,
+                shapes.append(dict(type="rect", xref=f"x{ax}", yref=f"y{ax}", x0=x0 - 0.5,
+                                   x1=x0 + W - 0.5, y0=lo_r - 0.5, y1=hi_r + 0.5,
+                                   fillcolor=MASK_FILL, line=dict(color="#333", width=1, dash="dot")))
+                notes.append(dict(xref=f"x{ax}", yref=f"y{ax}", x=x0 + W - 1, y=(lo_r + hi_r) / 2,
                                   text="dropped", showarrow=False, xanchor="right",
                                   font=dict(size=10, color="#333")))
-            if r == 0:
-                notes.append(dict(xref="paper", yref="paper", x=x0 + width / 2, y=1.0,
-                                  yanchor="bottom", text=f"<b>{v.config}</b>", showarrow=False,
-                                  font=dict(size=13)))
+    for c in range(1, len(views)):  # the gaps between panels white, not the undefined grey
+        shapes.append(dict(type="rect", xref="x", yref="paper", x0=offsets[c] - gap - 0.5,
+                           x1=offsets[c] - 0.5, y0=0, y1=1, fillcolor="white", layer="below",
+                           line=dict(width=0)))
+    for c, v in enumerate(views):
+        notes.append(dict(xref="x", yref="paper", x=offsets[c] + (W - 1) / 2, y=1.0,
+                          yanchor="bottom", yshift=13 if own else 0, text=f"<b>{v.config}</b>",
+                          showarrow=False, font=dict(size=13)))
     title = "What the network sees" + (f" — {dataset_name}" if dataset_name else "")
-    scale_text = ("each panel on its own colour scale" if own
+    scale_text = ("each panel on its own colour scale (its range above it)" if own
                   else f"one colour scale for all panels ({shared[0]:.3g} … {shared[1]:.3g})")
     layout.update(
         title=dict(text=title, subtitle=dict(text=f"{caption_text} · {scale_text}"), x=0.01,
                    font=dict(size=15)),
-        height=110 + ROW_PX * n, margin=dict(l=80, r=40 if own else 20, t=105, b=55),
+        height=110 + ROW_PX * n, margin=dict(l=80, r=20, t=105 + (13 if own else 0), b=55),
         plot_bgcolor=UNDEFINED_BG, font=dict(family="Arial, sans-serif"), shapes=shapes,
         annotations=notes, showlegend=False,
         meta={"colour": colour, "configs": [v.config for v in views], "examples": list(labels)},

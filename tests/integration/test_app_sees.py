@@ -147,3 +147,93 @@ def test_statistics_page_shows_shift_per_band_beside_row_snr(home):
     shift = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Shift per band")]
     assert shift[0]["layout"]["meta"]["shifted"] == list(range(10, 20))
     assert any("bands 10-19" in w.value and "gain" in w.value for w in at.warning)
+
+
+def _share_link(at) -> str:
+    return next(c.value for c in at.code if c.value.startswith("http"))
+
+
+def test_a_link_reopens_the_sees_choices():
+    at = _open({"sees_configs": ["per_pixel", "db+per_row"], "sees_pick": "A chosen example",
+                "sees_index": "17", "sees_colour": "One shared scale"})
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["configs"] == ["per_pixel", "db+per_row"]
+    assert fig["layout"]["meta"]["colour"] == "shared"
+    assert [e.split(" · ")[0] for e in fig["layout"]["meta"]["examples"]] == ["#17"]
+    assert not at.warning
+    # The share box carries them on, so the link's receiver sees the same grid.
+    link = _share_link(at)
+    for part in ("sees_configs=per_pixel", "sees_configs=db%2Bper_row", "sees_index=17",
+                 "sees_colour=One+shared+scale"):
+        assert part in link, link
+    # A change in the tab reaches the share box.
+    at.radio(key="sees_colour").set_value("Own scale per panel").run()
+    assert "sees_colour" not in _share_link(at)
+
+
+def test_bad_sees_link_values_fall_back_with_a_notice():
+    at = _open({"sees_configs": ["none", "nope++"], "sees_pick": "all of them",
+                "sees_colour": "loud", "sees_index": "x"})
+    notes = " ".join(w.value for w in at.warning)
+    for key in ("sees\\_configs='nope++'", "sees\\_pick='all of them'", "sees\\_colour='loud'",
+                "sees\\_index='x'"):
+        assert key in notes, notes
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["configs"] == ["none"] and fig["layout"]["meta"]["colour"] == "own"
+    assert len(fig["layout"]["meta"]["examples"]) == 6  # one per class, the default
+
+
+def test_link_configs_the_dataset_cannot_take_and_an_index_past_the_end(home):
+    from diagnostics.data import store
+
+    rng = np.random.default_rng(8)
+    signed = rng.normal(0.0, 1.0, (90, 8, 10)).astype(np.float32)  # MFCC-like: no dB
+    ident = store.register_arrays(signed, rng.integers(0, 3, 90), ("a", "b", "c"), "signed")
+    at = _open({"dataset": ident, "sees_configs": ["none", "db+per_row"],
+                "sees_pick": "A chosen example", "sees_index": "500"})
+    notes = [w.value for w in at.warning]
+    assert any("sees\\_configs='db+per\\_row' does not apply to signed" in n for n in notes), notes
+    assert any("sees\\_index='500' is past signed's last example (89); showing example 0" in n
+               for n in notes), notes
+    fig = _sees(at)
+    assert fig["layout"]["meta"]["configs"] == ["none"]
+    assert fig["layout"]["meta"]["examples"][0].startswith("#0 · ")
+    at.run()  # the notices are for the link: said once, not on every rerun
+    assert not [w for w in at.warning if "sees" in w.value]
+
+
+def test_shift_profile_has_a_caption_and_exports(home):
+    from diagnostics.data import store
+    from webapp.charts import kaleido_browser
+
+    rng = np.random.default_rng(9)
+    a = rng.exponential(1.0, (120, 20, 8)).astype(np.float32)
+    b = (rng.exponential(1.0, (120, 20, 8)) * 2.0).astype(np.float32)
+    ida = store.register_arrays(a, rng.integers(0, 2, 120), ("p", "q"), "dev-a")
+    idb = store.register_arrays(b, rng.integers(0, 2, 120), ("p", "q"), "dev-b")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": ida, "profiles": "true"})
+    at.run()
+    assert not at.exception, at.exception
+
+    def shift_fig():
+        return next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("Shift per"))
+
+    sub = shift_fig()["layout"]["title"]["subtitle"]["text"]
+    assert sub.startswith("dev-a · N = ") and " train vs " in sub and "test examples of 120" in sub
+    assert "all 20 bands compared (the mask does not apply)" in sub
+    ids = " ".join(b.proto.id for b in at.get("download_button"))
+    if kaleido_browser():
+        for key in ("dl_row_snr_png", "dl_row_snr_svg", "dl_shift_png", "dl_shift_svg"):
+            assert key in ids, ids
+    else:
+        assert any("PNG/SVG files need chromium" in c.value for c in at.caption)
+    at.selectbox(key="shift_against").set_value(idb).run()
+    assert not at.exception
+    sub = shift_fig()["layout"]["title"]["subtitle"]["text"]
+    assert sub.startswith("dev-a (N = 120) vs dev-b (N = 120)")
+    if kaleido_browser():  # another picture: its own image cache entry and file name
+        ids = " ".join(b.proto.id for b in at.get("download_button"))
+        assert f"dl_shift-vs-{idb}_png" in ids, ids
+    at.toggle(key="report").set_value(True).run()  # report view: figures without buttons
+    assert not at.exception and not at.get("download_button") and shift_fig()

@@ -66,12 +66,16 @@ def test_figure_grid_rows_are_examples_and_columns_configs(ds):
     assert fig.layout.meta["configs"] == configs and fig.layout.meta["examples"] == ["x", "y"]
     for t, (r, c) in zip(fig.data, [(r, c) for r in range(2) for c in range(3)]):
         np.testing.assert_allclose(np.asarray(t.z, float), views[c].examples[r], rtol=1e-6)
-    # Columns left to right, rows top to bottom, inside the paper.
-    xd = [fig.layout[f"xaxis{'' if k == 1 else k}"].domain for k in (1, 2, 3)]
-    yd = [fig.layout[f"yaxis{'' if k == 1 else k}"].domain for k in (1, 4)]
-    assert xd[0][1] < xd[1][0] < xd[1][1] < xd[2][0] and yd[0][0] > yd[1][1]
-    assert all(0 <= v <= 1 for d in xd + yd for v in d)
-    assert fig.layout.xaxis4.title.text == "frame" and "x<br>frequency band" == fig.layout.yaxis.title.text
+    # One subplot per example (rows top to bottom); configs left to right on its x axis.
+    yd = [fig.layout[f"yaxis{'' if k == 1 else k}"].domain for k in (1, 2)]
+    assert yd[0][0] > yd[1][1] and all(0 <= v <= 1 for d in yd for v in d)
+    assert [t.yaxis for t in fig.data] == ["y"] * 3 + ["y2"] * 3
+    x0 = [t.x0 for t in fig.data[:3]]
+    assert x0[0] == 0 and x0[1] >= 17 and x0[2] - x0[1] == x0[1]  # W = 17 frames, then a gap
+    assert fig.layout.xaxis2.title.text == "frame" and "x<br>frequency band" == fig.layout.yaxis.title.text
+    assert list(fig.layout.xaxis2.ticktext[:2]) == ["0", "5"]  # frame numbers, not offsets
+    heads = [a.text for a in fig.layout.annotations if a.text.startswith("<b>")]
+    assert heads == [f"<b>{c}</b>" for c in configs]
     assert fig.layout.title.subtitle.text.startswith("cap")
 
 
@@ -80,7 +84,12 @@ def test_own_scale_spans_each_panel_and_shared_spans_all(ds):
     own = sees_figure(views, ["x", "y"], colour="own")
     for t, z in zip(own.data, [views[c].examples[r] for r in range(2) for c in range(2)]):
         assert (t.zmin, t.zmax) == pytest.approx((np.nanmin(z), np.nanmax(z)))
-        assert t.colorbar.len is not None  # a colourbar beside every panel
+        assert f"{t.zmin:.4g} … {t.zmax:.4g}" in t.hovertemplate
+    # One colourbar reading min .. max; each panel's range printed above it.
+    assert [t.showscale for t in own.data] == [True, False, False, False]
+    assert list(own.data[0].colorbar.ticktext) == ["min", "max"]
+    ranges = [a.text for a in own.layout.annotations if " … " in a.text]
+    assert ranges == [f"{t.zmin:.3g} … {t.zmax:.3g}" for t in own.data]
     shared = sees_figure(views, ["x", "y"], colour="shared")
     every = np.concatenate([v.examples.ravel() for v in views])
     assert {(t.zmin, t.zmax) for t in shared.data} == {(np.nanmin(every), np.nanmax(every))}
@@ -92,7 +101,8 @@ def test_own_scale_spans_each_panel_and_shared_spans_all(ds):
 def test_dropped_rows_are_washed_out_in_every_panel(ds):
     views = _views(ds, ["per_pixel@mask", "none"], [0])
     fig = sees_figure(views, ["x"])
-    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].xref == "x"
+    washed = [s for s in fig.layout.shapes if s.fillcolor != "white"]  # not the gaps
+    assert len(washed) == 1 and washed[0].xref == "x" and washed[0].x1 == 16.5  # first panel
     assert [a.text for a in fig.layout.annotations if a.text == "dropped"] == ["dropped"]
 
 

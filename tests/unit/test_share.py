@@ -88,3 +88,22 @@ def test_the_mask_slider_ends_just_above_the_data():
     assert slider_top(np.array([0.5, 40.0])) == 5.0  # capped at MASK_MAX
     assert slider_top(np.array([0.1, 0.3]), current=0.9) == 0.9  # a link's value stays reachable
     assert slider_top(np.array([np.nan])) == 5.0
+
+
+def test_sees_choices_round_trip_and_bad_values_fall_back():
+    view = share.View(tab="What the network sees", sees_configs=("per_pixel", "db+per_row"),
+                      sees_pick=share.SEES_PICKS[1], sees_index=17,
+                      sees_colour=share.SEES_COLOURS[1])
+    q = parse_qs(urlsplit(share.view_url("http://h/", view)).query)
+    assert q["sees_configs"] == ["per_pixel", "db+per_row"] and q["sees_index"] == ["17"]
+    back, notes = parse(q)
+    assert notes == [] and back == view
+    # The index rides only with a chosen example; defaults stay out of the link.
+    assert "sees_index" not in share.view_params(share.View(sees_index=17))
+    assert share.view_params(share.View()) == {}
+    back, notes = parse({"sees_configs": ["none", "nope"], "sees_pick": "all of them",
+                         "sees_index": "-1", "sees_colour": "loud"})
+    assert back.sees_configs == ("none",) and back.sees_pick == share.SEES_PICKS[0]
+    assert back.sees_index == 0 and back.sees_colour == share.SEES_COLOURS[0]
+    assert [n.split("=")[0] for n in notes] == ["The link's sees_configs", "The link's sees_pick",
+                                                "The link's sees_colour", "The link's sees_index"]
