@@ -418,7 +418,9 @@ def recommendation_lines(rec: Recommendation) -> list[str]:
     if rec.undecided:
         # Each undecided pair with its interval: "not shown" is never "no difference".
         told = {g.against: g for g in rec.undecided_gains}
-        each = "; ".join(told[o].words() for o in rec.undecided if o in told)
+        # none and per_pixel have their own lines above.
+        each = "; ".join(told[o].words() for o in rec.undecided
+                         if o in told and o not in ("none", "per_pixel"))
         lines.append(f"Still undecided: {rec.config} against {', '.join(rec.undecided)}"
                      + (f": {each}" if each else "") + ". Neither a difference nor an "
                      "equivalence is shown there yet.")

@@ -25,7 +25,9 @@ def test_advise_runs_the_candidates_and_stores_the_recommendation(home, tmp_path
     doc = json.loads(out.read_text())
     assert set(doc) >= {"recommendation", "candidates", "comparison_id", "answer"}
     rec = doc["recommendation"]
-    assert set(rec) >= {"config", "reason", "gain_vs_none", "gain_vs_per_pixel", "undecided"}
+    assert set(rec) >= {"config", "reason", "gain_vs_none", "gain_vs_per_pixel", "undecided",
+                        "undecided_gains"}
+    assert [g["against"] for g in rec["undecided_gains"]] == rec["undecided"]
     for g in ("gain_vs_none", "gain_vs_per_pixel"):
         assert set(rec[g]) >= {"diff", "ci95"}
     configs = [c["config"] for c in doc["candidates"]]
