@@ -76,10 +76,10 @@ def run_advisor(ds, proposal, *, budget_s: float, epochs: int | None, workers: i
     return t, reps, ev["stopped_because"], advice, doc
 
 
-def corrected_interval(diffs: np.ndarray, *, folds: int, repetitions: int) -> tuple[float, float, float]:
+def corrected_interval(diffs: np.ndarray, *, folds: int) -> tuple[float, float, float]:
     """Mean of per-fold accuracy differences and its 95% interval by the corrected repeated
-    k-fold t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): variance factor
-    1/(k r) + n_test/n_train = 1/(k r) + 1/(k - 1)."""
+    k-fold t (Nadeau & Bengio 2003; Bouckaert & Frank 2004) over the J = k r folds: variance
+    factor 1/J + n_test/n_train = 1/J + 1/(k - 1)."""
     from scipy import stats
 
     d = np.asarray(diffs, np.float64)
@@ -132,19 +132,18 @@ def bench_one(label: str, data: str, kind: str | None, args) -> None:
     top = max(correct, key=correct.get)
     for c in configs:
         if c != top:
-            m, lo, hi = corrected_interval(np.array(per_fold[top]) - np.array(per_fold[c]),
-                                           folds=5, repetitions=args.hand_repetitions)
+            m, lo, hi = corrected_interval(np.array(per_fold[top]) - np.array(per_fold[c]), folds=5)
             print(f"    {top} - {c}: {100 * m:+.1f} points (95% CI {100 * lo:+.1f} to "
                   f"{100 * hi:+.1f})")
     ours = rec.config
     if ours == top:
         verdict = "agrees"
     else:
-        m, lo, hi = corrected_interval(np.array(per_fold[top]) - np.array(per_fold[ours]),
-                                       folds=5, repetitions=args.hand_repetitions)
+        m, lo, hi = corrected_interval(np.array(per_fold[top]) - np.array(per_fold[ours]), folds=5)
         verdict = ("DISAGREES: the hand-written CV puts it behind" if lo > 0 else
                    "differs, but the hand-written CV cannot separate them either")
-        verdict += f" ({top} - {ours} {100 * m:+.1f} points, 95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+        verdict += (f" ({top} - {ours} {100 * m:+.1f} points, 95% CI {100 * lo:+.1f} to "
+                    f"{100 * hi:+.1f})")
     state = "recommended" if rec.settled else "leading, undecided"
     print(f"  agreement: advisor {ours} ({state}); hand-written top {top}: {verdict}", flush=True)
 

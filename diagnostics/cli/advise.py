@@ -1,4 +1,4 @@
-"""The ``advise`` verb: ``python -m diagnostics advise DATA [--budget S] [--also CONFIGS] [--json OUT]``.
+"""The ``advise`` verb: ``python -m diagnostics advise DATA [--budget S] [--also CONFIGS] ...``.
 
 Reads the training split's statistics, proposes candidate normalizations with one sentence
 each (:func:`diagnostics.advise.propose`), runs them in decide mode within the time budget

@@ -241,7 +241,8 @@ def test_torchscript_module_in_a_clean_interpreter_equals_transform(cli, home, d
         usage = (out / "USAGE.md").read_text()
         assert "TorchScript" in usage and "`--torchscript`" in usage
         assert 'torch.jit.load("normalizer.pt")' in usage
-        np.save(out / "ref.npy", Normalizer(cfg).fit(X, indices=split.train).transform(X[split.test]))
+        ref = Normalizer(cfg).fit(X, indices=split.train).transform(X[split.test])
+        np.save(out / "ref.npy", ref)
         outs.append(str(out))
     errs = _torchscript_agrees(tmp_path, outs, X[split.test])
     assert len(errs) == len(TS_CONFIGS)
