@@ -82,8 +82,11 @@ def hand_normalize(name: str, X: np.ndarray, train: np.ndarray) -> np.ndarray:
     Written from the definitions, independently of diagnostics.normalize: the mask drops
     rows whose median-over-columns of |mean|/std (per pixel, training part, raw input) is
     under 0.2; db is 10 log10(max(x, 1e-10)) floored 80 dB under each example's maximum;
-    per_pixel, minmax and robust are scikit-learn's scalers on flattened examples; global and
-    per_row use population moments of the training part, a zero std counting as 1.
+    pcen is ``librosa.pcen`` with its defaults on ``sqrt(x) * 2**31``; per_pixel, minmax and
+    robust are scikit-learn's scalers on flattened examples; global and per_row use population
+    moments of the training part, a zero std counting as 1; instance and instance_row each
+    example's (each band's) own moments; shrink the per-pixel std with its variance averaged
+    half and half with its band's mean per-pixel variance.
     """
     from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
@@ -103,6 +106,12 @@ def hand_normalize(name: str, X: np.ndarray, train: np.ndarray) -> np.ndarray:
     if comp == "db":
         X = 10.0 * np.log10(np.maximum(X, DB_AMIN))
         X = np.maximum(X, X.max(axis=(1, 2), keepdims=True) - DB_TOP)
+    elif comp == "pcen":
+        import librosa
+
+        # librosa's defaults, fed the magnitude-like int32-range input the product documents.
+        X = librosa.pcen(np.sqrt(np.maximum(X, 0.0)) * 2.0**31, sr=22050, hop_length=512,
+                         axis=-1)
     elif comp == "log1p":
         X = np.sign(X) * np.log1p(np.abs(X))
     elif comp:
@@ -121,6 +130,15 @@ def hand_normalize(name: str, X: np.ndarray, train: np.ndarray) -> np.ndarray:
     elif scaler == "per_row":
         m = X[train].mean(axis=(0, 2))[None, :, None]
         s = X[train].std(axis=(0, 2))[None, :, None]
+        out = (X - m) / np.where(s > 0, s, 1.0)
+    elif scaler in ("instance", "instance_row"):
+        axes = (2,) if scaler == "instance_row" else (1, 2)
+        m, s = X.mean(axis=axes, keepdims=True), X.std(axis=axes, keepdims=True)
+        out = (X - m) / np.where(s > 1e-12 * np.maximum(np.abs(m), 1.0), s, 1.0)
+    elif scaler == "shrink":
+        # Each pixel's variance shrunk halfway toward its band's mean per-pixel variance.
+        m, v = X[train].mean(0), X[train].var(0)
+        s = np.sqrt(0.5 * v + 0.5 * v.mean(axis=1, keepdims=True))
         out = (X - m) / np.where(s > 0, s, 1.0)
     else:
         raise SystemExit(f"bench_speech: no hand-written version of scaler {scaler}")

@@ -1,3 +1,4 @@
+# Over 450 lines on purpose: the candidate rules and the recommendation read one contract.
 """The advisor: candidate normalizations read off the statistics, and the recommendation read
 off the comparison that tested them (NumPy only; no torch, no streamlit).
 
@@ -269,6 +270,8 @@ class Recommendation:
     gain_vs_none: Gain
     gain_vs_per_pixel: Gain
     undecided: tuple[str, ...]
+    #: The best against each config in ``undecided``: the difference and its interval.
+    undecided_gains: tuple[Gain, ...] = ()
 
     @classmethod
     def from_json(cls, d: Mapping) -> "Recommendation":
@@ -278,7 +281,9 @@ class Recommendation:
                    None if ci is None else (ci[0], ci[1]),
                    Gain.from_json("none", d["gain_vs_none"]),
                    Gain.from_json("per_pixel", d["gain_vs_per_pixel"]),
-                   tuple(d.get("undecided") or ()))
+                   tuple(d.get("undecided") or ()),
+                   tuple(Gain.from_json(g["against"], g)
+                         for g in d.get("undecided_gains") or ()))
 
     def as_json(self) -> dict:
         return {"config": self.config, "reason": self.reason, "settled": self.settled,
@@ -286,7 +291,9 @@ class Recommendation:
                 "ci95": None if self.ci95 is None else list(self.ci95),
                 "gain_vs_none": self.gain_vs_none.as_json(),
                 "gain_vs_per_pixel": self.gain_vs_per_pixel.as_json(),
-                "undecided": list(self.undecided)}
+                "undecided": list(self.undecided),
+                "undecided_gains": [{"against": g.against, **g.as_json()}
+                                    for g in self.undecided_gains]}
 
 
 _FLIP = {"better": "worse", "worse": "better"}
@@ -360,7 +367,8 @@ def recommend(doc: Mapping) -> Recommendation:
                   "(a bigger budget) would decide it.") if acc is not None else \
             f"{best} leads, but nothing is decided yet ({design})."
     return Recommendation(best, reason, settled, acc, None if ci is None else (ci[0], ci[1]),
-                          _gain(pairs, best, "none"), _gain(pairs, best, "per_pixel"), undecided)
+                          _gain(pairs, best, "none"), _gain(pairs, best, "per_pixel"), undecided,
+                          tuple(_gain(pairs, best, o) for o in undecided))
 
 
 def _leader(configs: Mapping, pairs: Sequence[Mapping]) -> str:
@@ -408,7 +416,14 @@ def recommendation_lines(rec: Recommendation) -> list[str]:
              f"Against no normalization: {rec.gain_vs_none.words()}.",
              f"Against per-pixel z-scoring: {rec.gain_vs_per_pixel.words()}."]
     if rec.undecided:
-        lines.append(f"Still undecided: {rec.config} against {', '.join(rec.undecided)}.")
+        # Each undecided pair with its interval: "not shown" is never "no difference".
+        told = {g.against: g for g in rec.undecided_gains}
+        # none and per_pixel have their own lines above.
+        each = "; ".join(told[o].words() for o in rec.undecided
+                         if o in told and o not in ("none", "per_pixel"))
+        lines.append(f"Still undecided: {rec.config} against {', '.join(rec.undecided)}"
+                     + (f": {each}" if each else "") + ". Neither a difference nor an "
+                     "equivalence is shown there yet.")
     return lines
 
 

@@ -212,14 +212,16 @@ def load_normalizer(source) -> Normalizer:
     return norm
 
 
-def usage_text(arrays: dict[str, np.ndarray], *, module_file: str) -> str:
+def usage_text(arrays: dict[str, np.ndarray], *, module_file: str, why: str = "") -> str:
     """USAGE.md (from the template ``export_usage.md`` beside this module): what the files
-    are, then both in a plain torch training loop."""
+    are, then both in a plain torch training loop.  ``why``: why the module is TorchScript
+    (for ``normalizer.pt``)."""
     H, W = (int(v) for v in arrays["shape_in"])
     kept = int(np.asarray(arrays["keep_rows"]).sum())
     dropped = np.flatnonzero(~np.asarray(arrays["keep_rows"], bool)).tolist()
     how = ("`torch.export` (`torch.export.load(...).module()`)" if module_file == PT2_NAME
-           else "TorchScript (`torch.jit.load(...)`), because torch.export could not export it")
+           else f"TorchScript (`torch.jit.load(...)`), "
+           f"{why or 'because torch.export could not export it'}")
     load = (f'norm = torch.export.load("{module_file}").module()' if module_file == PT2_NAME
             else f'norm = torch.jit.load("{module_file}")')
     mask = (f"Masked rows are **dropped** (not zeroed): rows {dropped} of {H} "

@@ -138,31 +138,39 @@ def build_module(arrays: dict) -> NormalizerModule:
     return NormalizerModule(arrays).eval()
 
 
-def export_program(module: NormalizerModule, target) -> str:
-    """Save ``module`` to ``target`` (path or binary file); returns the format, "pt2" or "pt".
+def export_program(module: NormalizerModule, target, *,
+                   torchscript: bool = False) -> tuple[str, str]:
+    """Save ``module`` to ``target`` (path or binary file); returns ``(format, why)``: the
+    format ("pt2" or "pt") and, for "pt", the words that say why it is TorchScript.
 
     ``torch.export`` with a dynamic batch (traced at B=2: B=1 would be specialised); where that
-    fails, TorchScript (``torch.jit.trace``, whose batch axis is dynamic as the module has no
-    shape-dependent Python branch).
+    fails, or where ``torchscript`` asks for it (libtorch in C++, a torch without
+    ``torch.export``), TorchScript (``torch.jit.trace``, whose batch axis is dynamic as the
+    module has no shape-dependent Python branch).
     """
     example = torch.zeros(2, 1, module.H, module.W, dtype=torch.float32)
-    try:
-        batch = torch.export.Dim("batch")
-        ep = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(ep, target)
-        return "pt2"
-    except Exception:  # noqa: BLE001 - any export failure falls back to TorchScript
-        if hasattr(target, "seek"):
-            target.seek(0)
-            target.truncate()
-        traced = torch.jit.trace(module, example, check_trace=False)
-        torch.jit.save(traced, target)
-        return "pt"
+    why = "because it was asked for (`--torchscript`)"
+    if not torchscript:
+        try:
+            batch = torch.export.Dim("batch")
+            ep = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+            torch.export.save(ep, target)
+            return "pt2", ""
+        except Exception as exc:  # noqa: BLE001 - any export failure falls back to TorchScript
+            if hasattr(target, "seek"):
+                target.seek(0)
+                target.truncate()
+            why = f"because torch.export could not export it ({type(exc).__name__})"
+    traced = torch.jit.trace(module, example, check_trace=False)
+    torch.jit.save(traced, target)
+    return "pt", why
 
 
-def write_export(out_dir: str | os.PathLike, arrays: dict) -> list[Path]:
-    """Write ``normalizer.npz``, then ``normalizer.pt2`` (or ``.pt``), then ``USAGE.md`` into
-    ``out_dir`` (created if missing), each complete or not at all; returns their paths.
+def write_export(out_dir: str | os.PathLike, arrays: dict, *,
+                 torchscript: bool = False) -> list[Path]:
+    """Write ``normalizer.npz``, then ``normalizer.pt2`` (or ``.pt``: where torch.export fails,
+    or ``torchscript``), then ``USAGE.md`` into ``out_dir`` (created if missing), each complete
+    or not at all; returns their paths.
 
     A ``normalizer.pt`` / ``.pt2`` of the other format left there by an earlier export is
     removed, so the folder never holds two modules.
@@ -179,7 +187,7 @@ def write_export(out_dir: str | os.PathLike, arrays: dict) -> list[Path]:
         spec.save_npz(fh, arrays)
     module = build_module(spec.read_npz(npz))  # built from what was written
     buf = io.BytesIO()
-    kind = export_program(module, buf)
+    kind, why = export_program(module, buf, torchscript=torchscript)
     name = spec.PT2_NAME if kind == "pt2" else spec.PT_NAME
     with atomic_output(out / name, "wb") as fh:
         fh.write(buf.getvalue())
@@ -188,7 +196,7 @@ def write_export(out_dir: str | os.PathLike, arrays: dict) -> list[Path]:
         other.unlink()
     usage = out / spec.USAGE_NAME
     with atomic_output(usage, "w", encoding="utf-8") as fh:
-        fh.write(spec.usage_text(arrays, module_file=name))
+        fh.write(spec.usage_text(arrays, module_file=name, why=why))
     return [npz, out / name, usage]
 
 

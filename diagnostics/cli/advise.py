@@ -1,4 +1,4 @@
-"""The ``advise`` verb: ``python -m diagnostics advise DATA [--budget S] [--json OUT] ...``.
+"""The ``advise`` verb: ``python -m diagnostics advise DATA [--budget S] [--also CONFIGS] ...``.
 
 Reads the training split's statistics, proposes candidate normalizations with one sentence
 each (:func:`diagnostics.advise.propose`), runs them in decide mode within the time budget
@@ -49,6 +49,9 @@ def add_parser(sub, *, feature_args) -> None:
                         f"{DEFAULT_MAX_REPETITIONS})")
     a.add_argument("--margin", type=margin_points, default=0.01, metavar="POINTS",
                    help="equivalence margin in accuracy points (default 1)")
+    a.add_argument("--also", metavar="CONFIGS", default=None,
+                   help="comma-separated configs to test beside the candidates (your own "
+                        "choice, e.g. log1p+per_pixel); each is checked against the data")
     a.add_argument("--json", metavar="OUT", help="write {recommendation, candidates, "
                    "comparison_id, answer} to this JSON file")
     feature_args(a)  # --workers there also sets the training workers
@@ -64,6 +67,19 @@ def _workers(args) -> int | None:
     if w != int(w) or w < 1:
         raise NormScopeError(f"--workers {args.workers} must be a whole number >= 1")
     return int(w)
+
+
+def with_also(proposal, names: list[str]):
+    """``proposal`` with the configs of ``--also`` added (those not already in), each with the
+    sentence that says it was asked for."""
+    from dataclasses import replace
+
+    from diagnostics.advise import Candidate
+
+    extra = tuple(Candidate(n, "Asked for with --also.", "asked") for n in names
+                  if n not in proposal.configs)
+    return replace(proposal, candidates=proposal.candidates + extra,
+                   left_out=tuple(c for c in proposal.left_out if c.config not in names))
 
 
 def print_candidates(proposal, file=None) -> None:
@@ -84,13 +100,19 @@ def cmd_advise(args: argparse.Namespace, *, load) -> int:
     from diagnostics.data.ingest import source_kind
     from diagnostics.stats.summary import dataset_stats
 
+    from diagnostics.normalize import check_configs_for, parse_configs
+
     workers = _workers(args)
+    if args.also is not None:
+        parse_configs(args.also)  # a bad name before any data is read
     ds = load(args)
     if ds.y is None or len(ds.class_names) < 2:
         raise NormScopeError(f"advise trains classifiers, so {args.data} needs labels of at least "
                              "two classes (a labels file, an .npz with y, or class folders)")
     stats = dataset_stats(ds, on="train")
     proposal = propose(stats, mask_snr=args.mask_snr)
+    if args.also is not None:
+        proposal = with_also(proposal, [c.name for c in check_configs_for(stats, args.also)])
     from models.advisor import finish_advice, start_advice
     from models.store import RunStore
 

@@ -3,7 +3,8 @@
 Fits the normalization (on all examples of DATA by default; ``--fit-on train`` for the holdout's
 training part, ``--fit-on fold --fold K`` for a cross-validation fold's, as a comparison fits
 them) and writes ``DIR/normalizer.npz`` (fitted parameters, no pickle), ``DIR/normalizer.pt2``
-(``torch.export``; ``normalizer.pt``, TorchScript, where that fails) and ``DIR/USAGE.md``.
+(``torch.export``; ``normalizer.pt``, TorchScript, where that fails or with ``--torchscript``)
+and ``DIR/USAGE.md``.
 torch is imported only when it runs (through :mod:`models.export`).
 """
 
@@ -41,6 +42,9 @@ def add_parser(sub, *, nonneg_float, add_feature_args) -> None:
                    help=f"row-SNR threshold of @mask (default {DEFAULT_MASK_SNR})")
     e.add_argument("--std-floor", type=nonneg_float, default=0.0,
                    help="lower bound on every learned scale (default 0: none)")
+    e.add_argument("--torchscript", action="store_true",
+                   help="write normalizer.pt (TorchScript, for libtorch or a torch without "
+                        "torch.export) instead of normalizer.pt2")
     add_feature_args(e)
 
 
@@ -64,7 +68,7 @@ def cmd_export(args: argparse.Namespace, load) -> int:
     arrays = spec.normalizer_arrays(norm, meta)
     from models.export import write_export  # torch: only now
 
-    paths = write_export(args.out, arrays)
+    paths = write_export(args.out, arrays, torchscript=args.torchscript)
     H, W = norm.shape_in_
     h, _ = norm.shape_out_
     print(f"{norm.config_.name} on {plain(ds.name)} ({ds.id}), fitted on "

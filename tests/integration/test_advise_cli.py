@@ -25,7 +25,9 @@ def test_advise_runs_the_candidates_and_stores_the_recommendation(home, tmp_path
     doc = json.loads(out.read_text())
     assert set(doc) >= {"recommendation", "candidates", "comparison_id", "answer"}
     rec = doc["recommendation"]
-    assert set(rec) >= {"config", "reason", "gain_vs_none", "gain_vs_per_pixel", "undecided"}
+    assert set(rec) >= {"config", "reason", "gain_vs_none", "gain_vs_per_pixel", "undecided",
+                        "undecided_gains"}
+    assert [g["against"] for g in rec["undecided_gains"]] == rec["undecided"]
     for g in ("gain_vs_none", "gain_vs_per_pixel"):
         assert set(rec[g]) >= {"diff", "ci95"}
     configs = [c["config"] for c in doc["candidates"]]
@@ -58,6 +60,8 @@ def test_a_budget_too_small_is_one_line_and_stores_nothing(home, tmp_path, cli):
     (["--budget", "0"], "too small for even one repetition"),
     (["--budget", "soon"], "not a number of seconds"),
     (["--epochs", "0"], "must be at least 1"),
+    (["--also", "per-pixel"], "unknown scaler 'per-pixel'; valid parts"),
+    (["--also", "pcen:t=0"], "pcen parameter t=0 is out of range"),
 ])
 def test_bad_options_are_one_line(home, tmp_path, cli, extra, message):
     data = write_tiny_npz(tmp_path / "tiny.npz")
@@ -72,3 +76,24 @@ def test_data_without_labels_is_one_line(home, tmp_path, cli):
     r = cli("advise", str(tmp_path / "nolabels.npy"), env={"NORMSCOPE_HOME": str(home)})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "needs labels" in r.stderr
+
+
+def test_compression_of_signed_data_asked_with_also_is_one_line(home, tmp_path, cli):
+    X, y = tiny_arrays(0)
+    np.savez(tmp_path / "signed.npz", X=X - X.mean(), y=y)
+    r = cli("advise", str(tmp_path / "signed.npz"), "--also", "db+per_row",
+            env={"NORMSCOPE_HOME": str(home)})
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: db+per_row refused: ")
+    assert "negative" in r.stderr and RunStore().list_comparisons() == []
+
+
+def test_also_adds_a_candidate_that_the_budget_counts(home, tmp_path, cli):
+    """--also is tested beside the candidates: its runs count in the one-repetition check."""
+    data = write_tiny_npz(tmp_path / "tiny.npz")
+    r = cli("advise", str(data), "--budget", "1", "--also", "log1p+per_pixel",
+            env={"NORMSCOPE_HOME": str(home)})
+    assert r.returncode == 2 and r.stdout == ""
+    plain = cli("advise", str(data), "--budget", "1", env={"NORMSCOPE_HOME": str(home)})
+    n = int(plain.stderr.split(" candidates x ")[0].rsplit(" ", 1)[1])
+    assert f"{n + 1} candidates x " in r.stderr, (plain.stderr, r.stderr)

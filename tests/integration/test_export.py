@@ -192,3 +192,95 @@ def test_cli_refuses_bad_exports_with_one_line(cli, home, data, tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert re.match(want, r.stderr) and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+TS_CONFIGS = ["db+per_row@mask", "pcen+per_row@mask", "instance_row", "shrink"]
+
+
+def _torchscript_agrees(tmp_path: Path, outs: list[str], held: np.ndarray) -> list[tuple]:
+    """Load each ``out/normalizer.pt`` in a clean interpreter; (max error at B=n, at B=1)."""
+    np.save(tmp_path / "held.npy", held[:, None])
+    run = tmp_path / "elsewhere"
+    run.mkdir(exist_ok=True)
+    code = textwrap.dedent(f"""
+        import importlib.util, numpy as np, torch
+        assert importlib.util.find_spec("diagnostics") is None
+        assert importlib.util.find_spec("models") is None
+        x = torch.from_numpy(np.load({str(tmp_path / 'held.npy')!r}))
+        for out in {outs!r}:
+            f = torch.jit.load(out + "/normalizer.pt")
+            got = f(x)
+            assert got.dtype == torch.float32 and got.shape[1] == 1
+            ref = np.load(out + "/ref.npy")
+            assert tuple(got.shape) == (ref.shape[0], 1, *ref.shape[1:]), got.shape
+            err = float(np.abs(got[:, 0].numpy() - ref).max())
+            one = float(np.abs(f(x[:1])[:, 0].numpy() - ref[:1]).max())
+            print(err, one)
+    """)
+    p = _clean_python(code, run)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return [tuple(map(float, line.split())) for line in p.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_torchscript_module_in_a_clean_interpreter_equals_transform(cli, home, data, tmp_path):
+    """``--torchscript``: the fallback's format, asked for; same numbers as transform."""
+    path, X, y = data
+    split = split_indices(len(y), y)
+    outs = []
+    for i, cfg in enumerate(TS_CONFIGS):
+        out = tmp_path / f"ts{i}"
+        (out).mkdir()
+        (out / "normalizer.pt2").write_bytes(b"left by an earlier export")
+        r = cli("export", str(path), "--config", cfg, "--out", str(out), "--fit-on", "train",
+                "--torchscript")
+        assert r.returncode == 0, r.stderr
+        # Never two modules in one folder.
+        assert sorted(p.name for p in out.iterdir()) == ["USAGE.md", "normalizer.npz",
+                                                         "normalizer.pt"]
+        usage = (out / "USAGE.md").read_text()
+        assert "TorchScript" in usage and "`--torchscript`" in usage
+        assert 'torch.jit.load("normalizer.pt")' in usage
+        ref = Normalizer(cfg).fit(X, indices=split.train).transform(X[split.test])
+        np.save(out / "ref.npy", ref)
+        outs.append(str(out))
+    errs = _torchscript_agrees(tmp_path, outs, X[split.test])
+    assert len(errs) == len(TS_CONFIGS)
+    for cfg, (err, one) in zip(TS_CONFIGS, errs):
+        assert err <= 1e-5 and one <= 1e-5, (cfg, err, one)
+
+
+@pytest.mark.slow
+def test_a_module_torch_export_refuses_falls_back_to_torchscript(data, tmp_path):
+    """The automatic fallback, through a module torch.export really cannot export (a branch on
+    the input's values), not a stand-in for torch."""
+    import torch
+
+    from models.export import NormalizerModule, export_program
+
+    class DataDependent(NormalizerModule):
+        def forward(self, x):
+            if bool(torch.isfinite(x).all()):  # a data-dependent branch: torch.export refuses
+                return super().forward(x)
+            return super().forward(torch.nan_to_num(x))
+
+    _, X, y = data
+    split = split_indices(len(y), y)
+    cfg = "pcen+per_row@mask"
+    ds = Dataset(X=X, y=y, class_names=tuple("abcd"), name="power", id="p0")
+    norm, meta = spec.fit_for_export(ds, cfg, plan=spec.FitPlan("train"))
+    arrays = spec.normalizer_arrays(norm, meta)
+    with pytest.raises(Exception):  # the premise: torch.export cannot take it
+        torch.export.export(DataDependent(arrays).eval(), (torch.zeros(2, 1, 12, 40),),
+                            dynamic_shapes=({0: torch.export.Dim("batch")},))
+    out = tmp_path / "fb"
+    out.mkdir()
+    buf = io.BytesIO()
+    kind, why = export_program(DataDependent(arrays).eval(), buf)
+    assert kind == "pt" and why.startswith("because torch.export could not export it (")
+    (out / "normalizer.pt").write_bytes(buf.getvalue())
+    usage = spec.usage_text(arrays, module_file=spec.PT_NAME, why=why)
+    assert "TorchScript" in usage and why in usage
+    np.save(out / "ref.npy", norm.transform(X[split.test]))
+    (err, one), = _torchscript_agrees(tmp_path, [str(out)], X[split.test])
+    assert err <= 1e-5 and one <= 1e-5, (err, one)

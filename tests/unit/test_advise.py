@@ -151,7 +151,24 @@ def test_recommend_says_what_remains_undecided_and_when_none_is_best():
     assert not rec.settled
     assert set(rec.undecided) and "per_pixel" not in rec.undecided
     assert "not yet shown ahead" in rec.reason
-    assert any(line.startswith("Still undecided") for line in recommendation_lines(rec))
+    still = [line for line in recommendation_lines(rec) if line.startswith("Still undecided")]
+    assert len(still) == 1
+    # Each undecided pair is given with its difference and interval, never as "no difference".
+    assert [g.against for g in rec.undecided_gains] == list(rec.undecided)
+    pairs = d.as_json()["pairs"]
+    for g in rec.undecided_gains:
+        pair = next(p for p in pairs if {p["a"], p["b"]} == {g.against, rec.config})
+        sign = 1 if pair["b"] == rec.config else -1
+        assert g.diff == pytest.approx(sign * pair["diff"]) and g.verdict == "unclear"
+        lo, hi = g.ci95
+        assert lo < g.diff < hi
+        told = f"{100 * g.diff:+.1f} points over {g.against} (95% CI {100 * lo:+.1f} to " \
+               f"{100 * hi:+.1f}"
+        # On the "Still undecided" line, or (none, per_pixel) on their own lines above it.
+        assert told in (still[0] if g.against not in ("none", "per_pixel")
+                        else " ".join(recommendation_lines(rec)))
+    assert "no difference" not in " ".join(recommendation_lines(rec)).lower()
+    assert Recommendation.from_json(rec.as_json()) == rec
     if rec.config == "none":
         assert rec.gain_vs_none.verdict == "same config" and rec.gain_vs_none.diff == 0.0
         assert rec.gain_vs_per_pixel.diff > 0
