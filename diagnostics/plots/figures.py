@@ -199,14 +199,10 @@ def heatmap(
     # One layout dict: plotly validates once instead of once per update call (reruns are hot).
     layout = dict(
         title=dict(text=title, subtitle=dict(text=_text(caption_text)), x=0.01, font=dict(size=15)),
-        # automargin off: the fixed margins below fit the labels, and the template's
-        # automargin costs plotly.js a second layout pass, about a third of each chart's
-        # draw (bench/bench_browser.py: four of these are drawn on every mask change).
         xaxis=dict(title=dict(text=col_label), showgrid=False, zeroline=False,
-                   range=[-0.5, W - 0.5], automargin=False),
+                   range=[-0.5, W - 0.5]),
         yaxis=dict(title=dict(text=row_label), showgrid=False, zeroline=False,
-                   range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5],
-                   automargin=False),
+                   range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
         plot_bgcolor=UNDEFINED_BG, margin=dict(l=60, r=20, t=70, b=50), height=420,
         font=dict(family="Arial, sans-serif"), shapes=shapes, annotations=notes,
         meta={"which": which, "log_color": log_color},

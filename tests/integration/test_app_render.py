@@ -68,13 +68,3 @@ def test_cached_maps_follow_every_view_change(home):
             assert [el.proto.spec for el in at.get("plotly_chart")][:4] == seen[state]
         seen[state] = [el.proto.spec for el in at.get("plotly_chart")][:4]
 
-
-def test_heatmap_axes_do_not_ask_for_a_second_layout_pass():
-    # automargin would make plotly.js lay every map out twice (bench/bench_browser.py);
-    # the fixed margins must then hold the labels, which the exports show.
-    ds = load_dataset("demo")
-    stats = summary.dataset_stats(ds, on="train")
-    for w in MAPS:
-        lay = figures.heatmap(stats, w).layout
-        assert lay.xaxis.automargin is False and lay.yaxis.automargin is False
-        assert lay.margin.l >= 50 and lay.margin.b >= 40
