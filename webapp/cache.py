@@ -6,6 +6,7 @@ every session, not copied on each rerun; ``st.cache_data`` for image bytes.
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from diagnostics.data import store
@@ -37,6 +38,23 @@ def figure_image(dataset_id: str, on: str, which: str, fmt: str, mask_key: tuple
                  colorscale: str, _fig) -> bytes:
     # kaleido drives the system chromium; ~1-2 s an image, so only on click and cached.
     return _fig.to_image(format=fmt, scale=3 if fmt == "png" else 1, width=900, height=560)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def heatmap_figure(dataset_id: str, on: str, which: str, masked_rows: tuple[int, ...],
+                   log_color: bool, colorscale: str, caption_text: str, labels: tuple[str, ...],
+                   _stats: PixelStats) -> figures.go.Figure:
+    # Building a figure runs plotly's validation of every property, the larger part of a
+    # rerun's own time: a slider move back to a mask seen before, a tab switch or another
+    # visitor reuses the figure.  Keyed by everything the picture depends on (``labels``:
+    # dataset name, row and column labels, row origin); nothing modifies a built figure
+    # (st.plotly_chart and kaleido copy it).
+    name, row_label, col_label, row_origin = labels
+    mask = np.zeros(_stats.shape[0], bool)
+    mask[list(masked_rows)] = True
+    return figures.heatmap(_stats, which, mask=mask, log_color=log_color, colorscale=colorscale,
+                           row_label=row_label, col_label=col_label, row_origin=row_origin,
+                           caption_text=caption_text, dataset_name=name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

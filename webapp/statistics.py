@@ -11,7 +11,7 @@ from diagnostics.plots import figures
 from diagnostics.stats.findings import find, ranges
 from diagnostics.stats.accumulate import PixelStats
 from diagnostics.stats.moments import energy_share, format_share
-from webapp.cache import histogram_bins
+from webapp.cache import heatmap_figure, histogram_bins
 from webapp.charts import chart, image_buttons
 from webapp.state import BIND
 from webapp.text import md
@@ -68,12 +68,12 @@ def heatmaps_ui(ds: Dataset, stats: PixelStats, mask: np.ndarray, threshold: flo
     report view show what their sender saw.
     """
     cap = figures.caption(ds.name, stats.n, ds.n, on if on == "train" else "(all)", mask)
-    common = dict(mask=mask, row_label=ds.row_label, row_origin=ds.row_origin,
-                  caption_text=cap, dataset_name=ds.name)
+    labels = (ds.name, ds.row_label, ds.col_label, ds.row_origin)
+    rows = tuple(np.flatnonzero(mask).tolist())
     for row in (("mean", "std"), ("snr", "amplification")):
         for col, which in zip(st.columns(2), row):
-            fig = figures.heatmap(stats, which, log_color=log_color, colorscale=scale,
-                                  col_label=ds.col_label, **common)
+            fig = heatmap_figure(ds.id, on, which, rows, log_color, scale or "", cap, labels,
+                                 stats)
             with col:
                 _figure(fig, ds, on, which, mask, threshold, log_color, scale, report_view)
     side = st.expander("Row-SNR profile (where the mask threshold cuts), shift per "
