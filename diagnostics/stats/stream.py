@@ -122,8 +122,10 @@ class _Stream:
         if m == 0:
             return
         shift = self.s1 / m
-        acc.add_moments(np.full(self.K.size, m, np.int64), self.K + shift,
-                        self.s2 - self.s1 * shift, exp=self.E)
+        # The block's mean as K + shift, never summed: the accumulator keeps it relative to
+        # its origin, and K + shift would round it to the absolute precision of K.
+        acc.add_moments(np.full(self.K.size, m, np.int64), shift, self.s2 - self.s1 * shift,
+                        exp=self.E, origin=self.K)
         rescaled = self.R is not None and bool((acc.exp != self.E).any())
         if self.crows.size:
             part = self.csum + self.K * self.crows[:, None]
@@ -133,7 +135,7 @@ class _Stream:
             self.csum[:] = 0
             self.crows[:] = 0
         acc.n += m
-        mean = np.ldexp(acc.mean, acc.exp - self.E) if rescaled else acc.mean
+        mean = np.ldexp(acc.full_mean, acc.exp - self.E) if rescaled else acc.full_mean
         self.K = np.where(acc.count > 0, mean, self.K)
         self.s1[:] = 0
         self.s2[:] = 0
@@ -251,7 +253,7 @@ def stats_of(acc: StatsAccumulator, shape: tuple[int, int], n_classes: int,
     finite ones, at most SAMPLE_VALUES): the last step of the in-process and cluster engines."""
     sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
-        shape=shape, n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
+        shape=shape, n=acc.n, count=acc.count, mean=acc.full_mean, m2=acc.m2, vmin=acc.min,
         vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
         class_sum=acc.class_sum if n_classes else None,
         class_count=acc.class_count if n_classes else None,
