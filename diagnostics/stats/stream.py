@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from diagnostics.data.chunkio import pread_rows
 from diagnostics.errors import NormScopeError
 
 from .accumulate import (SAMPLE_VALUES, PixelStats, StatsAccumulator, finalize, magnitude,
@@ -149,6 +150,30 @@ class _Stream:
         return self.acc
 
 
+class _Files:
+    """A worker's reads of a chunked source: the file it has open (chunk files follow each
+    other) and its reused chunk buffers, made on first use."""
+
+    def __init__(self):
+        self.path, self.fdesc, self.bufs = None, -1, None
+
+    def fd(self, path: str) -> int:
+        if path != self.path:
+            self.close()
+            self.fdesc, self.path = os.open(path, os.O_RDONLY), path
+        return self.fdesc
+
+    def buffers(self, X):
+        if self.bufs is None:
+            self.bufs = X.buffers()
+        return self.bufs
+
+    def close(self) -> None:
+        if self.fdesc >= 0:
+            os.close(self.fdesc)
+        self.path, self.fdesc = None, -1
+
+
 def first_shift(head: np.ndarray, E: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(K, E)`` from the first rows ``head`` (m, P) of a pass: per-pixel exponents ``E``
     (:func:`~diagnostics.stats.accumulate.scale_exponents` of their largest |value|, unless
@@ -180,17 +205,25 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     step = max(1, n * P // SAMPLE_VALUES)  # every step-th selected example is sampled
     chunked = getattr(X, "chunk_rows", None)
     if chunked:
-        # A zarr/HDF5 source: one block per source chunk (each chunk decoded once, by one
-        # worker), fed to the worker's stream in pieces of block_rows.
+        # A zarr/HDF5 source.  A chunk stored as raw rows is read like a .npy file: blocks of
+        # block_rows rows, preadv'd from its file into the worker's buffer.  Any other chunk
+        # is one block, decoded once by one worker into its reused chunk buffer.
+        lay = X.layout()
         cuts = np.searchsorted(idx, np.arange(0, N + chunked, chunked))
-        blocks = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        blocks = []
+        for k, (a, b) in enumerate(zip(cuts[:-1].tolist(), cuts[1:].tolist())):
+            if lay.raw(k) is not None:
+                blocks += [(k, lo, min(lo + block_rows, b)) for lo in range(a, b, block_rows)]
+            elif b > a:
+                blocks.append((k, a, b))
     else:
-        blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
+        blocks = [(-1, lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
     workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows, E)
                for _ in range(min(n_threads(), len(blocks)))]
     source = None if chunked else _backing_file(X)
     row_bytes = P * X.dtype.itemsize
     picked: list[tuple[int, np.ndarray]] = []  # chunked: (position, sampled rows)
+    files = [_Files() for _ in workers]
 
     def work(w: _Stream, todo) -> None:
         # A pass whose first rows were unlike the rest may overflow; it is detected from the
@@ -198,29 +231,38 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
         with np.errstate(over="ignore", invalid="ignore"):
             _work(w, todo)
 
+    def add(w: _Stream, lo: int, x: np.ndarray) -> None:
+        """Rows ``x`` at positions ``lo...`` of ``idx`` into ``w``; chunked: sample them."""
+        m = x.shape[0]
+        w.add(x.reshape(m, P), None if labels is None else labels[idx[lo : lo + m]])
+        if chunked:
+            picked.append((lo, np.array(x[(-lo) % step :: step])))  # x is a reused buffer
+
     def _work(w: _Stream, todo) -> None:
-        for lo, hi in todo:
+        io = files[workers.index(w)]
+        for k, lo, hi in todo:
             sel = idx[lo:hi]
             if chunked:
-                k = int(sel[0]) // chunked
-                c, loc = X.chunk(k), sel - k * chunked
-                # Every row of the chunk (or a run of them): a view; else one gather.
-                xs = (c[loc[0] : loc[-1] + 1] if loc[-1] - loc[0] + 1 == loc.size
-                      else np.take(c, loc, axis=0))
+                loc = sel - k * chunked
+                raw = lay.raw(k)
+                if raw is not None:
+                    add(w, lo, pread_rows(io.fd(raw[0]), raw[1], row_bytes, loc,
+                                          w.gather[: hi - lo]))
+                    continue
+                c = X.read_chunk(k, io.buffers(X))
                 for a in range(0, hi - lo, block_rows):
                     b = min(a + block_rows, hi - lo)
-                    w.add(xs[a:b].reshape(b - a, P),
-                          None if labels is None else labels[sel[a:b]])
-                first = (-lo) % step
-                picked.append((lo, np.asarray(xs[first::step])))
+                    part = loc[a:b]
+                    add(w, lo + a, c[part[0] : part[-1] + 1] if part[-1] - part[0] == b - a - 1
+                        else np.take(c, part, axis=0, out=w.gather[: b - a]))
                 continue
             if source is not None:
-                x = _pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
+                x = pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
             elif sel[-1] - sel[0] == hi - lo - 1:
                 x = X[sel[0] : sel[-1] + 1]
             else:
                 x = np.take(X, sel, axis=0, out=w.gather[: hi - lo])
-            w.add(x.reshape(hi - lo, P), None if labels is None else labels[sel])
+            add(w, lo, x)
 
     try:
         if len(workers) == 1:
@@ -230,6 +272,8 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     finally:
         if source is not None:
             os.close(source[0])
+        for io in files:
+            io.close()
     with np.errstate(over="ignore", invalid="ignore"):
         acc = workers[0].finish()
         for w in workers[1:]:
@@ -294,19 +338,6 @@ def _backing_file(X: np.ndarray) -> tuple[int, int] | None:
         return None
     start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY  # the file offset of the mapping
     return fd, X.ctypes.data - addr + start
-
-
-def _pread_rows(fd: int, pos: int, row_bytes: int, sel: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Read rows ``sel`` (sorted) of the file's array at ``pos`` into ``out``, one ``preadv``
-    per run of consecutive rows."""
-    m = sel.size
-    cuts = (np.flatnonzero(sel[1:] - sel[:-1] != 1) + 1).tolist()
-    buf = memoryview(out[:m].reshape(-1).view(np.uint8))
-    for a, b in zip([0, *cuts], [*cuts, m]):
-        want = (b - a) * row_bytes
-        if os.preadv(fd, [buf[a * row_bytes : b * row_bytes]], pos + int(sel[a]) * row_bytes) != want:
-            raise NormScopeError("the array file became shorter while it was read; open it again")
-    return out[:m]
 
 
 def on_threads(work, workers: list, blocks: list) -> None:
