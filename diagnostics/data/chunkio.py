@@ -77,8 +77,7 @@ class ChunkBuffers:
 def layout_of(kind: str, node, shape4: tuple[int, ...], dtype: np.dtype, rows: int) -> ChunkLayout:
     """The :class:`ChunkLayout` of an open zarr array or h5py dataset ``node`` whose chunks
     hold ``rows`` examples (LIBRARY wherever reading it ourselves is not certain to be right)."""
-    native = dtype.byteorder in "=|" or dtype.byteorder == ("<" if sys.byteorder == "little" else ">")
-    if not native:
+    if dtype.byteorder not in ("=", "|", "<" if sys.byteorder == "little" else ">"):
         return LIBRARY
     try:
         if kind == "zarr":
@@ -173,7 +172,8 @@ def _hdf5_layout(d, shape4, dtype, rows) -> ChunkLayout:
     files, offsets = [], []
     for k in range(n):
         info = d.id.get_chunk_info_by_coord((k * rows,) + (0,) * (len(shape4) - 1))
-        stored = info.byte_offset is not None and info.size >= min(rows, shape4[0] - k * rows) * row_bytes
+        m = min(rows, shape4[0] - k * rows)
+        stored = info.byte_offset is not None and info.size >= m * row_bytes
         files.append(path if stored else None)
         offsets.append(int(info.byte_offset) if stored else 0)
     return ChunkLayout("raw", tuple(files), tuple(offsets))
@@ -187,7 +187,8 @@ def pread_rows(fd: int, pos: int, row_bytes: int, sel: np.ndarray, out: np.ndarr
     buf = memoryview(out[:m].reshape(-1).view(np.uint8))
     for a, b in zip([0, *cuts], [*cuts, m]):
         want = (b - a) * row_bytes
-        if os.preadv(fd, [buf[a * row_bytes : b * row_bytes]], pos + int(sel[a]) * row_bytes) != want:
+        got = os.preadv(fd, [buf[a * row_bytes : b * row_bytes]], pos + int(sel[a]) * row_bytes)
+        if got != want:
             raise NormScopeError("the array file became shorter while it was read; open it again")
     return out[:m]
 

@@ -236,8 +236,11 @@ def test_offset_data_on_the_cluster_equal_a_float64_two_pass(cluster, tmp_path,
     mu = x.mean(0)
     sd = np.sqrt(((x - mu) ** 2).mean(0))
     with Client(cluster.scheduler_address, set_as_default=False) as client:
-        for spec in ("x.npy", "z.zarr", "f.h5:/X"):
-            st = compute_stats(load_dataset(str(tmp_path / spec)).X, client=client)
+        for X in (np.load(tmp_path / "x.npy", mmap_mode="r"),  # workers open it by path
+                  load_dataset(str(tmp_path / "z.zarr")).X,
+                  load_dataset(str(tmp_path / "f.h5:/X")).X):
+            spec = getattr(getattr(X, "spec", None), "kind", "npy")
+            st = compute_stats(X, client=client)
             np.testing.assert_allclose(st.mean, mu, rtol=1e-12, atol=0, err_msg=spec)
             np.testing.assert_allclose(st.std, sd, rtol=1e-12, atol=0, err_msg=spec)
 
