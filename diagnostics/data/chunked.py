@@ -186,7 +186,11 @@ class ChunkedArray:
             scratch = bufs if bufs is not None else ChunkBuffers(0, self.shape[1:], self.dtype)
             lay.decoder.decode(read_packed(lay.files[k], scratch), out=out.reshape(-1))
             return out[:m]
-        np.copyto(out[:m], np.asarray(self._array()[a : a + m]).reshape(m, *self.shape[1:]))
+        node = self._array()
+        if self.spec.kind == "hdf5":  # h5py decodes straight into the buffer
+            node.read_direct(out[:m].reshape(m, *self._shape4[1:]), np.s_[a : a + m])
+        else:
+            np.copyto(out[:m], np.asarray(node[a : a + m]).reshape(m, *self.shape[1:]))
         return out[:m]
 
     def read_rows(self, a: int, b: int) -> np.ndarray:

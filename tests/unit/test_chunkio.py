@@ -64,6 +64,17 @@ def _zarr_missing_chunk(path, X):
     return str(path / "a.zarr")
 
 
+def _four_d(path, X):  # (N, H, W, 1) raw zarr and (N, 1, H, W) gzip HDF5: the same rows
+    zarr.create_array(str(path / "a.zarr"), data=X[..., None], chunks=(*CH, 1), compressors=None)
+    return str(path / "a.zarr")
+
+
+def _four_d_h5(path, X):
+    with h5py.File(path / "a.h5", "w") as f:
+        f.create_dataset("X", data=X[:, None], chunks=(CH[0], 1, H, W), compression="gzip")
+    return str(path / "a.h5:/X")
+
+
 SOURCES = {  # name: (writer, kind read)
     "zarr raw": (_zarr(compressors=None), "raw"),
     "zarr zstd": (_zarr(), "codec"),
@@ -81,6 +92,8 @@ SOURCES = {  # name: (writer, kind read)
     "hdf5 contiguous": (_h5(), "raw"),
     "hdf5 gzip": (_h5(chunks=CH, compression="gzip"), "library"),
     "hdf5 shuffle": (_h5(chunks=CH, shuffle=True), "library"),
+    "zarr (N, H, W, 1)": (_four_d, "raw"),
+    "hdf5 (N, 1, H, W) gzip": (_four_d_h5, "library"),
 }
 
 
