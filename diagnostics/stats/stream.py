@@ -1,5 +1,6 @@
-"""The numpy engine: blocks of rows (read with ``preadv`` from a memmapped file, a view or a
-gather otherwise) handed to worker threads on demand.  Each worker keeps float64 sums of
+"""The numpy engine: blocks of rows (read with ``preadv`` from a memmapped file or a raw zarr or
+HDF5 chunk, a view or a gather otherwise; a compressed chunk is decoded once into a reused
+buffer) handed to worker threads on demand.  Each worker keeps float64 sums of
 ``x - K`` and of its square, ``K`` its running mean (so large offsets cancel before squaring),
 and folds them into a :class:`~diagnostics.stats.accumulate.StatsAccumulator` with the
 Chan-Golub-LeVeque update every 16 MB; blocks holding NaN or inf go through
@@ -151,8 +152,7 @@ class _Stream:
 
 
 class _Files:
-    """A worker's reads of a chunked source: the file it has open (chunk files follow each
-    other) and its reused chunk buffers, made on first use."""
+    """A worker's open chunk file (chunks follow each other) and chunk buffers (lazily)."""
 
     def __init__(self):
         self.path, self.fdesc, self.bufs = None, -1, None
@@ -192,8 +192,9 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
                   block_rows: int, E: np.ndarray | None = None) -> PixelStats:
     """The numpy engine: blocks of ``block_rows`` examples handed out to worker threads on
     demand (numpy's ufuncs release the GIL), each worker a :class:`_Stream`, merged at the end
-    with Chan's update.  Rows of a memmapped file are read with ``preadv`` into the worker's
-    block buffer; rows of other arrays are a slice (a view) or a gather into it.
+    with Chan's update.  Rows of a memmapped file, or of a zarr/HDF5 chunk stored raw, are
+    read with ``preadv`` into the worker's block buffer; rows of other arrays are a slice (a
+    view) or a gather into it.  A compressed chunk is one block, decoded once by one worker.
 
     Sums are kept in units of ``2**E`` per pixel, ``E`` from the first rows (0 unless values
     lie beyond ``2**±256``); when the pass finds a pixel's values far from its unit (first rows
