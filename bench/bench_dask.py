@@ -180,9 +180,13 @@ def bench_stats(cluster, n: int, rounds: int, folder: Path, codec: str = "zstd")
         Xz = open_chunked(str(zp)).X
         ref = reference_std(npy)
 
-        def timed(fn):
-            t = time.perf_counter()
+        cpu = {}  # side: CPU seconds of this process (all threads) per round
+
+        def timed(fn, side=None):
+            t, c = time.perf_counter(), time.process_time()
             out = fn()
+            if side:
+                cpu.setdefault(side, []).append(time.process_time() - c)
             return time.perf_counter() - t, out
 
         # In process, the same (numpy) engine on both, alternating which goes first; and the
@@ -193,24 +197,30 @@ def bench_stats(cluster, n: int, rounds: int, folder: Path, codec: str = "zstd")
             order = ("npy", "zarr", "read") if r % 2 == 0 else ("read", "zarr", "npy")
             got = {}
             for side in order:
-                got[side] = timed(lambda: compute_stats(Xn, engine="numpy")) if side == "npy" \
-                    else timed(lambda: compute_stats(Xz, engine="numpy")) if side == "zarr" \
-                    else timed(lambda: read_all_chunks(Xz))
+                got[side] = timed(lambda: compute_stats(Xn, engine="numpy"), side) \
+                    if side == "npy" else \
+                    timed(lambda: compute_stats(Xz, engine="numpy"), side) if side == "zarr" \
+                    else timed(lambda: read_all_chunks(Xz), side)
             (a, sn), (b, sz), (c, _) = got["npy"], got["zarr"], got["read"]
             tn.append(a)
             tz.append(b)
             tr.append(c)
             ratios.append(b / a)
             print(f"  in process round {r + 1}: .npy {a:.2f} s, zarr {b:.2f} s, ratio {b / a:.2f}; "
-                  f"zarr chunks {READ_WHAT[kind]} alone {c:.2f} s ({c / a:.2f} x .npy)",
-                  flush=True)
+                  f"zarr chunks {READ_WHAT[kind]} alone {c:.2f} s ({c / a:.2f} x .npy); CPU s "
+                  f"(all threads) .npy {cpu['npy'][-1]:.2f}, zarr {cpu['zarr'][-1]:.2f}, "
+                  f"chunks alone {cpu['read'][-1]:.2f}", flush=True)
         print(f"in process: zarr {statistics.median(tz):.2f} s vs .npy {statistics.median(tn):.2f} s "
               f"(same numpy engine): ratio {statistics.median(ratios):.2f} (target <= 1.5); "
               f"zarr vs .npy mean/std rel. diff {rel(sz.mean, sn.mean):.1e} / "
               f"{rel(sz.std, sn.std):.1e}", flush=True)
         print(f"floor: the zarr ({codec}) chunks {READ_WHAT[kind]} alone, into reused buffers on "
               f"{n_threads()} threads, take {statistics.median(tr):.2f} s, "
-              f"{statistics.median(tr) / statistics.median(tn):.2f} x the .npy pass", flush=True)
+              f"{statistics.median(tr) / statistics.median(tn):.2f} x the .npy pass; CPU s "
+              f"(medians; the load-proof figure) .npy {statistics.median(cpu['npy']):.2f}, zarr "
+              f"{statistics.median(cpu['zarr']):.2f} (ratio "
+              f"{statistics.median(cpu['zarr']) / statistics.median(cpu['npy']):.2f}), chunks "
+              f"alone {statistics.median(cpu['read']):.2f}", flush=True)
 
         with Client(cluster.scheduler_address, set_as_default=False) as client:
             def theirs(dtype):

@@ -244,7 +244,8 @@ class StatsAccumulator:
             d = x - self.origin  # exact where values lie near the origin (Sterbenz)
             if all_finite:
                 cmean = d.mean(0)
-                cm2 = ((d - cmean) ** 2).sum(0)  # two-pass within the chunk
+                d -= cmean  # two-pass within the chunk, in place: d is ours
+                cm2 = np.einsum("ij,ij->j", d, d)
             else:
                 cmean = np.where(cnt > 0, np.nansum(d, 0) / np.maximum(cnt, 1), 0.0)
                 cm2 = np.nansum((d - cmean) ** 2, 0)
