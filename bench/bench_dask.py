@@ -14,7 +14,8 @@ Not a test.  Every ratio compares figures measured in this run, alternating the 
 
    * in process: our engine on the zarr against the same engine (numpy) on the ``.npy``
      (target <= 1.5), and the floor: the zarr chunks read (uncompressed) or read and decoded
-     (zstd) alone, into reused buffers on as many threads, with no statistics;
+     (zstd) alone, into reused buffers on as many threads, with no statistics; beside each
+     wall time the process's CPU seconds (all threads), which a loaded machine inflates less;
    * on the cluster: ours (per-chunk moments, tree merge) against ``dask.array``'s
      ``da.from_zarr(p).std(axis=0, dtype="f8")`` (target < 1);
    * accuracy: max relative error of the std against a float64 two-pass reference, for ours
