@@ -13,7 +13,9 @@ Not a test.  Every ratio compares figures measured in this run, alternating the 
    (zarr's default codec, zstd; ``--codec none``: uncompressed), deleted at the end.  Offset data (1e4 + 0.01 x noise):
 
    * in process: our engine on the zarr against the same engine (numpy) on the ``.npy``
-     (target <= 1.5);
+     (target <= 1.5), and the floor: the zarr chunks read (uncompressed) or read and decoded
+     (zstd) alone, into reused buffers on as many threads, with no statistics; beside each
+     wall time the process's CPU seconds (all threads), which a loaded machine inflates less;
    * on the cluster: ours (per-chunk moments, tree merge) against ``dask.array``'s
      ``da.from_zarr(p).std(axis=0, dtype="f8")`` (target < 1);
    * accuracy: max relative error of the std against a float64 two-pass reference, for ours
@@ -136,6 +138,24 @@ def reference_std(npy: Path) -> np.ndarray:
     return np.sqrt(q / n)
 
 
+#: What reading a chunk alone does, by the kind of chunk (see diagnostics.data.chunkio).
+READ_WHAT = {"raw": "read", "codec": "read and decoded", "library": "read through zarr"}
+
+
+def read_all_chunks(X) -> None:
+    """Every chunk of ``X`` read (and decoded) into reused buffers, on the engine's threads,
+    as the in-process engine reads them, with no statistics."""
+    from diagnostics.stats.stream import n_threads, on_threads
+
+    k_all = range(-(-X.shape[0] // X.chunk_rows))
+
+    def work(bufs, todo):
+        for k in todo:
+            X.read_chunk(k, bufs)
+
+    on_threads(work, [X.buffers() for _ in range(n_threads())], list(k_all))
+
+
 def rel(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) / b - 1)))
 
@@ -147,6 +167,7 @@ def bench_stats(cluster, n: int, rounds: int, folder: Path, codec: str = "zstd")
     from diagnostics.data.arrays import load_array_file
     from diagnostics.data.chunked import open_chunked
     from diagnostics.stats.moments import compute_stats
+    from diagnostics.stats.stream import n_threads
 
     work = Path(tempfile.mkdtemp(prefix="normscope-bench-dask-", dir=folder))
     try:
@@ -160,25 +181,47 @@ def bench_stats(cluster, n: int, rounds: int, folder: Path, codec: str = "zstd")
         Xz = open_chunked(str(zp)).X
         ref = reference_std(npy)
 
-        def timed(fn):
-            t = time.perf_counter()
+        cpu = {}  # side: CPU seconds of this process (all threads) per round
+
+        def timed(fn, side=None):
+            t, c = time.perf_counter(), time.process_time()
             out = fn()
+            if side:
+                cpu.setdefault(side, []).append(time.process_time() - c)
             return time.perf_counter() - t, out
 
-        # In process, the same (numpy) engine on both.
-        tn, tz, ratios = [], [], []
+        # In process, the same (numpy) engine on both, alternating which goes first; and the
+        # zarr chunks read (and decoded) alone, on as many threads: the floor of the zarr pass.
+        kind = Xz.layout().kind
+        tn, tz, tr, ratios = [], [], [], []
         for r in range(rounds):
-            a, sn = timed(lambda: compute_stats(Xn, engine="numpy"))
-            b, sz = timed(lambda: compute_stats(Xz, engine="numpy"))
+            order = ("npy", "zarr", "read") if r % 2 == 0 else ("read", "zarr", "npy")
+            got = {}
+            for side in order:
+                got[side] = timed(lambda: compute_stats(Xn, engine="numpy"), side) \
+                    if side == "npy" else \
+                    timed(lambda: compute_stats(Xz, engine="numpy"), side) if side == "zarr" \
+                    else timed(lambda: read_all_chunks(Xz), side)
+            (a, sn), (b, sz), (c, _) = got["npy"], got["zarr"], got["read"]
             tn.append(a)
             tz.append(b)
+            tr.append(c)
             ratios.append(b / a)
-            print(f"  in process round {r + 1}: .npy {a:.2f} s, zarr {b:.2f} s, ratio {b / a:.2f}",
-                  flush=True)
+            print(f"  in process round {r + 1}: .npy {a:.2f} s, zarr {b:.2f} s, ratio {b / a:.2f}; "
+                  f"zarr chunks {READ_WHAT[kind]} alone {c:.2f} s ({c / a:.2f} x .npy); CPU s "
+                  f"(all threads) .npy {cpu['npy'][-1]:.2f}, zarr {cpu['zarr'][-1]:.2f}, "
+                  f"chunks alone {cpu['read'][-1]:.2f}", flush=True)
         print(f"in process: zarr {statistics.median(tz):.2f} s vs .npy {statistics.median(tn):.2f} s "
               f"(same numpy engine): ratio {statistics.median(ratios):.2f} (target <= 1.5); "
               f"zarr vs .npy mean/std rel. diff {rel(sz.mean, sn.mean):.1e} / "
               f"{rel(sz.std, sn.std):.1e}", flush=True)
+        print(f"floor: the zarr ({codec}) chunks {READ_WHAT[kind]} alone, into reused buffers on "
+              f"{n_threads()} threads, take {statistics.median(tr):.2f} s, "
+              f"{statistics.median(tr) / statistics.median(tn):.2f} x the .npy pass; CPU s "
+              f"(medians; the load-proof figure) .npy {statistics.median(cpu['npy']):.2f}, zarr "
+              f"{statistics.median(cpu['zarr']):.2f} (ratio "
+              f"{statistics.median(cpu['zarr']) / statistics.median(cpu['npy']):.2f}), chunks "
+              f"alone {statistics.median(cpu['read']):.2f}", flush=True)
 
         with Client(cluster.scheduler_address, set_as_default=False) as client:
             def theirs(dtype):

@@ -11,8 +11,10 @@ Specs (CLI, app, registered references):
 Labels can instead come from a ``.npy`` (``--labels``).  :class:`ChunkedArray` is a read-only
 (N, H, W) view in the source's own dtype (like a memmap of a ``.npy``): it supports the row
 indexing the rest of NormScope uses (``X[a:b]``, ``X[int array]``, ``X[i]``) and keeps the last
-chunk it decoded (per thread), so reading rows in order decodes each chunk once.  It pickles
-by path and reopens read-only in the other process (Dask workers, training workers).
+chunk it decoded (per thread), so reading rows in order decodes each chunk once.  Chunks whose
+bytes are the rows themselves, or one self-describing codec's frame, are read without the
+library (see :mod:`~diagnostics.data.chunkio`).  It pickles by path and reopens read-only in the
+other process (Dask workers, training workers).
 
 zarr and h5py are imported only when such a source is opened.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NormScopeError
+from .chunkio import (ChunkBuffers, ChunkLayout, _fingerprint, layout_of, read_packed,
+                      read_raw)
 from .dataset import Dataset, encode_labels, label_notes
 
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 X_KEYS = ("X", "x", "data", "features")
 Y_KEYS = ("y", "labels", "Y", "targets")
-#: File systems on which a source is not "local": registering it copies the data instead of
-#: referring to it (a share may change, or vanish, under a reference).
-REMOTE_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "9p", "afs",
-             "ceph", "glusterfs", "fuse.s3fs", "fuse.gcsfuse", "lustre", "gpfs", "beegfs")
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,7 @@ class ChunkedArray:
         self.chunk_rows = max(1, int(chunk_rows))
         self._local = threading.local()
         self._handle = None
+        self._layout: ChunkLayout | None = None
         self._lock = threading.Lock()
 
     # -- pickling: by path, reopened lazily ----------------------------------------------------
@@ -154,25 +154,73 @@ class ChunkedArray:
                 self._handle = _open_node(self.spec)[0]
             return self._handle
 
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:])) * self.dtype.itemsize
+
+    def layout(self) -> ChunkLayout:
+        """How each chunk is read (see :mod:`~diagnostics.data.chunkio`), found once."""
+        node = self._array()
+        with self._lock:
+            if self._layout is None:
+                self._layout = layout_of(self.spec.kind, node, self._shape4, self.dtype,
+                                         self.chunk_rows)
+            return self._layout
+
+    def buffers(self) -> ChunkBuffers:
+        """Reused buffers for :meth:`read_chunk`: one set per worker thread."""
+        return ChunkBuffers(self.chunk_rows, self.shape[1:], self.dtype)
+
+    def read_chunk(self, k: int, bufs: ChunkBuffers | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        """The rows of chunk ``k`` (rows ``k * chunk_rows`` on), in ``out`` (``chunk_rows``
+        rows) or ``bufs.chunk`` (valid until its next use) when given, else a new array."""
+        a, cr = k * self.chunk_rows, self.chunk_rows
+        m = min(cr, self.shape[0] - a)
+        lay = self.layout()
+        if out is None:
+            out = bufs.chunk if bufs is not None else np.empty((cr, *self.shape[1:]), self.dtype)
+        if lay.raw(k) is not None:
+            return read_raw(lay, k, np.arange(m), self.row_bytes, out)
+        if lay.compressed(k) is not None:  # every stored chunk decodes to chunk_rows rows
+            scratch = bufs if bufs is not None else ChunkBuffers(0, self.shape[1:], self.dtype)
+            lay.decoder.decode(read_packed(lay.files[k], scratch), out=out.reshape(-1))
+            return out[:m]
+        node = self._array()
+        if self.spec.kind == "hdf5":  # h5py decodes straight into the buffer
+            node.read_direct(out[:m].reshape(m, *self._shape4[1:]), np.s_[a : a + m])
+        else:
+            np.copyto(out[:m], np.asarray(node[a : a + m]).reshape(m, *self.shape[1:]))
+        return out[:m]
+
     def read_rows(self, a: int, b: int) -> np.ndarray:
-        """Rows ``a:b`` straight from the source, as (b - a, H, W) in the source's dtype."""
-        out = np.asarray(self._array()[a:b])
-        return out.reshape(b - a, *self.shape[1:])
+        """Rows ``a:b`` as (b - a, H, W) in the source's dtype, chunk by chunk: raw rows read
+        straight into the result, whole chunks decoded into it."""
+        out = np.empty((b - a, *self.shape[1:]), self.dtype)
+        cr, lay = self.chunk_rows, self.layout()
+        for k in range(a // cr, -(-b // cr)):
+            lo, hi = max(a, k * cr), min(b, (k + 1) * cr)
+            if lay.raw(k) is not None:
+                read_raw(lay, k, np.arange(lo - k * cr, hi - k * cr), self.row_bytes, out[lo - a:])
+            elif hi - lo == cr:
+                self.read_chunk(k, out=out[lo - a : hi - a])
+            else:
+                out[lo - a : hi - a] = self.chunk(k)[lo - k * cr : hi - k * cr]
+        return out
 
     def chunk(self, k: int) -> np.ndarray:
         """Source chunk ``k`` (rows ``k * chunk_rows`` on), the last one kept per thread."""
         hit = getattr(self._local, "chunk", None)
         if hit is not None and hit[0] == k:
             return hit[1]
-        a = k * self.chunk_rows
-        x = self.read_rows(a, min(a + self.chunk_rows, self.shape[0]))
+        x = self.read_chunk(k)
         x.setflags(write=False)
         self._local.chunk = (k, x)
         return x
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (sorted or not, repeats allowed) as a new array, each chunk decoded
-        once."""
+        once (of a raw chunk, only the rows asked for are read)."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
         n = self.shape[0]
         if rows.size and (rows.min() < -n or rows.max() >= n):
@@ -185,10 +233,17 @@ class ChunkedArray:
         srt = rows[order]
         ks = srt // self.chunk_rows
         cuts = np.flatnonzero(np.diff(ks)) + 1
+        lay = self.layout()
         for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), srt.size]):
             k = int(ks[lo])
-            c = self.chunk(k)
-            out[order[lo:hi]] = c[srt[lo:hi] - k * self.chunk_rows]
+            local = srt[lo:hi] - k * self.chunk_rows
+            if lay.raw(k) is not None:
+                want = local[np.concatenate(([True], local[1:] != local[:-1]))]
+                got = read_raw(lay, k, want, self.row_bytes,
+                               np.empty((want.size, *self.shape[1:]), self.dtype))
+                out[order[lo:hi]] = got[np.searchsorted(want, local)]
+            else:
+                out[order[lo:hi]] = self.chunk(k)[local]
         return out
 
     def __getitem__(self, key):
@@ -199,7 +254,7 @@ class ChunkedArray:
             out = self.take(np.array([int(key)]))[0]
         elif isinstance(key, slice):
             a, b, step = key.indices(self.shape[0])
-            if step == 1 and b - a >= self.chunk_rows:
+            if step == 1 and (b - a >= self.chunk_rows or self.layout().kind == "raw"):
                 out = self.read_rows(a, b) if b > a else np.empty((0, *self.shape[1:]), self.dtype)
             else:
                 out = self.take(np.arange(a, b, step))
@@ -265,49 +320,6 @@ def _open_node(spec: ChunkedSpec):
                              "file.h5:/path/to/X")
     node = f[key]
     return node, node.parent
-
-
-def _fingerprint(spec: ChunkedSpec) -> str:
-    """Hash of the source's path, sizes and modification times (cheap: no data is read)."""
-    h = hashlib.sha256(f"{spec.kind}|{spec.path}|{spec.key}".encode())
-    p = Path(spec.path)
-    paths = [p] if p.is_file() else sorted(q for q in p.rglob("*"))
-    for q in paths:
-        try:
-            st = q.stat()
-        except OSError:
-            continue
-        h.update(f"{q}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return "f" + h.hexdigest()[:11]
-
-
-def is_read_only_local(spec: ChunkedSpec) -> bool:
-    """True when no file of the source has a write bit and it lies on a local file system:
-    then a registered reference can never see it change, and nothing is copied."""
-    p = Path(spec.path)
-    for q in ([p] if p.is_file() else [p, *p.rglob("*")]):
-        try:
-            if os.lstat(q).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-                return False
-        except OSError:
-            return False
-    return _fs_type(p) not in REMOTE_FS
-
-
-def _fs_type(p: Path) -> str:
-    """The file system type of the mount holding ``p`` ('' if unknown)."""
-    best, kind = "", ""
-    try:
-        target = str(p.resolve())
-        with open("/proc/mounts") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) >= 3 and (target == parts[1] or target.startswith(
-                        parts[1].rstrip("/") + "/")) and len(parts[1]) >= len(best):
-                    best, kind = parts[1], parts[2]
-    except OSError:
-        return ""
-    return kind
 
 
 def open_chunked(text: str, labels: str | os.PathLike | None = None, *,

@@ -16,7 +16,8 @@ from . import store
 from .arrays import load_array_file
 from .audio import clip_cache
 from .builtin import BUILTINS, demo_dataset, digits_dataset
-from .chunked import is_read_only_local, open_chunked, parse_spec, reference_of
+from .chunked import open_chunked, parse_spec, reference_of
+from .chunkio import is_read_only_local
 from .dataset import Dataset
 from .store import dataset_dir, is_dataset_id, is_registered, open_dataset
 

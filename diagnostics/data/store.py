@@ -277,7 +277,7 @@ def _write_x(path: Path, X: np.ndarray, dt: np.dtype, name: str) -> None:
 def register_reference(ds: Dataset, ref: dict, *, source: str) -> str:
     """Register a chunked source (zarr/HDF5) in place: its content id, labels and a reference
     (``meta.json`` ``reference``: path, key, fingerprint) but no copy of X.  Only for sources
-    that are read-only and local (see :func:`diagnostics.data.chunked.is_read_only_local`).
+    that are read-only and local (see :func:`diagnostics.data.chunkio.is_read_only_local`).
     """
     clean_stale()
     y = None if ds.y is None else ds.y.astype("<i8")

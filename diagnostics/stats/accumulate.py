@@ -169,6 +169,11 @@ def is_constant(var: np.ndarray, mean: np.ndarray, count: np.ndarray) -> np.ndar
 class StatsAccumulator:
     """Streaming per-pixel statistics: ``partial_fit`` on chunks, ``merge``, ``finalize``.
 
+    The mean is kept relative to a per-pixel ``origin`` (the first values' mean): Chan's
+    update takes differences of means, and absolute means near 1e4 with a spread of 1e-2
+    keep ~8 digits of them (~1e-11 in the std after a few hundred merges); relative to one
+    origin, shared by the accumulators of a pass, they are exact to round-off (~1e-15).
+
     Parameters
     ----------
     shape : (H, W)
@@ -185,6 +190,7 @@ class StatsAccumulator:
         self.count = np.zeros(p, np.int64)
         # mean, m2 and class_sum are in units of 2**exp (per pixel; see scale_exponents).
         self.exp = np.zeros(p, np.int64)
+        self.origin = np.zeros(p)  # the mean is origin + mean (both in units of 2**exp)
         self.mean = np.zeros(p)
         self.m2 = np.zeros(p)
         self.min = np.full(p, np.inf)
@@ -231,11 +237,18 @@ class StatsAccumulator:
                 x = np.ldexp(x, -self.exp)  # this chunk in the accumulator's units
         with np.errstate(invalid="ignore", divide="ignore"):
             if all_finite:
-                cmean = x.mean(0)
-                cm2 = ((x - cmean) ** 2).sum(0)  # two-pass within the chunk
+                mean_x = x.mean(0)
             else:
-                cmean = np.where(cnt > 0, np.nansum(x, 0) / np.maximum(cnt, 1), 0.0)
-                cm2 = np.nansum((x - cmean) ** 2, 0)
+                mean_x = np.where(cnt > 0, np.nansum(x, 0) / np.maximum(cnt, 1), 0.0)
+            self._adopt(mean_x)
+            d = x - self.origin  # exact where values lie near the origin (Sterbenz)
+            if all_finite:
+                cmean = d.mean(0)
+                d -= cmean  # two-pass within the chunk, in place: d is ours
+                cm2 = np.einsum("ij,ij->j", d, d)
+            else:
+                cmean = np.where(cnt > 0, np.nansum(d, 0) / np.maximum(cnt, 1), 0.0)
+                cm2 = np.nansum((d - cmean) ** 2, 0)
         self._merge_moments(cnt, cmean, cm2)
         if self.n_classes and labels is not None:
             xz = x if all_finite else np.where(finite, x, 0.0)
@@ -260,6 +273,7 @@ class StatsAccumulator:
         if (new != ea).any():
             d = ea - new
             with np.errstate(under="ignore"):
+                self.origin = np.ldexp(self.origin, d)
                 self.mean = np.ldexp(self.mean, d)
                 self.m2 = np.ldexp(self.m2, 2 * d)
                 if self.n_classes:
@@ -268,16 +282,34 @@ class StatsAccumulator:
         return exp_b - new
 
     def add_moments(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray,
-                    exp: np.ndarray | None = None) -> "StatsAccumulator":
-        """Fold in the moments of other values (``count``, ``mean``, ``m2`` per pixel, the
-        last two in units of ``2**exp``, default this accumulator's); counts only, not ``n``."""
+                    exp: np.ndarray | None = None,
+                    origin: np.ndarray | None = None) -> "StatsAccumulator":
+        """Fold in the moments of other values: ``count``, ``mean`` (their mean is ``origin
+        + mean``, origin default 0) and ``m2`` per pixel, in units of ``2**exp`` (default this
+        accumulator's); counts only, not ``n``."""
+        origin = np.zeros_like(mean) if origin is None else origin
         if exp is not None:
             shift = self._align(exp, count)
             if shift is not None and shift.any():
                 with np.errstate(under="ignore"):
                     mean, m2 = np.ldexp(mean, shift), np.ldexp(m2, 2 * shift)
-        self._merge_moments(count, mean, m2)
+                    origin = np.ldexp(origin, shift)
+        self._merge_moments(count, self._relative(origin, mean), m2)
         return self
+
+    def _adopt(self, origin: np.ndarray) -> None:
+        """Pixels without values yet take ``origin`` (this accumulator's units) as theirs."""
+        empty = self.count == 0
+        if empty.any():
+            self.origin = np.where(empty, np.where(np.isfinite(origin), origin, 0.0), self.origin)
+            self.mean = np.where(empty, 0.0, self.mean)
+
+    def _relative(self, origin: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """``origin + mean`` relative to this accumulator's origin (adopted where it has no
+        values yet); the difference of two origins of one pass is 0, of nearby ones exact."""
+        self._adopt(origin)
+        with np.errstate(invalid="ignore"):
+            return (origin - self.origin) + mean
 
     def _take_sample(self, x: np.ndarray, finite: np.ndarray | None) -> None:
         start = (-self._sampled) % self.sample_every
@@ -304,12 +336,13 @@ class StatsAccumulator:
         if other.shape != self.shape or other.n_classes != self.n_classes:
             raise NormScopeError("cannot merge statistics of different shapes or class counts")
         shift = self._align(other.exp, other.count)
-        mean, m2, class_sum = other.mean, other.m2, other.class_sum
+        origin, mean, m2, class_sum = other.origin, other.mean, other.m2, other.class_sum
         if shift is not None and shift.any():
             with np.errstate(under="ignore"):
-                mean, m2 = np.ldexp(mean, shift), np.ldexp(m2, 2 * shift)
+                origin, mean = np.ldexp(origin, shift), np.ldexp(mean, shift)
+                m2 = np.ldexp(m2, 2 * shift)
                 class_sum = np.ldexp(class_sum, shift[None, :])
-        self._merge_moments(other.count, mean, m2)
+        self._merge_moments(other.count, self._relative(origin, mean), m2)
         self.min = np.fmin(self.min, other.min)
         self.max = np.fmax(self.max, other.max)
         self.nonfinite += other.nonfinite
@@ -321,13 +354,18 @@ class StatsAccumulator:
         self.n += other.n
         return self
 
+    @property
+    def full_mean(self) -> np.ndarray:
+        """The running mean itself (``origin + mean``), in units of ``2**exp``."""
+        return self.origin + self.mean
+
     def finalize(self) -> PixelStats:
         """Turn the running moments into a :class:`PixelStats`."""
         if self.n == 0:
             raise NormScopeError("no examples to summarise; the selection is empty")
         sample = np.concatenate(self._samples)[:SAMPLE_VALUES] if self._samples else np.zeros(0, np.float32)
         return finalize(
-            shape=self.shape, n=self.n, count=self.count, mean=self.mean, m2=self.m2,
+            shape=self.shape, n=self.n, count=self.count, mean=self.full_mean, m2=self.m2,
             vmin=self.min, vmax=self.max, nonfinite=self.nonfinite, zeros=self.zeros,
             class_sum=self.class_sum if self.n_classes else None,
             class_count=self.class_count if self.n_classes else None,

@@ -3,13 +3,15 @@
 Two engines give the same numbers:
 
 * numpy (:func:`~diagnostics.stats.stream.stream_stats`, the default): blocks of rows (read
-  with ``preadv`` from a memmapped file, a view or a gather otherwise) handed to worker
-  threads on demand.  Each
-  worker keeps float64 sums of ``x - K`` and of its square, ``K`` its running mean (so large
-  offsets cancel before squaring), and folds them into a :class:`StatsAccumulator` with the
-  Chan-Golub-LeVeque update every 16 MB; blocks holding NaN or inf go through
-  :meth:`StatsAccumulator.partial_fit` (two-pass per chunk in float64, as scikit-learn's
-  ``_incremental_mean_and_var``).  Accumulators merge with each other the same way.
+  with ``preadv`` from a memmapped file or a raw zarr/HDF5 chunk, a view or a gather
+  otherwise; compressed chunks decoded once into reused buffers) handed to worker threads on
+  demand.  Each worker keeps float64 sums of ``x - K`` and of its square, ``K`` its running
+  mean (so large offsets cancel before squaring), and folds them into a
+  :class:`StatsAccumulator` with the Chan-Golub-LeVeque update every 16 MB (means relative to
+  one origin per pixel, so the merges lose nothing on offset data); blocks holding NaN or inf
+  go through :meth:`StatsAccumulator.partial_fit` (two-pass per chunk in float64, as
+  scikit-learn's ``_incremental_mean_and_var``).  Accumulators merge with each other the same
+  way.
 * numba (:func:`~diagnostics.stats.kernels.numba_stats`, shipped with librosa): the same sums
   in one compiled pass, about four times faster per value, but importing numba and loading the compiled kernels costs
   about 0.4 s, most of a one-off command's run.  ``auto`` takes it only where that is paid

@@ -1,5 +1,6 @@
-"""The numpy engine: blocks of rows (read with ``preadv`` from a memmapped file, a view or a
-gather otherwise) handed to worker threads on demand.  Each worker keeps float64 sums of
+"""The numpy engine: blocks of rows (read with ``preadv`` from a memmapped file or a raw zarr or
+HDF5 chunk, a view or a gather otherwise; a compressed chunk is decoded once into a reused
+buffer) handed to worker threads on demand.  Each worker keeps float64 sums of
 ``x - K`` and of its square, ``K`` its running mean (so large offsets cancel before squaring),
 and folds them into a :class:`~diagnostics.stats.accumulate.StatsAccumulator` with the
 Chan-Golub-LeVeque update every 16 MB; blocks holding NaN or inf go through
@@ -17,6 +18,7 @@ import time
 
 import numpy as np
 
+from diagnostics.data.chunkio import pread_rows
 from diagnostics.errors import NormScopeError
 
 from .accumulate import (SAMPLE_VALUES, PixelStats, StatsAccumulator, finalize, magnitude,
@@ -122,8 +124,10 @@ class _Stream:
         if m == 0:
             return
         shift = self.s1 / m
-        acc.add_moments(np.full(self.K.size, m, np.int64), self.K + shift,
-                        self.s2 - self.s1 * shift, exp=self.E)
+        # The block's mean as K + shift, never summed: the accumulator keeps it relative to
+        # its origin, and K + shift would round it to the absolute precision of K.
+        acc.add_moments(np.full(self.K.size, m, np.int64), shift, self.s2 - self.s1 * shift,
+                        exp=self.E, origin=self.K)
         rescaled = self.R is not None and bool((acc.exp != self.E).any())
         if self.crows.size:
             part = self.csum + self.K * self.crows[:, None]
@@ -133,7 +137,7 @@ class _Stream:
             self.csum[:] = 0
             self.crows[:] = 0
         acc.n += m
-        mean = np.ldexp(acc.mean, acc.exp - self.E) if rescaled else acc.mean
+        mean = np.ldexp(acc.full_mean, acc.exp - self.E) if rescaled else acc.full_mean
         self.K = np.where(acc.count > 0, mean, self.K)
         self.s1[:] = 0
         self.s2[:] = 0
@@ -145,6 +149,29 @@ class _Stream:
             self.acc.min = np.fmin(self.acc.min, self.lo.astype(np.float64))
             self.acc.max = np.fmax(self.acc.max, self.hi.astype(np.float64))
         return self.acc
+
+
+class _Files:
+    """A worker's open chunk file (chunks follow each other) and chunk buffers (lazily)."""
+
+    def __init__(self):
+        self.path, self.fdesc, self.bufs = None, -1, None
+
+    def fd(self, path: str) -> int:
+        if path != self.path:
+            self.close()
+            self.fdesc, self.path = os.open(path, os.O_RDONLY), path
+        return self.fdesc
+
+    def buffers(self, X):
+        if self.bufs is None:
+            self.bufs = X.buffers()
+        return self.bufs
+
+    def close(self) -> None:
+        if self.fdesc >= 0:
+            os.close(self.fdesc)
+        self.path, self.fdesc = None, -1
 
 
 def first_shift(head: np.ndarray, E: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -165,8 +192,9 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
                   block_rows: int, E: np.ndarray | None = None) -> PixelStats:
     """The numpy engine: blocks of ``block_rows`` examples handed out to worker threads on
     demand (numpy's ufuncs release the GIL), each worker a :class:`_Stream`, merged at the end
-    with Chan's update.  Rows of a memmapped file are read with ``preadv`` into the worker's
-    block buffer; rows of other arrays are a slice (a view) or a gather into it.
+    with Chan's update.  Rows of a memmapped file, or of a zarr/HDF5 chunk stored raw, are
+    read with ``preadv`` into the worker's block buffer; rows of other arrays are a slice (a
+    view) or a gather into it.  A compressed chunk is one block, decoded once by one worker.
 
     Sums are kept in units of ``2**E`` per pixel, ``E`` from the first rows (0 unless values
     lie beyond ``2**±256``); when the pass finds a pixel's values far from its unit (first rows
@@ -178,17 +206,25 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     step = max(1, n * P // SAMPLE_VALUES)  # every step-th selected example is sampled
     chunked = getattr(X, "chunk_rows", None)
     if chunked:
-        # A zarr/HDF5 source: one block per source chunk (each chunk decoded once, by one
-        # worker), fed to the worker's stream in pieces of block_rows.
+        # A zarr/HDF5 source.  A chunk stored as raw rows is read like a .npy file: blocks of
+        # block_rows rows, preadv'd from its file into the worker's buffer.  Any other chunk
+        # is one block, decoded once by one worker into its reused chunk buffer.
+        lay = X.layout()
         cuts = np.searchsorted(idx, np.arange(0, N + chunked, chunked))
-        blocks = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        blocks = []
+        for k, (a, b) in enumerate(zip(cuts[:-1].tolist(), cuts[1:].tolist())):
+            if lay.raw(k) is not None:
+                blocks += [(k, lo, min(lo + block_rows, b)) for lo in range(a, b, block_rows)]
+            elif b > a:
+                blocks.append((k, a, b))
     else:
-        blocks = [(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
+        blocks = [(-1, lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
     workers = [_Stream((H, W), X.dtype, K, n_classes, block_rows, E)
                for _ in range(min(n_threads(), len(blocks)))]
     source = None if chunked else _backing_file(X)
     row_bytes = P * X.dtype.itemsize
     picked: list[tuple[int, np.ndarray]] = []  # chunked: (position, sampled rows)
+    files = [_Files() for _ in workers]
 
     def work(w: _Stream, todo) -> None:
         # A pass whose first rows were unlike the rest may overflow; it is detected from the
@@ -196,29 +232,38 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
         with np.errstate(over="ignore", invalid="ignore"):
             _work(w, todo)
 
+    def add(w: _Stream, lo: int, x: np.ndarray) -> None:
+        """Rows ``x`` at positions ``lo...`` of ``idx`` into ``w``; chunked: sample them."""
+        m = x.shape[0]
+        w.add(x.reshape(m, P), None if labels is None else labels[idx[lo : lo + m]])
+        if chunked:
+            picked.append((lo, np.array(x[(-lo) % step :: step])))  # x is a reused buffer
+
     def _work(w: _Stream, todo) -> None:
-        for lo, hi in todo:
+        io = files[workers.index(w)]
+        for k, lo, hi in todo:
             sel = idx[lo:hi]
             if chunked:
-                k = int(sel[0]) // chunked
-                c, loc = X.chunk(k), sel - k * chunked
-                # Every row of the chunk (or a run of them): a view; else one gather.
-                xs = (c[loc[0] : loc[-1] + 1] if loc[-1] - loc[0] + 1 == loc.size
-                      else np.take(c, loc, axis=0))
+                loc = sel - k * chunked
+                raw = lay.raw(k)
+                if raw is not None:
+                    add(w, lo, pread_rows(io.fd(raw[0]), raw[1], row_bytes, loc,
+                                          w.gather[: hi - lo]))
+                    continue
+                c = X.read_chunk(k, io.buffers(X))
                 for a in range(0, hi - lo, block_rows):
                     b = min(a + block_rows, hi - lo)
-                    w.add(xs[a:b].reshape(b - a, P),
-                          None if labels is None else labels[sel[a:b]])
-                first = (-lo) % step
-                picked.append((lo, np.asarray(xs[first::step])))
+                    part = loc[a:b]
+                    add(w, lo + a, c[part[0] : part[-1] + 1] if part[-1] - part[0] == b - a - 1
+                        else np.take(c, part, axis=0, out=w.gather[: b - a]))
                 continue
             if source is not None:
-                x = _pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
+                x = pread_rows(source[0], source[1], row_bytes, sel, w.gather[: hi - lo])
             elif sel[-1] - sel[0] == hi - lo - 1:
                 x = X[sel[0] : sel[-1] + 1]
             else:
                 x = np.take(X, sel, axis=0, out=w.gather[: hi - lo])
-            w.add(x.reshape(hi - lo, P), None if labels is None else labels[sel])
+            add(w, lo, x)
 
     try:
         if len(workers) == 1:
@@ -228,6 +273,8 @@ def stream_stats(X: np.ndarray, idx: np.ndarray, labels: np.ndarray | None, n_cl
     finally:
         if source is not None:
             os.close(source[0])
+        for io in files:
+            io.close()
     with np.errstate(over="ignore", invalid="ignore"):
         acc = workers[0].finish()
         for w in workers[1:]:
@@ -251,7 +298,7 @@ def stats_of(acc: StatsAccumulator, shape: tuple[int, int], n_classes: int,
     finite ones, at most SAMPLE_VALUES): the last step of the in-process and cluster engines."""
     sample = (rows if not acc.nonfinite.any() else rows[np.isfinite(rows)])[:SAMPLE_VALUES]
     return finalize(
-        shape=shape, n=acc.n, count=acc.count, mean=acc.mean, m2=acc.m2, vmin=acc.min,
+        shape=shape, n=acc.n, count=acc.count, mean=acc.full_mean, m2=acc.m2, vmin=acc.min,
         vmax=acc.max, nonfinite=acc.nonfinite, zeros=acc.zeros,
         class_sum=acc.class_sum if n_classes else None,
         class_count=acc.class_count if n_classes else None,
@@ -292,19 +339,6 @@ def _backing_file(X: np.ndarray) -> tuple[int, int] | None:
         return None
     start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY  # the file offset of the mapping
     return fd, X.ctypes.data - addr + start
-
-
-def _pread_rows(fd: int, pos: int, row_bytes: int, sel: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Read rows ``sel`` (sorted) of the file's array at ``pos`` into ``out``, one ``preadv``
-    per run of consecutive rows."""
-    m = sel.size
-    cuts = (np.flatnonzero(sel[1:] - sel[:-1] != 1) + 1).tolist()
-    buf = memoryview(out[:m].reshape(-1).view(np.uint8))
-    for a, b in zip([0, *cuts], [*cuts, m]):
-        want = (b - a) * row_bytes
-        if os.preadv(fd, [buf[a * row_bytes : b * row_bytes]], pos + int(sel[a]) * row_bytes) != want:
-            raise NormScopeError("the array file became shorter while it was read; open it again")
-    return out[:m]
 
 
 def on_threads(work, workers: list, blocks: list) -> None:

@@ -140,17 +140,56 @@ def test_path_outside_root_refused(copies, tmp_path_factory):
         open_request("path", path=str(copies / "g.zarr"), root=other)
 
 
-def test_offset_data_float64_exact(tmp_path, rng):
-    """Mean 1e4, std 0.01: a float32 E[x^2] - E[x]^2 loses every digit; the chunked float64
-    stream stays within 1e-9 of an exact two-pass reference (the .npy engine's own blocks
-    differ from the chunk-aligned ones only in round-off, ~1e-11 here)."""
-    X = (1e4 + 0.01 * rng.standard_normal((600, 5, 7))).astype(np.float32)
-    zarr.create_array(str(tmp_path / "o.zarr"), data=X, chunks=(77, 5, 7))
-    st = dataset_stats(load_dataset(str(tmp_path / "o.zarr")), on="all")
-    x = X.astype(np.longdouble)
+def two_pass(X):
+    """Per-pixel mean and std (ddof 0) by a float64 two-pass: the reference."""
+    x = np.asarray(X, np.float64)
     mu = x.mean(0)
-    sd = np.sqrt(((x - mu) ** 2).mean(0))
-    assert _rel(st.mean, mu) <= 1e-12
-    assert _rel(st.std, sd) <= 1e-9
+    return mu, np.sqrt(((x - mu) ** 2).mean(0))
+
+
+@pytest.fixture
+def offset_copies(tmp_path, rng):
+    """Offset data (1e4 + 0.01 x noise, float32, 60 x 130 as mel spectrograms) as .npy, zarr
+    (zstd and uncompressed), HDF5 (unfiltered and gzip): chunks of 50 examples."""
+    X = (1e4 + 0.01 * rng.standard_normal((600, 60, 130))).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    zarr.create_array(str(tmp_path / "z.zarr"), data=X, chunks=(50, 60, 130))
+    zarr.create_array(str(tmp_path / "raw.zarr"), data=X, chunks=(50, 60, 130), compressors=None)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("X", data=X, chunks=(50, 60, 130))
+        f.create_dataset("gz", data=X, chunks=(50, 60, 130), compression="gzip")
+    return tmp_path, X
+
+
+SOURCES = ("x.npy", "z.zarr", "raw.zarr", "f.h5:/X", "f.h5:/gz")
+
+
+def test_offset_data_same_numbers_in_every_copy(offset_copies, monkeypatch):
+    """Mean 1e4, std 0.01: every copy, in process, within 1e-12 of a float64 two-pass.
+
+    Before the running means were kept relative to a shared origin, Chan's merges of
+    absolute means near 1e4 left ~1e-11 in the std (a fold every 268 rows here); a fold
+    every 20 rows makes that loss certain to show."""
+    from diagnostics.stats import stream
+    from diagnostics.stats.moments import compute_stats
+
+    monkeypatch.setattr(stream, "FOLD_BYTES", 20 * 8 * 60 * 130)
+    folder, X = offset_copies
+    mu, sd = two_pass(X)
+    for spec in SOURCES:
+        st = compute_stats(load_dataset(str(folder / spec)).X, engine="numpy")
+        np.testing.assert_allclose(st.mean, mu, rtol=1e-12, atol=0, err_msg=spec)
+        np.testing.assert_allclose(st.std, sd, rtol=1e-12, atol=0, err_msg=spec)
     naive = np.sqrt(np.maximum((X * X).mean(0) - X.mean(0) ** 2, 0))  # float32, one pass
     assert _rel(naive, sd) > 1e-2
+
+
+def test_offset_data_default_blocks(offset_copies):
+    """The same at the engine's default block and fold sizes (a fold every 268 rows)."""
+    folder, X = offset_copies
+    for spec in SOURCES:
+        ds = load_dataset(str(folder / spec))
+        st = dataset_stats(ds, on="all")
+        mu, sd = two_pass(X)
+        np.testing.assert_allclose(st.mean, mu, rtol=1e-12, atol=0, err_msg=spec)
+        np.testing.assert_allclose(st.std, sd, rtol=1e-12, atol=0, err_msg=spec)
