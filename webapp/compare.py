@@ -1,3 +1,4 @@
+# Over 450 lines: the Compare tab's form, its live progress and the stored results share one session state.
 """The Compare tab: choose configs and start a comparison, follow it live, reopen stored ones.
 
 A comparison runs in the server's background (:mod:`webapp.runs`); its id goes into the URL

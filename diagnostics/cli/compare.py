@@ -1,3 +1,4 @@
+# Over 450 lines: the compare and runs verbs share their arguments, their checks and the printing of one stored record.
 """The ``compare`` and ``runs`` verbs of the command line (registered by :mod:`diagnostics.cli`).
 
 ``python -m diagnostics compare DATA --configs none,per_pixel ...`` trains every configuration

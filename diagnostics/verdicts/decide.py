@@ -1,3 +1,4 @@
+# Over 450 lines: intervals, pair tests, their adjustment and the decision are one statistical contract, checked together by simulation.
 """The statistics of a comparison and its answer: intervals, adjusted pair verdicts, decide mode.
 
 Input is plain data (:data:`Scores`): for each config and each (repetition, fold), the test
