@@ -66,6 +66,40 @@ def cli():
     return run_cli
 
 
+def run_main(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI's ``main(ARGS)`` in this process, capturing text, with ``env`` set for the
+    call only.  For calls whose output (not the process: its exit status, imports, tracebacks)
+    is what a test checks; it saves a fresh interpreter's imports, a second or two a call."""
+    import contextlib
+    import io
+
+    from diagnostics.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["diagnostics", *args], code, out.getvalue(),
+                                       err.getvalue())
+
+
+@pytest.fixture
+def cli_main():
+    """The :func:`run_main` helper (the CLI in this process) as a fixture."""
+    return run_main
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark each test with its layer (unit, integration, browser) from its folder, and keep the
     tests that start a Streamlit server or a training pool on one xdist worker each: two such

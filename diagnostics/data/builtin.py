@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .dataset import Dataset
@@ -9,13 +11,24 @@ from .dataset import Dataset
 BUILTINS = ("demo", "digits")
 
 
-def demo_dataset() -> Dataset:
-    """The built-in spectrogram demo (see :mod:`diagnostics.data.demo`)."""
-    from diagnostics.data.demo import CLASS_NAMES, make_demo
+@functools.lru_cache(maxsize=1)
+def _demo_arrays() -> tuple[np.ndarray, np.ndarray]:
+    # Made once a process (its generator loops over the 1,200 examples: about a second), then
+    # shared read-only: 37 MB that every page, comparison and test of the demo reads.
+    from diagnostics.data.demo import make_demo
 
     X, y = make_demo()
     X.setflags(write=False)
-    return Dataset(X=X, y=y, class_names=CLASS_NAMES, name="demo", id="demo")
+    y.setflags(write=False)
+    return X, y
+
+
+def demo_dataset() -> Dataset:
+    """The built-in spectrogram demo (see :mod:`diagnostics.data.demo`)."""
+    from diagnostics.data.demo import CLASS_NAMES
+
+    X, y = _demo_arrays()
+    return Dataset(X=X, y=y.copy(), class_names=CLASS_NAMES, name="demo", id="demo")
 
 
 def digits_dataset() -> Dataset:

@@ -103,6 +103,20 @@ def page(browser):
     ctx.close()
 
 
+@pytest.fixture(scope="module")
+def demo_page(server, browser):
+    """The demo's Statistics page, loaded once and all charts drawn, shared by the tests of a
+    module that only read it or download from it (a page load costs seconds of chromium)."""
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1900}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.goto(server)
+    wait_idle(pg)
+    pg.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 6")
+    yield pg
+    ctx.close()
+
+
 def wait_idle(page, timeout=60_000):
     """Wait until the script finished and charts are drawn."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',

@@ -23,11 +23,8 @@ def masked_line(page) -> str:
 
 
 @pytest.mark.slow
-def test_demo_loads_with_four_heatmaps(server, page):
-    page.goto(server)
-    wait_idle(page)
-    page.wait_for_function(
-        "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 6")
+def test_demo_loads_with_four_heatmaps(demo_page):
+    page = demo_page  # loaded, six charts drawn (the fixture waits for them)
     titles = heatmap_titles(page)
     for t in HEATMAP_TITLES:
         assert any(x.startswith(t) for x in titles), titles
@@ -96,9 +93,8 @@ def test_bad_dataset_parameter_shows_notice(server, page):
 
 
 @pytest.mark.slow
-def test_png_download(server, page):
-    page.goto(server)
-    wait_idle(page)
+def test_png_download(demo_page):
+    page = demo_page
     button = page.locator('[data-testid="stDownloadButton"] button', has_text="PNG").first
     with page.expect_download(timeout=60_000) as info:
         button.click()
@@ -109,9 +105,8 @@ def test_png_download(server, page):
 
 
 @pytest.mark.slow
-def test_html_report_opens_offline(server, page, browser, tmp_path):
-    page.goto(server)
-    wait_idle(page)
+def test_html_report_opens_offline(demo_page, browser, tmp_path):
+    page = demo_page
     with page.expect_download(timeout=60_000) as info:
         page.locator('[data-testid="stDownloadButton"] button', has_text="HTML report").first.click()
     target = tmp_path / "report.html"

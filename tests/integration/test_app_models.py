@@ -3,34 +3,13 @@ chosen, and the stored comparison reopens with each model's block and the agreem
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_helpers import APP, home, wait_done as _wait_done  # noqa: F401 (home: a fixture)
 from models.store import RunStore
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 pytestmark = pytest.mark.pool
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NORMSCOPE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("NORMSCOPE_DATA_ROOT", str(tmp_path))
-    monkeypatch.delenv("NORMSCOPE_MODELS", raising=False)
-    return tmp_path / "home"
-
-
-def _wait_done(cid: str, timeout: float = 240) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        rec = RunStore().load_comparison(cid, batches=False)
-        if rec is not None and rec.status in ("done", "failed", "cancelled"):
-            return
-        time.sleep(0.5)
-    pytest.fail(f"comparison {cid} did not finish")
 
 
 def test_the_models_multiselect_offers_only_served_models(home, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 from diagnostics.data.arrays import load_array_file
 from diagnostics.stats.summary import dataset_stats
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 JSON_KEYS = {"n", "shape", "min", "max", "mean_range", "std_range", "snr_range",
              "constant_pixels", "nonfinite_values", "low_snr_rows", "findings"}
@@ -97,8 +97,8 @@ def test_json_numbers_match_the_engine(tmp_path, spectro, labels):
     assert info["std_range"] == pytest.approx([st.std.min(), st.std.max()])
     assert info["snr_range"] == pytest.approx([st.snr.min(), st.snr.max()])
     assert info["low_snr_rows"] == np.flatnonzero(st.row_snr < 0.5).tolist()
-    # The threshold moves the rows: 0 masks none.
-    none = strict_json(run_cli("stats", str(tmp_path / "x.npy"), "--on", "all", "--json",
+    # The threshold moves the rows: 0 masks none (the same command line, in this process).
+    none = strict_json(run_main("stats", str(tmp_path / "x.npy"), "--on", "all", "--json",
                                "--mask-snr", "0").stdout)
     assert none["low_snr_rows"] == []
 
@@ -119,7 +119,7 @@ def test_all_constant_data_json_and_summary(tmp_path):
     info = strict_json(out.stdout)
     assert info["constant_pixels"] == 12 and info["snr_range"] == [None, None]
     assert {"code": "constant_pixels", "severity": "error"}.items() <= info["findings"][0].items()
-    text = run_cli("stats", str(tmp_path / "c.npy"))
+    text = run_main("stats", str(tmp_path / "c.npy"))  # the summary, in this process
     assert_ok(text)
     assert "constant pixels 12" in text.stdout
 

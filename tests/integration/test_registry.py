@@ -213,7 +213,7 @@ def test_load_dataset_accepts_ids_folders_manifests_and_files(tmp_path, rng, spe
 
 # --- command line -------------------------------------------------------------------------------
 
-def test_cli_datasets_lists_registered_ones(cli, home, spectro, tmp_path, rng):
+def test_cli_datasets_lists_registered_ones(cli, cli_main, home, spectro, tmp_path, rng):
     env = {"NORMSCOPE_HOME": str(home)}
     r = cli("datasets", env=env)
     assert r.returncode == 0 and "no registered datasets" in r.stdout
@@ -228,10 +228,10 @@ def test_cli_datasets_lists_registered_ones(cli, home, spectro, tmp_path, rng):
     assert info["shape"] == [40, 130] and info["n_total"] == 4
     assert info["skipped"] == [{"file": "dog/bad.wav",
                                 "reason": "not readable as audio: Format not recognised."}]
-    r = cli("datasets", "--json", env=env)
+    r = cli_main("datasets", "--json", env=env)  # the listings in this process
     rows = json.loads(r.stdout)
     assert {row["id"] for row in rows} == {ident, info["id"]}
-    text = cli("datasets", env=env).stdout
+    text = cli_main("datasets", env=env).stdout
     assert ident in text and "listed" in text and "logmel" in text
     r = cli("stats", info["id"], env=env)  # a teammate opens it by id
     assert r.returncode == 0 and f"(id {info['id']})" in r.stdout

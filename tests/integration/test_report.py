@@ -35,7 +35,7 @@ def test_report_of_the_demo_is_self_contained(cli, home):
 
 
 @pytest.mark.slow
-def test_report_includes_a_stored_comparison(cli, home):
+def test_report_includes_a_stored_comparison(cli, cli_main, home):
     js = home / "c.json"
     res = cli("compare", "digits", "--configs", "none,per_pixel", "--model", "linear",
               "--epochs", "1", "--folds", "3", "--max-repetitions", "2", "--json", str(js),
@@ -44,7 +44,8 @@ def test_report_includes_a_stored_comparison(cli, home):
     doc = json.loads(js.read_text())
     cid = doc["comparison_id"]
     out = home / "r.html"
-    res = cli("report", "digits", "--runs", cid, "--out", str(out), env=_env(home))
+    # The report's content in this process; its exit status on the real command line below.
+    res = cli_main("report", "digits", "--runs", cid, "--out", str(out), env=_env(home))
     assert res.returncode == 0, res.stderr
     html = out.read_text()
     assert f"Comparison {cid}" in html
@@ -59,7 +60,7 @@ def test_report_includes_a_stored_comparison(cli, home):
         assert head in section
     assert doc["pairs"][0]["verdict"] in section
     # Without --runs the newest comparisons of the dataset are included.
-    res = cli("report", "digits", "--out", str(out), env=_env(home))
+    res = cli_main("report", "digits", "--out", str(out), env=_env(home))
     assert res.returncode == 0 and f"Comparison {cid}" in out.read_text()
     # A comparison of another dataset is refused with one line.
     res = cli("report", "demo", "--runs", cid, "--out", str(out), env=_env(home))

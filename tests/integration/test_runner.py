@@ -87,11 +87,12 @@ def test_worker_results_equal_an_in_process_run(home, data):
 
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_run_and_the_others_finish(home, data):
-    # Runs long enough (about 5 s each) that the victim cannot finish between being picked
-    # and being killed; we do not wait for both workers to be busy, since under load the
+    # Runs long enough (about 2 s each, far above the few ms between being picked and being
+    # killed) that the victim cannot finish in between, and short enough that the three
+    # others finish soon; we do not wait for both workers to be busy, since under load the
     # second one may start only after the first has finished several short runs.
     comp = Comparison(data, "none,per_pixel", seeds=2, workers=2, **HOLDOUT,
-                      train=TrainConfig(epochs=600, batch_size=16, patience=0)).start()
+                      train=TrainConfig(epochs=200, batch_size=16, patience=0)).start()
 
     def started():
         epochs = {r.run_id: r.epoch for r in comp.snapshot().runs}

@@ -38,19 +38,21 @@ def test_a_user_model_runs_through_the_cli(cli, home, tmp_path):
     ("user_models:not_a_module", "not a torch.nn.Module"),
     ("no_such_pkg.mod:f", "cannot be imported"),
 ])
-def test_a_bad_factory_is_one_error_line_and_stores_nothing(cli, home, tmp_path, model, match):
+def test_a_bad_factory_is_one_error_line_and_stores_nothing(cli, cli_main, home, tmp_path, model,
+                                                           match):
     data = write_tiny_npz(tmp_path / "tiny.npz")
     r = _compare(cli, home, data, "--model", model)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and match in r.stderr
-    assert json.loads(cli("runs", "--json", env={"NORMSCOPE_HOME": str(home)}).stdout) == []
+    assert json.loads(cli_main("runs", "--json").stdout) == []  # (home: the fixture's)
 
 
-def test_a_model_that_raises_mid_training_fails_its_runs_with_the_message(cli, home, tmp_path):
+def test_a_model_that_raises_mid_training_fails_its_runs_with_the_message(cli, cli_main, home,
+                                                                          tmp_path):
     data = write_tiny_npz(tmp_path / "tiny.npz")
     r = _compare(cli, home, data, "--model", "user_models:explodes")
     assert r.returncode == 1 and "exploded mid-training" in r.stderr
-    runs = json.loads(cli("runs", "--json", env={"NORMSCOPE_HOME": str(home)}).stdout)
+    runs = json.loads(cli_main("runs", "--json").stdout)
     assert len(runs) == 2 and {x["status"] for x in runs} == {"failed"}
     assert all("exploded mid-training" in x["message"] for x in runs)
 
