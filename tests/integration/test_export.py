@@ -55,7 +55,6 @@ def test_exported_module_in_a_clean_interpreter_equals_transform(cli, home, data
     path, X, y = data
     split = split_indices(len(y), y)
     held = X[split.test]
-    np.save(tmp_path / "held.npy", held[:, None])
     ds = Dataset(X=X, y=y, class_names=tuple("abcd"), name="power", id="p0")
     outs = []
     for i, cfg in enumerate(CONFIGS):
@@ -74,26 +73,7 @@ def test_exported_module_in_a_clean_interpreter_equals_transform(cli, home, data
         outs.append(str(out))
         if cfg == "db+per_row@mask":
             assert ref.shape[1] < X.shape[1]  # masked rows are dropped, not zeroed
-    run = tmp_path / "elsewhere"
-    run.mkdir()
-    code = textwrap.dedent(f"""
-        import importlib.util, numpy as np, torch
-        assert importlib.util.find_spec("diagnostics") is None
-        assert importlib.util.find_spec("models") is None
-        x = torch.from_numpy(np.load({str(tmp_path / 'held.npy')!r}))
-        for out in {outs!r}:
-            f = torch.export.load(out + "/normalizer.pt2").module()
-            got = f(x)
-            assert got.dtype == torch.float32 and got.shape[1] == 1
-            ref = np.load(out + "/ref.npy")
-            assert tuple(got.shape) == (ref.shape[0], 1, *ref.shape[1:]), got.shape
-            err = float(np.abs(got[:, 0].numpy() - ref).max())
-            one = float(np.abs(f(x[:1])[:, 0].numpy() - ref[:1]).max())
-            print(err, one)
-    """)
-    p = _clean_python(code, run)
-    assert p.returncode == 0, p.stderr[-2000:]
-    errs = [tuple(map(float, line.split())) for line in p.stdout.splitlines()]
+    errs = _agrees_in_a_clean_interpreter(tmp_path, outs, held, PT2)
     assert len(errs) == len(CONFIGS)
     for cfg, (err, one) in zip(CONFIGS, errs):
         assert err <= 1e-5 and one <= 1e-5, (cfg, err, one)
@@ -197,8 +177,14 @@ def test_cli_refuses_bad_exports_with_one_line(cli, home, data, tmp_path):
 TS_CONFIGS = ["db+per_row@mask", "pcen+per_row@mask", "instance_row", "shrink"]
 
 
-def _torchscript_agrees(tmp_path: Path, outs: list[str], held: np.ndarray) -> list[tuple]:
-    """Load each ``out/normalizer.pt`` in a clean interpreter; (max error at B=n, at B=1)."""
+PT2 = 'torch.export.load(out + "/normalizer.pt2").module()'
+TS = 'torch.jit.load(out + "/normalizer.pt")'
+
+
+def _agrees_in_a_clean_interpreter(tmp_path: Path, outs: list[str], held: np.ndarray,
+                                   load: str) -> list[tuple]:
+    """Load each exported module (``load``: PT2 or TS, an expression of ``out``) in a clean
+    interpreter and apply it to ``held``; (max error at B=n, at B=1) against ``out/ref.npy``."""
     np.save(tmp_path / "held.npy", held[:, None])
     run = tmp_path / "elsewhere"
     run.mkdir(exist_ok=True)
@@ -208,7 +194,7 @@ def _torchscript_agrees(tmp_path: Path, outs: list[str], held: np.ndarray) -> li
         assert importlib.util.find_spec("models") is None
         x = torch.from_numpy(np.load({str(tmp_path / 'held.npy')!r}))
         for out in {outs!r}:
-            f = torch.jit.load(out + "/normalizer.pt")
+            f = {load}
             got = f(x)
             assert got.dtype == torch.float32 and got.shape[1] == 1
             ref = np.load(out + "/ref.npy")
@@ -244,7 +230,7 @@ def test_torchscript_module_in_a_clean_interpreter_equals_transform(cli, home, d
         ref = Normalizer(cfg).fit(X, indices=split.train).transform(X[split.test])
         np.save(out / "ref.npy", ref)
         outs.append(str(out))
-    errs = _torchscript_agrees(tmp_path, outs, X[split.test])
+    errs = _agrees_in_a_clean_interpreter(tmp_path, outs, X[split.test], TS)
     assert len(errs) == len(TS_CONFIGS)
     for cfg, (err, one) in zip(TS_CONFIGS, errs):
         assert err <= 1e-5 and one <= 1e-5, (cfg, err, one)
@@ -282,5 +268,5 @@ def test_a_module_torch_export_refuses_falls_back_to_torchscript(data, tmp_path)
     usage = spec.usage_text(arrays, module_file=spec.PT_NAME, why=why)
     assert "TorchScript" in usage and why in usage
     np.save(out / "ref.npy", norm.transform(X[split.test]))
-    (err, one), = _torchscript_agrees(tmp_path, [str(out)], X[split.test])
+    (err, one), = _agrees_in_a_clean_interpreter(tmp_path, [str(out)], X[split.test], TS)
     assert err <= 1e-5 and one <= 1e-5, (err, one)
