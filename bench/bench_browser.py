@@ -146,6 +146,18 @@ def key_presses(page, n: int, drawn=None, *, rerun: bool = True) -> list[float]:
     return out
 
 
+def bare_slider(browser, empty_url: str, n: int) -> list[float]:
+    """The baseline: ``n`` key presses on the slider of Streamlit's empty page, each until its
+    new value is drawn (a rerun of a few milliseconds)."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(empty_url + "/?slider=1")
+    page.wait_for_selector(DONE)
+    times = key_presses(page, n, lambda v: f"document.body.innerText.includes({f'value {v:g}'!r})",
+                        rerun=False)
+    page.close()
+    return times
+
+
 def slider_points() -> tuple[float, float, np.ndarray]:
     """Two slider positions on the demo: ``cross``, one step (0.01) below a row SNR that no
     other row SNR shares, so every step from it masks or unmasks that row (the four heatmaps
@@ -257,13 +269,7 @@ def main() -> None:
             page.wait_for_selector(DONE)
             still_s = key_presses(page, args.repeat * 2)
             page.close()
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(empty_url + "/?slider=1")
-            page.wait_for_selector(DONE)
-            bare_s = key_presses(page, args.repeat * 2,
-                                 lambda v: f"document.body.innerText.includes({f'value {v:g}'!r})",
-                                 rerun=False)
-            page.close()
+            bare_s = bare_slider(browser, empty_url, args.repeat * 2)
             browser.close()
     finally:
         for b in load:

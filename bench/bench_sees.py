@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_browser import (ARGS, CHARTS, DONE, EMPTY_SCRIPT, ROOT, RERUN_DONE,  # noqa: E402
-                           TWO_FRAMES, WATCH_RERUNS, key_presses, masked_caption, slider_points,
-                           start_server)
+                           TWO_FRAMES, WATCH_RERUNS, bare_slider, key_presses, masked_caption,
+                           slider_points, start_server)
 
 TAB = "/?tab=What+the+network+sees"
 VIEWPORT = {"width": 1500, "height": 1900}
@@ -144,13 +144,7 @@ def main() -> None:
             page.close()
 
             # Baselines in the same run.
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(empty_url + "/?slider=1")
-            page.wait_for_selector(DONE)
-            bare = key_presses(page, args.repeat * 2,
-                               lambda v: f"document.body.innerText.includes({f'value {v:g}'!r})",
-                               rerun=False)
-            page.close()
+            bare = bare_slider(browser, empty_url, args.repeat * 2)
             cross, _, snr = slider_points()
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(f"{url}/?mask_snr={cross:g}")

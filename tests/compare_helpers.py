@@ -38,3 +38,19 @@ def wait_for(pred, timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def run_until(at, done, timeout: float = 180.0, what: str = "the comparison"):
+    """Run the AppTest ``at`` until ``done(at)``: each ``at.run()`` is one tick of the page's
+    monitor fragment (AppTest does not tick by itself); never an exception on the way."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not finish in time")
+

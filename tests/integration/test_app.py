@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from compare_helpers import run_until
+
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -281,20 +283,6 @@ def test_slider_moves_do_not_recompute_statistics(monkeypatch):
     assert len(calls) == first
 
 
-def _run_until(at, done, timeout=180):
-    """Each at.run() is one tick of the monitor fragment (AppTest does not tick by itself)."""
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if done(at):
-            return at
-        time.sleep(0.5)
-    raise AssertionError("the comparison did not finish in time")
-
-
 @pytest.mark.slow
 def test_compare_tab_runs_a_tiny_comparison_and_reopens_it(home):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -315,7 +303,7 @@ def test_compare_tab_runs_a_tiny_comparison_and_reopens_it(home):
     def answered(a):
         return any("accuracy (%)" in df.value.columns for df in a.dataframe)
 
-    _run_until(at, lambda a: answered(a) and not a.get("progress"))
+    run_until(at, lambda a: answered(a) and not a.get("progress"))
     at.run()  # the finished comparison, drawn from the store
     configs = next(df.value for df in at.dataframe if "accuracy (%)" in df.value.columns)
     assert list(configs["config"]) == ["none", "per_pixel"]
@@ -433,7 +421,7 @@ def test_only_the_starter_cancels_and_a_share_link_leaves_its_token_out(home, mo
     c.run()
     assert not c.exception, c.exception
     _cancel_button(c, cid)[0].click().run()
-    _run_until(c, lambda s: any("cancelled" in str(m.value) for m in s.markdown), timeout=60)
+    run_until(c, lambda s: any("cancelled" in str(m.value) for m in s.markdown), timeout=60)
     a.run()
     assert not a.exception
     assert any("cancelled" in str(m.value) for m in a.markdown)  # the starter sees it too

@@ -3,13 +3,12 @@ and a budget too small (one sentence, the previous advice kept)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from compare_helpers import tiny_arrays
+from compare_helpers import run_until, tiny_arrays
 
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -29,14 +28,10 @@ def _texts(at) -> list[str]:
 
 
 def _run_until(at, done, timeout: float = 400.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if done(at):
-            return at
-        time.sleep(0.5)
-    raise AssertionError(f"the advice did not finish in time: {_texts(at)}")
+    try:
+        return run_until(at, done, timeout, what="the advice")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {_texts(at)}") from None
 
 
 def _recommended(at) -> bool:
