@@ -38,14 +38,24 @@ from bench_browser import (ARGS, CHARTS, DONE, EMPTY_SCRIPT, ROOT, RERUN_DONE,  
 
 TAB = "/?tab=What+the+network+sees"
 VIEWPORT = {"width": 1500, "height": 1900}
-TITLES = ("Array.from(document.querySelectorAll('.annotation-text')).map(e => e.textContent)"
-          ".filter(t => t !== 'dropped' && !t.includes(' … '))")  # not the panel ranges
+#: The grid's column titles, left to right (one chart per config in the ``sees_grid`` container).
+TITLES = "Array.from(document.querySelectorAll('.st-key-sees_grid .gtitle')).map(e => e.textContent)"
 DEFAULT = ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
 
 
 def titles_are(want: list[str]) -> str:
     wanted = json.dumps(json.dumps(want, separators=(",", ":")))  # a JS string literal
     return f"JSON.stringify({TITLES}) === {wanted}"
+
+
+def colour_drawn(*, shared: bool, panels: int) -> str:
+    """JS: the colourbar reads the mode, and every column shows its panels' ranges (own) or
+    none (shared)."""
+    bar = "value after normalization" if shared else "its own min"
+    ranges = ("Array.from(document.querySelectorAll('.st-key-sees_grid .annotation-text'))"
+              ".filter(e => e.textContent.includes(' … ')).length")
+    return (f"{ranges} === {0 if shared else panels} && Array.from(document.querySelectorAll("
+            f"'.cbtitle')).some(e => e.textContent.includes({bar!r}))")
 
 
 def configs_drawn(page, want: list[str]) -> None:
@@ -58,7 +68,11 @@ def timed(page, act, drawn: str) -> float:
     page.evaluate(WATCH_RERUNS)
     t = time.perf_counter()
     act()
-    page.wait_for_function(f"{RERUN_DONE} && ({drawn})", timeout=60_000)
+    try:
+        page.wait_for_function(f"{RERUN_DONE} && ({drawn})", timeout=60_000)
+    except Exception:
+        print("DEBUG", page.evaluate(TITLES), page.evaluate(RERUN_DONE), page.evaluate("window.__reruns"))
+        raise
     page.evaluate(TWO_FRAMES)
     return time.perf_counter() - t
 
@@ -136,11 +150,8 @@ def main() -> None:
                 change.append(timed(page, lambda: add(page, "per_pixel"), titles_are(configs)))
             for i in range(args.repeat * 2):
                 label = "One shared scale" if i % 2 == 0 else "Own scale per panel"
-                want = "one colour scale" if i % 2 == 0 else "each panel on its own"
-                colour.append(timed(
-                    page, lambda: page.get_by_text(label, exact=True).click(),
-                    "Array.from(document.querySelectorAll('.gtitle-subtitle, .gtitle'))"
-                    f".some(e => e.textContent.includes({want!r}))"))
+                colour.append(timed(page, lambda: page.get_by_text(label, exact=True).click(),
+                                    colour_drawn(shared=i % 2 == 0, panels=6 * len(configs))))
             page.close()
 
             # Baselines in the same run.
