@@ -68,11 +68,7 @@ def timed(page, act, drawn: str) -> float:
     page.evaluate(WATCH_RERUNS)
     t = time.perf_counter()
     act()
-    try:
-        page.wait_for_function(f"{RERUN_DONE} && ({drawn})", timeout=60_000)
-    except Exception:
-        print("DEBUG", page.evaluate(TITLES), page.evaluate(RERUN_DONE), page.evaluate("window.__reruns"))
-        raise
+    page.wait_for_function(f"{RERUN_DONE} && ({drawn})", timeout=60_000)
     page.evaluate(TWO_FRAMES)
     return time.perf_counter() - t
 
