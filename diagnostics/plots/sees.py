@@ -238,7 +238,7 @@ def sees_column_figure(view: ConfigView, labels: list[str], ranges: list[tuple[f
                    tickvals=tickvals, ticktext=ticktext,
                    title=dict(text=row_label if first else "", font=dict(size=11))),
         height=COLUMN_TOP + ROW_PX * n + COLUMN_BOTTOM,
-        margin=dict(l=COLUMN_LEFT[first], r=6, t=COLUMN_TOP, b=COLUMN_BOTTOM),
+        margin=dict(l=COLUMN_LEFT[first], r=6, t=COLUMN_TOP, b=COLUMN_BOTTOM, autoexpand=False),
         plot_bgcolor=UNDEFINED_BG,
         font=dict(family="Arial, sans-serif"), shapes=shapes, annotations=notes,
         showlegend=False,
@@ -263,7 +263,7 @@ def sees_colourbar_figure(n: int, shared: tuple[float, float] | None, *,
     hidden = dict(visible=False, domain=[0, 0.01])
     layout = dict(title=dict(text=""), xaxis=hidden, yaxis=dict(visible=False),
                   height=COLUMN_TOP + ROW_PX * n + COLUMN_BOTTOM,
-                  margin=dict(l=0, r=0, t=COLUMN_TOP, b=COLUMN_BOTTOM),
+                  margin=dict(l=0, r=0, t=COLUMN_TOP, b=COLUMN_BOTTOM, autoexpand=False),
                   plot_bgcolor="white", paper_bgcolor="white",
                   font=dict(family="Arial, sans-serif"), showlegend=False,
                   meta={"colourbar": "shared" if shared else "own"})
