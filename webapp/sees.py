@@ -59,11 +59,12 @@ def _mask_key(config: str, threshold: float) -> float:
     return float(threshold) if "@" in config else 0.0
 
 
-def _widths(n: int, grid_px: float = 800.0) -> list[float]:
+def _widths(n: int, grid_px: float = 850.0) -> list[float]:
     """Column weights that give every config column about the same panel width, although the
-    first one also holds the band axis's title (for a grid about ``grid_px`` wide)."""
-    panel = max(grid_px / n - COLUMN_LEFT[False] - 12, 40.0)
-    return [(panel + COLUMN_LEFT[k == 0]) for k in range(n)]
+    first one also holds the band axis (for a grid about ``grid_px`` wide, the page's width at
+    1280 to 1600 px; each column also has a 6 px right margin and a 16 px gap)."""
+    panel = max(grid_px / n - COLUMN_LEFT[False] - 6 - 16, 40.0)
+    return [panel + COLUMN_LEFT[k == 0] + 6 for k in range(n)]
 
 
 def grid_ui(views: list[sees.ConfigView], labels: list[str], colour: str, colorscale: str,
@@ -84,7 +85,7 @@ def grid_ui(views: list[sees.ConfigView], labels: list[str], colour: str, colors
     # SLOTS configs the columns keep their widths (empty slots stay blank), so adding or
     # removing one does not resize, and so redraw, the others.
     slots = max(len(views), SLOTS)
-    outer = st.columns([slots, 0.32], gap="small")
+    outer = st.columns([slots, 0.6], gap="small")  # the bar's ticks and title: ~70 px at 1280
     with outer[1]:
         chart(sees_colourbar_figure(len(labels), None if own else ranges[0][0],
                                     colorscale=colorscale),
@@ -162,7 +163,7 @@ def controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> tuple[list[
     return configs, index, COLOURS[colour]
 
 
-def listen_ui(ds: Dataset, examples: list[tuple[int, str]]) -> None:
+def listen_ui(ds: Dataset, examples: list[tuple[int, str]], per_row: int = 4) -> None:
     """A player for each example whose source clip is on this server."""
     clips, why = [], ""
     for i, label in examples:
@@ -176,7 +177,7 @@ def listen_ui(ds: Dataset, examples: list[tuple[int, str]]) -> None:
             st.caption(f"No clip to play: {md(why)}.")
         return
     st.markdown("**Listen** (the source clips, from this server)")
-    cols = st.columns(min(len(clips), 4))
+    cols = st.columns(min(len(clips), per_row))
     for k, (label, clip) in enumerate(clips):
         with cols[k % len(cols)]:
             st.caption(md(f"{label} — {clip.name}"))
@@ -215,14 +216,16 @@ def sees_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: boo
     colorscale = st.session_state.get("colorscale", "Viridis")
     prof = band_profile_figure(views, **common)
     key = (tuple(configs), tuple(labels), colour, _mask_key("@", threshold))
-    left, right = st.columns([5, 2])
+    # The grid takes the page's width (at 1280 px, four columns beside the profile would be
+    # narrower than the 150 px a chart can be); the profile and the clips sit under it.
+    grid_ui(views, labels, colour, colorscale, ds, cap)
+    if not report_view:  # the export is the same grid as one figure, built only on click
+        _buttons(lambda: sees_figure(views, labels, colour=colour, col_label=ds.col_label,
+                                     colorscale=colorscale, **common), ds, "sees", key)
+    left, right = st.columns([3, 2], gap="large")
     with left:
-        grid_ui(views, labels, colour, colorscale, ds, cap)
-        if not report_view:  # the export is the same grid as one figure, built only on click
-            _buttons(lambda: sees_figure(views, labels, colour=colour, col_label=ds.col_label,
-                                         colorscale=colorscale, **common), ds, "sees", key)
-    with right:
         chart(prof, f"normscope-{ds.name}-sees-bands", "chart_sees_bands")
         if not report_view:
             _buttons(prof, ds, "sees-bands", key[:1] + key[3:])
-    listen_ui(ds, examples)
+    with right:
+        listen_ui(ds, examples, per_row=2)

@@ -18,7 +18,7 @@ COLOUR_MODES = ("own", "shared")
 ROW_PX = 175  # height of one row of panels
 GAP = 0.06  # gap between the config panels of a row, as a share of the frame count
 COLUMN_TOP, COLUMN_BOTTOM = 62, 48  # a live column's title and frame axis, in px
-COLUMN_LEFT = {True: 50, False: 26}  # a live column's left margin: the first has the axis title
+COLUMN_LEFT = {True: 50, False: 8}  # a live column's left margin: the first has the band axis
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -186,8 +186,8 @@ def sees_column_figure(view: ConfigView, labels: list[str], ranges: list[tuple[f
     own : bool
         Each panel on its own range: the range is printed above the panel and in the hover.
     first : bool
-        The leftmost column: it alone carries the band axis's title (``COLUMN_LEFT`` gives
-        every column's left margin, for columns of equal panel widths).
+        The leftmost column: it alone carries the band axis's tick labels and title
+        (``COLUMN_LEFT`` gives every column's left margin, for columns of equal panel widths).
     """
     n, H, W = view.examples.shape
     gap = max(3.0, np.ceil(0.3 * H))  # room above each panel for its label
@@ -235,7 +235,7 @@ def sees_column_figure(view: ConfigView, labels: list[str], ranges: list[tuple[f
         xaxis=dict(range=[-0.5, W - 0.5], showgrid=False, zeroline=False, tickfont=dict(size=9),
                    tickvals=_frame_ticks(W), title=dict(text=col_label, font=dict(size=11))),
         yaxis=dict(range=yr, showgrid=False, zeroline=False, tickfont=dict(size=9),
-                   tickvals=tickvals, ticktext=ticktext,
+                   tickvals=tickvals, ticktext=ticktext, showticklabels=first,
                    title=dict(text=row_label if first else "", font=dict(size=11))),
         height=COLUMN_TOP + ROW_PX * n + COLUMN_BOTTOM,
         margin=dict(l=COLUMN_LEFT[first], r=6, t=COLUMN_TOP, b=COLUMN_BOTTOM, autoexpand=False),
