@@ -16,7 +16,8 @@ from diagnostics.data.dataset import Dataset
 from diagnostics.errors import NormScopeError
 from diagnostics.normalize import valid_config_names
 from diagnostics.plots import figures
-from diagnostics.plots.sees import band_profile_figure, sees_figure
+from diagnostics.plots.sees import (COLUMN_LEFT, band_profile_figure, panel_ranges,
+                                    sees_colourbar_figure, sees_column_figure, sees_figure)
 from diagnostics.stats.accumulate import PixelStats
 from diagnostics.stats.findings import suggested_configs
 from webapp import share
@@ -26,6 +27,7 @@ from webapp.text import md
 
 PICKS = share.SEES_PICKS
 COLOURS = dict(zip(share.SEES_COLOURS, ("own", "shared")))
+SLOTS = 4  # config columns the grid is laid out for (more configs make the columns narrower)
 
 
 @st.cache_resource(show_spinner="Fitting the normalization on the training split…", max_entries=96)
@@ -36,9 +38,11 @@ def fitted_config(dataset_id: str, config: str, mask_snr: float, _ds: Dataset) -
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _image(dataset_id: str, key: tuple, fmt: str, _fig) -> bytes:
-    # kaleido drives the system chromium (1-2 s an image): only on click, and cached.
-    height = int(_fig.layout.height or 560)
-    return _fig.to_image(format=fmt, scale=2 if fmt == "png" else 1, width=1400, height=height)
+    # kaleido drives the system chromium (1-2 s an image): only on click, and cached.  ``_fig``
+    # may be a builder: the grid's one-figure export is made only when it is asked for.
+    fig = _fig() if callable(_fig) else _fig
+    height = int(fig.layout.height or 560)
+    return fig.to_image(format=fmt, scale=2 if fmt == "png" else 1, width=1400, height=height)
 
 
 def default_configs(stats: PixelStats, threshold: float) -> list[str]:
@@ -53,6 +57,48 @@ def default_configs(stats: PixelStats, threshold: float) -> list[str]:
 def _mask_key(config: str, threshold: float) -> float:
     # The threshold matters only to @mask configs: the others stay cached when it moves.
     return float(threshold) if "@" in config else 0.0
+
+
+def _widths(n: int, grid_px: float = 850.0) -> list[float]:
+    """Column weights that give every config column about the same panel width, although the
+    first one also holds the band axis (for a grid about ``grid_px`` wide, the page's width at
+    1280 to 1600 px; each column also has a 6 px right margin and a 16 px gap)."""
+    panel = max(grid_px / n - COLUMN_LEFT[False] - 6 - 16, 40.0)
+    return [panel + COLUMN_LEFT[k == 0] + 6 for k in range(n)]
+
+
+def grid_ui(views: list[sees.ConfigView], labels: list[str], colour: str, colorscale: str,
+            ds: Dataset, caption_text: str) -> None:
+    """The grid as one chart per config and a colourbar beside them.
+
+    A change of configs then redraws only the columns that changed: Streamlit re-parses and
+    re-themes a chart's whole JSON (mostly the panels' values) whenever its spec changes.
+    """
+    ranges = panel_ranges(views, colour)
+    own = colour == "own"
+    scale_text = ("each panel on its own colour scale (its range above it)" if own else
+                  "one colour scale for all panels ({:.3g} … {:.3g})".format(*ranges[0][0]))
+    st.markdown(f"**What the network sees — {md(ds.name)}**")
+    st.caption(md(f"{caption_text} · {scale_text}"))
+    # The colourbar has its own outer column: a config column added or removed inside the
+    # grid never moves it, and a chart that keeps its place and spec is not redrawn.  Up to
+    # SLOTS configs the columns keep their widths (empty slots stay blank), so adding or
+    # removing one does not resize, and so redraw, the others.
+    slots = max(len(views), SLOTS)
+    outer = st.columns([slots, 0.6], gap="small")  # the bar's ticks and title: ~70 px at 1280
+    with outer[1]:
+        chart(sees_colourbar_figure(len(labels), None if own else ranges[0][0],
+                                    colorscale=colorscale),
+              f"normscope-{ds.name}-sees-colourbar", "chart_sees_colourbar")
+    with outer[0]:
+        grid = st.container(key="sees_grid")
+        for k, (col, view, rng) in enumerate(zip(grid.columns(_widths(slots), gap="small"),
+                                                 views, ranges)):
+            with col:
+                chart(sees_column_figure(view, labels, rng, colorscale=colorscale,
+                                         row_label=ds.row_label, col_label=ds.col_label,
+                                         row_origin=ds.row_origin, own=own, first=k == 0),
+                      f"normscope-{ds.name}-sees-{view.config}", f"chart_sees_{view.config}")
 
 
 def _buttons(fig, ds: Dataset, which: str, key: tuple) -> None:
@@ -117,7 +163,7 @@ def controls_ui(ds: Dataset, stats: PixelStats, threshold: float) -> tuple[list[
     return configs, index, COLOURS[colour]
 
 
-def listen_ui(ds: Dataset, examples: list[tuple[int, str]]) -> None:
+def listen_ui(ds: Dataset, examples: list[tuple[int, str]], per_row: int = 4) -> None:
     """A player for each example whose source clip is on this server."""
     clips, why = [], ""
     for i, label in examples:
@@ -131,7 +177,7 @@ def listen_ui(ds: Dataset, examples: list[tuple[int, str]]) -> None:
             st.caption(f"No clip to play: {md(why)}.")
         return
     st.markdown("**Listen** (the source clips, from this server)")
-    cols = st.columns(min(len(clips), 4))
+    cols = st.columns(min(len(clips), per_row))
     for k, (label, clip) in enumerate(clips):
         with cols[k % len(cols)]:
             st.caption(md(f"{label} — {clip.name}"))
@@ -167,17 +213,19 @@ def sees_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: boo
     labels = [label for _, label in examples]
     common = dict(row_label=ds.row_label, row_origin=ds.row_origin, caption_text=cap,
                   dataset_name=ds.name)
-    fig = sees_figure(views, labels, colour=colour, col_label=ds.col_label,
-                      colorscale=st.session_state.get("colorscale", "Viridis"), **common)
+    colorscale = st.session_state.get("colorscale", "Viridis")
     prof = band_profile_figure(views, **common)
     key = (tuple(configs), tuple(labels), colour, _mask_key("@", threshold))
-    left, right = st.columns([5, 2])
+    # The grid takes the page's width (at 1280 px, four columns beside the profile would be
+    # narrower than the 150 px a chart can be); the profile and the clips sit under it.
+    grid_ui(views, labels, colour, colorscale, ds, cap)
+    if not report_view:  # the export is the same grid as one figure, built only on click
+        _buttons(lambda: sees_figure(views, labels, colour=colour, col_label=ds.col_label,
+                                     colorscale=colorscale, **common), ds, "sees", key)
+    left, right = st.columns([3, 2], gap="large")
     with left:
-        chart(fig, f"normscope-{ds.name}-sees", "chart_sees")
-        if not report_view:
-            _buttons(fig, ds, "sees", key)
-    with right:
         chart(prof, f"normscope-{ds.name}-sees-bands", "chart_sees_bands")
         if not report_view:
             _buttons(prof, ds, "sees-bands", key[:1] + key[3:])
-    listen_ui(ds, examples)
+    with right:
+        listen_ui(ds, examples, per_row=2)

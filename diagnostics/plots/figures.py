@@ -203,11 +203,29 @@ def heatmap(
                    range=[-0.5, W - 0.5]),
         yaxis=dict(title=dict(text=row_label), showgrid=False, zeroline=False,
                    range=[H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]),
-        plot_bgcolor=UNDEFINED_BG, margin=dict(l=60, r=20, t=70, b=50), height=420,
+        plot_bgcolor=UNDEFINED_BG, margin=fixed_margin(H, colorbar, finite), height=420,
         font=dict(family="Arial, sans-serif"), shapes=shapes, annotations=notes,
         meta={"which": which, "log_color": log_color},
     )
     return go.Figure(data=[trace], layout=layout)
+
+
+def fixed_margin(H: int, colorbar: dict, finite: np.ndarray) -> dict:
+    """Margins wide enough for a map's band ticks, its colourbar and their titles, with
+    plotly's automatic expansion off.
+
+    Left on, plotly lays a chart out, finds that the colourbar and axis titles push the
+    margins, and lays it out again: half of a map's drawing time in the browser, paid on
+    every first visit and every mask change.  The right margin is sized from the colourbar's
+    longest tick label (given ticks, or the range's ends to 3 significant digits); a browser
+    test checks that nothing is cut off."""
+    if colorbar.get("ticktext"):
+        labels = colorbar["ticktext"]
+    else:
+        labels = [f"{v:.3g}" for v in (finite.min(), finite.max())] if finite.size else ["0"]
+    chars = max(len(str(t)) for t in labels)
+    return dict(l=max(60, 40 + 7 * len(str(H - 1))), r=int(max(100, 64 + 7 * chars)), t=70, b=56,
+                autoexpand=False)
 
 
 def row_snr_profile(

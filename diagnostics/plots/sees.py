@@ -17,6 +17,8 @@ from diagnostics.sees import ConfigView
 COLOUR_MODES = ("own", "shared")
 ROW_PX = 175  # height of one row of panels
 GAP = 0.06  # gap between the config panels of a row, as a share of the frame count
+COLUMN_TOP, COLUMN_BOTTOM = 62, 48  # a live column's title and frame axis, in px
+COLUMN_LEFT = {True: 50, False: 8}  # a live column's left margin: the first has the band axis
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -65,10 +67,9 @@ def sees_figure(views: list[ConfigView], labels: list[str], *, colour: str = "ow
         reads min to max) or every panel on one range (one colourbar in values): the shared
         one shows how different the scales are.
     """
-    if colour not in COLOUR_MODES:
-        raise ValueError(f"colour={colour!r}; use one of {COLOUR_MODES}")
     if not views:
         raise ValueError("no configs to show")
+    ranges = panel_ranges(views, colour)
     n, H, W = views[0].examples.shape
     own = colour == "own"
     gap = max(1, int(np.ceil(GAP * W)))
@@ -78,7 +79,7 @@ def sees_figure(views: list[ConfigView], labels: list[str], *, colour: str = "ow
     gap_y = (0.3 if own else 0.22) / n if n > 1 else 0.0  # own: room for the range labels
     height = (1.0 - gap_y * (n - 1)) / n
     scale = safe_colorscale(colorscale)
-    shared = _range(np.concatenate([v.examples.ravel() for v in views])) if not own else None
+    shared = None if own else ranges[0][0]
     yr = [H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]
     top = yr[1]  # a panel's top edge, in band units
     ticks = _frame_ticks(W)
@@ -100,7 +101,7 @@ def sees_figure(views: list[ConfigView], labels: list[str], *, colour: str = "ow
             title=dict(text=f"{labels[r]}<br>{row_label}", font=dict(size=11)))
         for c, v in enumerate(views):
             z = v.examples[r]
-            lo, hi = shared if shared else _range(z)
+            lo, hi = ranges[c][r]
             x0 = offsets[c]
             panel = f"<br>panel range {lo:.4g} … {hi:.4g}" if own else ""
             trace = dict(
@@ -151,6 +152,122 @@ def sees_figure(views: list[ConfigView], labels: list[str], *, colour: str = "ow
         meta={"colour": colour, "configs": [v.config for v in views], "examples": list(labels)},
     )
     return go.Figure(data=traces, layout=layout)
+
+
+def panel_ranges(views: list[ConfigView], colour: str = "own") -> list[list[tuple[float, float]]]:
+    """The colour range of every panel, ``[config][example] -> (lo, hi)``: each panel's own
+    finite min..max, or one range over every panel (``colour="shared"``)."""
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour={colour!r}; use one of {COLOUR_MODES}")
+    if colour == "shared":
+        shared = _range(np.concatenate([v.examples.ravel() for v in views]))
+        return [[shared] * len(v.examples) for v in views]
+    return [[_range(z) for z in v.examples] for v in views]
+
+
+def sees_column_figure(view: ConfigView, labels: list[str], ranges: list[tuple[float, float]], *,
+                       colorscale: str = "Viridis", row_label: str = "frequency band",
+                       col_label: str = "frame", row_origin: str = "lower",
+                       own: bool = True, first: bool = True) -> go.Figure:
+    """One config's column of the live grid: its examples stacked on one pair of axes.
+
+    The page draws one such chart per config (and :func:`sees_colourbar_figure` beside
+    them), so that a change of configs redraws only the columns that changed: Streamlit
+    re-parses and re-themes a chart's whole JSON whenever its spec changes, and the panels'
+    values are most of it.  Exports use :func:`sees_figure`, the same grid in one figure.
+
+    Parameters
+    ----------
+    view : ConfigView
+    labels : list of str
+        One per example, printed above its panel.
+    ranges : list of (lo, hi)
+        Each example's colour range (:func:`panel_ranges`).
+    own : bool
+        Each panel on its own range: the range is printed above the panel and in the hover.
+    first : bool
+        The leftmost column: it alone carries the band axis's tick labels and title
+        (``COLUMN_LEFT`` gives every column's left margin, for columns of equal panel widths).
+    """
+    n, H, W = view.examples.shape
+    gap = max(3.0, np.ceil(0.3 * H))  # room above each panel for its label
+    upper = row_origin == "upper"
+    span = n * H + (n - 1) * gap
+    scale = safe_colorscale(colorscale)
+    ticks = _frame_ticks(H)
+    traces, shapes, notes, tickvals, ticktext = [], [], [], [], []
+    for r in range(n):
+        # Example r's band 0: with rows counted upwards the first example is the top one.
+        base = r * (H + gap) if upper else (n - 1 - r) * (H + gap)
+        top = base - 0.5 if upper else base + H - 0.5  # the panel's upper edge
+        lo, hi = ranges[r]
+        panel = f"<br>panel range {lo:.4g} … {hi:.4g}" if own else ""
+        traces.append(dict(
+            type="heatmap", z=view.examples[r].astype(np.float32), x0=0, dx=1, y0=base, dy=1,
+            zmin=lo, zmax=hi, colorscale=scale, hoverongaps=False, showscale=False,
+            hovertemplate=(f"{labels[r]} · {view.config}<br>{col_label} %{{x}}<br>"
+                           f"{row_label} %{{y}}<br>value = %{{z:.4g}}{panel}<extra></extra>"),
+        ))
+        tickvals += [base + t for t in ticks]
+        ticktext += [str(t) for t in ticks]
+        # The label on the upper line, the panel's range under it (right): never overlapping.
+        above = dict(yref="y", xref="x", y=top, yanchor="bottom", showarrow=False)
+        notes.append(dict(above, x=-0.5, xanchor="left", text=labels[r], yshift=14 if own else 1,
+                          font=dict(size=10, color="#333")))
+        if own:
+            notes.append(dict(above, x=W - 0.5, xanchor="right", text=f"{lo:.3g} … {hi:.3g}",
+                              yshift=1, font=dict(size=9, color="#555")))
+        for lo_r, hi_r in _runs(~view.kept):
+            shapes.append(dict(type="rect", xref="x", yref="y", x0=-0.5, x1=W - 0.5,
+                               y0=base + lo_r - 0.5, y1=base + hi_r + 0.5, fillcolor=MASK_FILL,
+                               line=dict(color="#333", width=1, dash="dot")))
+            notes.append(dict(xref="x", yref="y", x=W - 1, y=base + (lo_r + hi_r) / 2,
+                              text="dropped", showarrow=False, xanchor="right",
+                              font=dict(size=10, color="#333")))
+        if r < n - 1:  # the gap under this panel white, not the undefined grey
+            g0 = base + H - 0.5 if upper else base - gap - 0.5
+            shapes.append(dict(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=g0,
+                               y1=g0 + gap, fillcolor="white", layer="below", line=dict(width=0)))
+    yr = [span - 0.5, -0.5] if upper else [-0.5, span - 0.5]
+    layout = dict(
+        title=dict(text=f"<b>{view.config}</b>", x=0.5, xanchor="center", y=1, yref="container",
+                   yanchor="top", pad=dict(t=6), font=dict(size=13)),
+        xaxis=dict(range=[-0.5, W - 0.5], showgrid=False, zeroline=False, tickfont=dict(size=9),
+                   tickvals=_frame_ticks(W), title=dict(text=col_label, font=dict(size=11))),
+        yaxis=dict(range=yr, showgrid=False, zeroline=False, tickfont=dict(size=9),
+                   tickvals=tickvals, ticktext=ticktext, showticklabels=first,
+                   title=dict(text=row_label if first else "", font=dict(size=11))),
+        height=COLUMN_TOP + ROW_PX * n + COLUMN_BOTTOM,
+        margin=dict(l=COLUMN_LEFT[first], r=6, t=COLUMN_TOP, b=COLUMN_BOTTOM, autoexpand=False),
+        plot_bgcolor=UNDEFINED_BG,
+        font=dict(family="Arial, sans-serif"), shapes=shapes, annotations=notes,
+        showlegend=False,
+        meta={"config": view.config, "examples": list(labels), "colour": "own" if own else "shared"},
+    )
+    return go.Figure(data=traces, layout=layout)
+
+
+def sees_colourbar_figure(n: int, shared: tuple[float, float] | None, *,
+                          colorscale: str = "Viridis") -> go.Figure:
+    """The live grid's one colourbar, as a narrow chart of the same height as its columns:
+    values for a shared range, else "min" to "max" of each panel."""
+    lo, hi = shared if shared else (0.0, 1.0)
+    bar = dict(thickness=14, x=0, xanchor="left", len=1.0, y=1.0, yanchor="top")
+    if shared:
+        bar["title"] = dict(text="value after normalization", side="right")
+    else:
+        bar.update(tickvals=[lo, hi], ticktext=["min", "max"],
+                   title=dict(text="each panel: its own min … max", side="right"))
+    trace = dict(type="heatmap", z=[[lo, hi]], zmin=lo, zmax=hi, colorscale=safe_colorscale(colorscale),
+                 showscale=True, colorbar=bar, hoverinfo="skip", opacity=0)
+    hidden = dict(visible=False, domain=[0, 0.01])
+    layout = dict(title=dict(text=""), xaxis=hidden, yaxis=dict(visible=False),
+                  height=COLUMN_TOP + ROW_PX * n + COLUMN_BOTTOM,
+                  margin=dict(l=0, r=0, t=COLUMN_TOP, b=COLUMN_BOTTOM, autoexpand=False),
+                  plot_bgcolor="white", paper_bgcolor="white",
+                  font=dict(family="Arial, sans-serif"), showlegend=False,
+                  meta={"colourbar": "shared" if shared else "own"})
+    return go.Figure(data=[trace], layout=layout)
 
 
 def band_profile_figure(views: list[ConfigView], *, row_label: str = "frequency band",

@@ -28,6 +28,18 @@ def test_demo_loads_with_four_heatmaps(demo_page):
     titles = heatmap_titles(page)
     for t in HEATMAP_TITLES:
         assert any(x.startswith(t) for x in titles), titles
+    # The maps' margins are fixed (plotly's second layout pass is off): each colourbar, its
+    # tick labels and its title, and the axis titles, must still fit inside their chart.
+    outside = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '[data-testid="stPlotlyChart"] .js-plotly-plot')).filter(gd => gd.querySelector('.colorbar'))
+        .flatMap(gd => { const box = gd.querySelector('.main-svg').getBoundingClientRect();
+          return Array.from(gd.querySelectorAll('.colorbar text, .cbtitle text, .xtitle, .ytitle'))
+            .filter(t => { const r = t.getBoundingClientRect();
+              return r.width > 0 && (r.right > box.right + 0.5 || r.left < box.left - 0.5
+                                     || r.bottom > box.bottom + 0.5); })
+            .map(t => t.textContent); })""")
+    assert outside == []
+    assert page.locator('[data-testid="stPlotlyChart"] .colorbar').count() >= 4
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "dashboard")
 

@@ -11,8 +11,12 @@ from audio_helpers import make_folder
 from .conftest import shot, wait_idle
 
 TAB = "/?tab=What+the+network+sees"
-TITLES = ("Array.from(document.querySelectorAll('.annotation-text')).map(e => e.textContent)"
-          ".filter(t => t !== 'dropped' && !t.includes(' … '))")  # not the panel ranges
+#: The grid's column titles, left to right (one chart per config in the ``sees_grid`` container).
+TITLES = "Array.from(document.querySelectorAll('.st-key-sees_grid .gtitle')).map(e => e.textContent)"
+#: Marks the column charts now in the page, to tell later whether a chart was drawn anew.
+MARK = "document.querySelectorAll('.st-key-sees_grid .js-plotly-plot').forEach(e => e.dataset.seen = '1')"
+REDRAWN = ("Array.from(document.querySelectorAll('.st-key-sees_grid .js-plotly-plot'))"
+           ".filter(e => !e.dataset.seen).map(e => e.querySelector('.gtitle').textContent)")
 
 
 def column_titles(page) -> list[str]:
@@ -25,15 +29,25 @@ def test_grid_redraws_after_a_config_change(server, page):
     wait_idle(page)
     page.wait_for_function(f"{TITLES}.length === 4", timeout=60_000)
     assert column_titles(page) == ["none", "per_pixel", "per_pixel@mask", "db+per_row"]
+    page.get_by_text("What the network sees — demo", exact=True).wait_for()
     titles = [t.text_content() for t in page.locator('[data-testid="stPlotlyChart"] .gtitle').all()]
-    assert any(t.startswith("What the network sees") for t in titles)
     assert any(t.startswith("Per-band mean and std") for t in titles)
+    assert page.locator(".heatmaplayer image").count() >= 4 * 6  # every panel drawn
+    page.evaluate(MARK)
     page.get_by_role("button", name="Remove per_pixel", exact=True).click()
     page.wait_for_function(f"{TITLES}.length === 3", timeout=60_000)
+    wait_idle(page)
     assert column_titles(page) == ["none", "per_pixel@mask", "db+per_row"]
+    # Only the columns that moved are drawn anew: the first column's chart is the same one.
+    assert page.evaluate(REDRAWN) == ["per_pixel@mask", "db+per_row"]
+    page.evaluate(MARK)
     page.get_by_text("One shared scale", exact=True).click()
-    page.wait_for_function("Array.from(document.querySelectorAll('.gtitle-subtitle, .gtitle'))"
-                           ".some(e => e.textContent.includes('one colour scale'))", timeout=60_000)
+    page.wait_for_function("Array.from(document.querySelectorAll('.cbtitle'))"
+                           ".some(e => e.textContent.includes('value after normalization'))",
+                           timeout=60_000)
+    wait_idle(page)
+    assert page.get_by_text("one colour scale for all panels", exact=False).count() == 1
+    assert page.evaluate(REDRAWN) == ["none", "per_pixel@mask", "db+per_row"]  # every range changed
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "sees")
 

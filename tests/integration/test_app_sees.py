@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,9 +31,19 @@ def _open(params: dict | None = None) -> AppTest:
 
 
 def _sees(at):
-    figs = [f for f in _figures(at) if f["layout"]["title"]["text"].startswith("What the network")]
-    assert len(figs) == 1
-    return figs[0]
+    """The grid's column charts (one per config, left to right) read as one figure: their
+    traces and annotations in order, and the configs, examples and colour mode they show."""
+    figs = [f for f in _figures(at) if "config" in f["layout"].get("meta", {})]
+    bars = [f for f in _figures(at) if "colourbar" in f["layout"].get("meta", {})]
+    assert figs and len(bars) == 1  # one colourbar beside the columns
+    metas = [f["layout"]["meta"] for f in figs]
+    assert all(m["examples"] == metas[0]["examples"] for m in metas)
+    assert {m["colour"] for m in metas} == {bars[0]["layout"]["meta"]["colourbar"]}
+    assert [f["layout"]["title"]["text"] for f in figs] == [f"<b>{m['config']}</b>" for m in metas]
+    return {"data": [t for f in figs for t in f["data"]],
+            "layout": {"meta": {"configs": [m["config"] for m in metas],
+                                "examples": metas[0]["examples"], "colour": metas[0]["colour"]},
+                       "annotations": [a for f in figs for a in f["layout"]["annotations"]]}}
 
 
 def test_defaults_are_the_comparison_configs_one_example_per_class():

@@ -10,7 +10,8 @@ from diagnostics import sees
 from diagnostics.data.dataset import Dataset, split_indices
 from diagnostics.errors import NormScopeError
 from diagnostics.normalize import Normalizer
-from diagnostics.plots.sees import band_profile_figure, sees_figure
+from diagnostics.plots.sees import (band_profile_figure, panel_ranges, sees_colourbar_figure,
+                                    sees_column_figure, sees_figure)
 
 
 @pytest.fixture
@@ -129,3 +130,56 @@ def test_clip_paths_come_from_the_registry_and_stay_under_the_root(tmp_path, hom
     assert playback.clip_path(ds.id, 99, root=tmp_path)[0] is None
     assert "not registered" in playback.clip_path("demo", 0, root=tmp_path)[1] or \
         playback.clip_path("demo", 0, root=tmp_path)[0] is None
+
+
+@pytest.mark.parametrize("origin", ["lower", "upper"])
+def test_live_column_stacks_the_examples_top_to_bottom(ds, origin):
+    views = _views(ds, ["per_pixel@mask", "none"], [0, 1, 2])
+    ranges = panel_ranges(views, "own")
+    fig = sees_column_figure(views[0], ["x", "y", "z"], ranges[0], row_origin=origin,
+                             col_label="frame", row_label="band")
+    assert fig.layout.meta["config"] == "per_pixel@mask" and fig.layout.meta["examples"] == ["x", "y", "z"]
+    assert fig.layout.title.text == "<b>per_pixel@mask</b>"
+    H = ds.shape[0]
+    for t, z, (lo, hi) in zip(fig.data, views[0].examples, ranges[0]):
+        np.testing.assert_allclose(np.asarray(t.z, float), z, rtol=1e-6)
+        assert (t.zmin, t.zmax) == (lo, hi) and t.y0 % 1 == 0 and t.dy == 1
+    # On screen the first example is the top one, whichever way the bands run.
+    y0 = [t.y0 for t in fig.data]
+    rng = list(fig.layout.yaxis.range)
+    top_first = y0 == sorted(y0, reverse=rng[0] < rng[1])
+    assert top_first and len(set(y0)) == 3 and min(abs(a - b) for a in y0 for b in y0 if a != b) > H
+    # Each example's label, then its range; each panel's dropped rows washed out and named.
+    labels = [a.text for a in fig.layout.annotations if a.text in ("x", "y", "z")]
+    assert labels == ["x", "y", "z"]
+    assert [a.text for a in fig.layout.annotations if " … " in a.text] == [
+        f"{lo:.3g} … {hi:.3g}" for lo, hi in ranges[0]]
+    washed = [sh for sh in fig.layout.shapes if sh.fillcolor != "white"]
+    assert len(washed) == 3 and [a.text for a in fig.layout.annotations].count("dropped") == 3
+    assert {(sh.y1 - sh.y0) for sh in washed} == {3.0}  # the three noise rows of each panel
+    # Band ticks repeat per panel; only the first column carries the axis title.
+    assert list(fig.layout.yaxis.ticktext).count("0") == 3 and fig.layout.yaxis.title.text == "band"
+    other = sees_column_figure(views[1], ["x", "y", "z"], ranges[1], first=False, own=False)
+    assert other.layout.yaxis.title.text == "" and other.layout.margin.l < fig.layout.margin.l
+    assert not [a for a in other.layout.annotations if " … " in a.text]  # shared: no ranges
+    assert not other.layout.shapes or all(sh.fillcolor == "white" for sh in other.layout.shapes)
+
+
+def test_live_grid_ranges_match_the_export_and_the_colourbar_reads_them(ds):
+    views = _views(ds, ["none", "per_pixel"], [0, 1])
+    for colour in ("own", "shared"):
+        export = sees_figure(views, ["x", "y"], colour=colour)
+        ranges = panel_ranges(views, colour)
+        # The export's traces run example by example, configs side by side.
+        assert [(t.zmin, t.zmax) for t in export.data] == [ranges[c][r] for r in range(2) for c in range(2)]
+    every = np.concatenate([v.examples.ravel() for v in views])
+    shared = panel_ranges(views, "shared")[0][0]
+    assert shared == pytest.approx((np.nanmin(every), np.nanmax(every)))
+    bar = sees_colourbar_figure(2, shared)
+    assert (bar.data[0].zmin, bar.data[0].zmax) == shared
+    assert bar.data[0].colorbar.title.text == "value after normalization"
+    own = sees_colourbar_figure(2, None)
+    assert list(own.data[0].colorbar.ticktext) == ["min", "max"]
+    assert own.layout.height == sees_column_figure(views[0], ["x", "y"], panel_ranges(views)[0]).layout.height
+    with pytest.raises(ValueError, match="colour"):
+        panel_ranges(views, "loud")
