@@ -143,20 +143,14 @@ def parse_view(
                 bad(key, v, "is not true or false", getattr(d, key))
             else:
                 out[key] = b
-    if "configs" in params:
-        vals = _many(params["configs"])
-        good = [c for c in vals if config_ok is None or config_ok(c)]
-        for c in vals:
-            if c not in good:
-                bad("configs", c, "is not a valid normalization config", "the other configs")
-        out["configs"] = tuple(dict.fromkeys(good))
-    if "sees_configs" in params:
-        vals = _many(params["sees_configs"])
-        good = [c for c in vals if config_ok is None or config_ok(c)]
-        for c in vals:
-            if c not in good:
-                bad("sees_configs", c, "is not a valid normalization config", "the other configs")
-        out["sees_configs"] = tuple(dict.fromkeys(good))
+    for key in ("configs", "sees_configs"):  # the Compare tab's and the sees tab's
+        if key in params:
+            vals = _many(params[key])
+            good = [c for c in vals if config_ok is None or config_ok(c)]
+            for c in vals:
+                if c not in good:
+                    bad(key, c, "is not a valid normalization config", "the other configs")
+            out[key] = tuple(dict.fromkeys(good))
     for key, allowed in (("sees_pick", SEES_PICKS), ("sees_colour", SEES_COLOURS)):
         if key in params:
             v = _one(params[key])
