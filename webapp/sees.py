@@ -106,9 +106,9 @@ def _buttons(fig, ds: Dataset, which: str, key: tuple) -> None:
         st.caption("PNG/SVG files need chromium on the server; the camera icon above the chart "
                    "still saves a 3x PNG.")
         return
-    cols = st.columns(2)
-    for col, fmt in zip(cols, ("png", "svg")):
-        col.download_button(
+    row = st.container(horizontal=True)  # side by side, under the figure's left edge
+    for fmt in ("png", "svg"):
+        row.download_button(
             fmt.upper(), key=f"sees_dl_{which}_{fmt}", file_name=f"normscope-{ds.name}-{which}.{fmt}",
             mime="image/png" if fmt == "png" else "image/svg+xml", on_click="ignore",
             data=lambda fmt=fmt: _image(ds.id, key, fmt, fig),

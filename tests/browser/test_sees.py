@@ -50,6 +50,13 @@ def test_grid_redraws_after_a_config_change(server, page):
     assert page.evaluate(REDRAWN) == ["none", "per_pixel@mask", "db+per_row"]  # every range changed
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "sees")
+    # The grid's PNG is the one-figure export, built on the click: every row of panels in it.
+    with page.expect_download(timeout=60_000) as info:
+        page.locator('[data-testid="stDownloadButton"] button', has_text="PNG").first.click()
+    data = open(info.value.path(), "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and info.value.suggested_filename == "normscope-demo-sees.png"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (2800, 2 * (110 + 175 * 6))  # scale 2 of 1400 px; six example rows
 
 
 @pytest.mark.slow
