@@ -15,7 +15,7 @@ Measures, in one run (demo, 6 examples x 4 configs):
    fit on the training split once; every later change to it is case 1).
 
 Also prints the server-side time of one rerun's figure building and the JSON size of the
-grid the browser receives.
+grid's charts the browser receives (one per config, and the colourbar).
 
     python bench/bench_sees.py [--repeat N]
 """
@@ -88,26 +88,31 @@ def add(page, name: str) -> None:
     page.keyboard.press("Escape")
 
 
-def server_side() -> tuple[float, int]:
-    """Seconds to build the grid and profile figures of the default view with cached fits
-    (median of 5), and the grid's JSON size in bytes, as the app sends it."""
+def server_side() -> tuple[float, int, int]:
+    """Seconds to build the live grid (a chart per config and the colourbar) and the profile
+    of the default view with cached fits (median of 5), and the JSON the browser receives:
+    one column's chart, and all of the grid's charts."""
     sys.path.insert(0, str(ROOT))
     from diagnostics import sees
     from diagnostics.data.ingest import load_dataset
-    from diagnostics.plots.sees import band_profile_figure, sees_figure
+    from diagnostics.plots.sees import (band_profile_figure, panel_ranges,
+                                        sees_colourbar_figure, sees_column_figure)
 
     ds = load_dataset("demo")
     fits = [sees.fit_config(ds, c, mask_snr=0.2) for c in DEFAULT]
     ex = sees.pick_examples(ds)
+    labels = [lab for _, lab in ex]
     times = []
     for _ in range(5):
         t = time.perf_counter()
         views = [sees.network_view(ds, f, [i for i, _ in ex]) for f in fits]
-        fig = sees_figure(views, [lab for _, lab in ex])
+        ranges = panel_ranges(views)
+        sizes = [len(sees_column_figure(v, labels, r, first=k == 0).to_json())
+                 for k, (v, r) in enumerate(zip(views, ranges))]
+        sizes.append(len(sees_colourbar_figure(len(labels), None).to_json()))
         band_profile_figure(views)
-        payload = fig.to_json()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), len(payload)
+    return statistics.median(times), max(sizes[:-1]), sum(sizes)
 
 
 def main() -> None:
@@ -181,7 +186,7 @@ def main() -> None:
             pr.terminate()
             pr.wait(10)
 
-    build, size = server_side()
+    build, column, grid = server_side()
     f, c, k, b, s = (statistics.median(x) for x in (first, change, colour, bare, stat_key))
     la = os.getloadavg()
     print(f"load average {load_before[0]:.2f} before, {la[0]:.2f} at the end "
@@ -199,7 +204,7 @@ def main() -> None:
     print("first fit of a new config, added to the grid: " +
           ", ".join(f"{n} {v:.2f} s" for n, v in cold.items()))
     print(f"server side, building the default grid and profile (fits cached): {build * 1e3:.0f} ms; "
-          f"grid figure JSON {size / 1e3:.0f} kB")
+          f"JSON of one config's column {column / 1e3:.0f} kB, of the whole grid {grid / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":
