@@ -36,6 +36,19 @@ def fitted_config(dataset_id: str, config: str, mask_snr: float, _ds: Dataset) -
     return sees.fit_config(_ds, config, mask_snr=mask_snr)
 
 
+@st.cache_resource(show_spinner=False, max_entries=96)
+def column_figure(dataset_id: str, config: str, mask_snr: float, examples: tuple[int, ...],
+                  labels: tuple[str, ...], ranges: tuple, colorscale: str, axes: tuple,
+                  own: bool, first: bool, _view: sees.ConfigView):
+    # One config's column, built once per everything its picture depends on (``axes``: row
+    # label, column label, row origin): a change of configs rebuilds only the new column,
+    # and plotly's validation is most of a column's build.  Nothing modifies a built figure.
+    row_label, col_label, row_origin = axes
+    return sees_column_figure(_view, list(labels), list(ranges), colorscale=colorscale,
+                              row_label=row_label, col_label=col_label, row_origin=row_origin,
+                              own=own, first=first)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _image(dataset_id: str, key: tuple, fmt: str, _fig) -> bytes:
     # kaleido drives the system chromium (1-2 s an image): only on click, and cached.  ``_fig``
@@ -67,8 +80,8 @@ def _widths(n: int, grid_px: float = 850.0) -> list[float]:
     return [panel + COLUMN_LEFT[k == 0] + 6 for k in range(n)]
 
 
-def grid_ui(views: list[sees.ConfigView], labels: list[str], colour: str, colorscale: str,
-            ds: Dataset, caption_text: str) -> None:
+def grid_ui(views: list[sees.ConfigView], examples: list[tuple[int, str]], colour: str,
+            colorscale: str, ds: Dataset, caption_text: str, mask_snr: float) -> None:
     """The grid as one chart per config and a colourbar beside them.
 
     A change of configs then redraws only the columns that changed: Streamlit re-parses and
@@ -76,6 +89,7 @@ def grid_ui(views: list[sees.ConfigView], labels: list[str], colour: str, colors
     """
     ranges = panel_ranges(views, colour)
     own = colour == "own"
+    labels = [label for _, label in examples]
     scale_text = ("each panel on its own colour scale (its range above it)" if own else
                   "one colour scale for all panels ({:.3g} … {:.3g})".format(*ranges[0][0]))
     st.markdown(f"**What the network sees — {md(ds.name)}**")
@@ -95,9 +109,10 @@ def grid_ui(views: list[sees.ConfigView], labels: list[str], colour: str, colors
         for k, (col, view, rng) in enumerate(zip(grid.columns(_widths(slots), gap="small"),
                                                  views, ranges)):
             with col:
-                chart(sees_column_figure(view, labels, rng, colorscale=colorscale,
-                                         row_label=ds.row_label, col_label=ds.col_label,
-                                         row_origin=ds.row_origin, own=own, first=k == 0),
+                chart(column_figure(ds.id, view.config, _mask_key(view.config, mask_snr),
+                                    tuple(i for i, _ in examples), tuple(labels), tuple(rng),
+                                    colorscale, (ds.row_label, ds.col_label, ds.row_origin),
+                                    own, k == 0, view),
                       f"normscope-{ds.name}-sees-{view.config}", f"chart_sees_{view.config}")
 
 
@@ -218,7 +233,7 @@ def sees_page(ds: Dataset, stats: PixelStats, threshold: float, report_view: boo
     key = (tuple(configs), tuple(labels), colour, _mask_key("@", threshold))
     # The grid takes the page's width (at 1280 px, four columns beside the profile would be
     # narrower than the 150 px a chart can be); the profile and the clips sit under it.
-    grid_ui(views, labels, colour, colorscale, ds, cap)
+    grid_ui(views, examples, colour, colorscale, ds, cap, threshold)
     if not report_view:  # the export is the same grid as one figure, built only on click
         _buttons(lambda: sees_figure(views, labels, colour=colour, col_label=ds.col_label,
                                      colorscale=colorscale, **common), ds, "sees", key)

@@ -246,3 +246,44 @@ def test_shift_profile_has_a_caption_and_exports(home):
         assert f"dl_shift-vs-{idb}_png" in ids, ids
     at.toggle(key="report").set_value(True).run()  # report view: figures without buttons
     assert not at.exception and not at.get("download_button") and shift_fig()
+
+
+def test_cached_columns_equal_fresh_ones_after_every_change():
+    """Each column chart comes from a cache keyed by what its picture depends on: after
+    changes of configs, colour mode, mask threshold and example, every column equals one
+    built afresh from the same fits."""
+    import json
+
+    from diagnostics import sees
+    from diagnostics.data.ingest import load_dataset
+    from diagnostics.plots.sees import panel_ranges, sees_column_figure
+
+    ds = load_dataset("demo")
+    at = _open()
+    # "none" stays the first column while the shared range changes under it (step 3).
+    steps = [dict(configs=["none", "per_pixel@mask"]), dict(colour="One shared scale"),
+             dict(configs=["none", "db+per_row"]), dict(mask_snr=0.5),
+             dict(configs=["per_pixel@mask", "none", "db+per_row"]),
+             dict(colour="Own scale per panel"), dict(mask_snr=0.2)]
+    for step in steps:
+        if "configs" in step:
+            at.multiselect(key="sees_configs").set_value(step["configs"])
+        if "colour" in step:
+            at.radio(key="sees_colour").set_value(step["colour"])
+        if "mask_snr" in step:
+            at.slider(key="mask_snr").set_value(step["mask_snr"])
+        at.run()
+        assert not at.exception, at.exception
+        configs = at.multiselect(key="sees_configs").value
+        colour = "shared" if at.radio(key="sees_colour").value == "One shared scale" else "own"
+        threshold = at.slider(key="mask_snr").value
+        examples = sees.pick_examples(ds)
+        views = [sees.network_view(ds, sees.fit_config(ds, c, mask_snr=threshold),
+                                   [i for i, _ in examples]) for c in configs]
+        ranges = panel_ranges(views, colour)
+        want = [json.loads(sees_column_figure(
+            v, [lab for _, lab in examples], r, row_label=ds.row_label, col_label=ds.col_label,
+            row_origin=ds.row_origin, own=colour == "own", first=k == 0).to_json())
+            for k, (v, r) in enumerate(zip(views, ranges))]
+        got = [f for f in _figures(at) if "config" in f["layout"].get("meta", {})]
+        assert got == want, step
