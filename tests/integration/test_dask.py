@@ -24,8 +24,8 @@ zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
 
 from compare_helpers import tiny_arrays, wait_for, write_tiny_npz  # noqa: E402
-from conftest import REPO, run_cli  # noqa: E402
-from diagnostics.cluster import SCHEDULER_ENV  # noqa: E402
+from conftest import REPO, run_cli, run_main  # noqa: E402
+from diagnostics.cluster import CONNECT_ENV, SCHEDULER_ENV  # noqa: E402
 from diagnostics.data.ingest import load_dataset  # noqa: E402
 from diagnostics.errors import NormScopeError  # noqa: E402
 from diagnostics.stats.summary import dataset_stats  # noqa: E402
@@ -128,18 +128,26 @@ def test_a_killed_worker_reruns_only_its_job(cluster, home, tiny):
         c.wait_for_workers(2, timeout=180)  # the nanny restarted the killed one
 
 
-def test_unreachable_scheduler_one_error(home, tiny):
+def test_unreachable_scheduler_one_error(home, tiny, monkeypatch):
+    # A dead port is waited out: 1 s here (NORMSCOPE_DASK_CONNECT_S) rather than the default 5.
+    monkeypatch.setenv(CONNECT_ENV, "1")
     port = _free_port()
     t0 = time.monotonic()
-    with pytest.raises(NormScopeError, match="no Dask scheduler answers"):
+    with pytest.raises(NormScopeError, match=r"no Dask scheduler answers .* \(within 1 s"):
         Comparison(tiny, "none,per_pixel", cluster=f"tcp://127.0.0.1:{port}").start()
     assert time.monotonic() - t0 < 15
     r = run_cli("compare", tiny, "--cluster", f"tcp://127.0.0.1:{port}", "--epochs", "1",
-                env={"NORMSCOPE_HOME": str(home)})
+                env={"NORMSCOPE_HOME": str(home), CONNECT_ENV: "1"})
     assert r.returncode == 2, r.stderr
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert lines[-1].startswith("error: no Dask scheduler answers"), r.stderr
+    assert "(within 1 s" in lines[-1], r.stderr
     assert "Traceback" not in r.stderr
+    # A bad setting is one sentence too, before anything is waited for.
+    bad = run_main("compare", tiny, "--cluster", f"tcp://127.0.0.1:{port}", "--epochs", "1",
+                   env={"NORMSCOPE_HOME": str(home), CONNECT_ENV: "soon"})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert bad.stderr.startswith(f"error: {CONNECT_ENV}='soon' must be a number of seconds")
     bad = run_cli("stats", tiny, "--cluster", "http://nowhere", env={"NORMSCOPE_HOME": str(home)})
     assert bad.returncode == 2 and "is not a Dask scheduler address" in bad.stderr
 
