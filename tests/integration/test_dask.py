@@ -339,12 +339,14 @@ def test_app_attached_through_the_environment(cluster, home, tmp_path, monkeypat
     with Client(cluster.scheduler_address, set_as_default=False) as c:
         seen = c.run(lambda: list(__import__("models.dask_executor").dask_executor._CACHES))
     assert any(cid in ids for ids in seen.values())  # the jobs ran on the cluster's workers
-    # An address that does not answer: st.error, the page keeps working.
+    # An address that does not answer: st.error, the page keeps working (waited out for 1 s).
     monkeypatch.setenv(SCHEDULER_ENV, f"tcp://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv(CONNECT_ENV, "1")
     assert wait_for(lambda: not at.run().button(key="start").disabled, 60)
     at.button(key="start").click().run()
     assert not at.exception, at.exception
-    assert any("no Dask scheduler answers" in str(e.value) for e in at.error)
+    assert any("no Dask scheduler answers" in str(e.value) and "(within 1 s" in str(e.value)
+               for e in at.error)
 
 
 def _has(at, kind: str, key: str) -> bool:
