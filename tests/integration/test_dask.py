@@ -23,6 +23,7 @@ distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
 
+from chunk_helpers import BASIC, offset_data, two_pass, write_offset_copies  # noqa: E402
 from compare_helpers import tiny_arrays, wait_for, write_tiny_npz  # noqa: E402
 from conftest import REPO, run_cli, run_main  # noqa: E402
 from diagnostics.cluster import CONNECT_ENV, SCHEDULER_ENV  # noqa: E402
@@ -235,18 +236,13 @@ def test_offset_data_on_the_cluster_equal_a_float64_two_pass(cluster, tmp_path,
 
     from diagnostics.stats.moments import compute_stats
 
-    X = (1e4 + 0.01 * rng.standard_normal((600, 60, 130))).astype(np.float32)
-    np.save(tmp_path / "x.npy", X)
-    zarr.create_array(str(tmp_path / "z.zarr"), data=X, chunks=(50, 60, 130))
-    with h5py.File(tmp_path / "f.h5", "w") as f:
-        f.create_dataset("X", data=X, chunks=(50, 60, 130))
-    x = X.astype(np.float64)
-    mu = x.mean(0)
-    sd = np.sqrt(((x - mu) ** 2).mean(0))
+    X = offset_data(rng)
+    write_offset_copies(tmp_path, X)
+    mu, sd = two_pass(X)
     with Client(cluster.scheduler_address, set_as_default=False) as client:
-        for X in (np.load(tmp_path / "x.npy", mmap_mode="r"),  # workers open it by path
-                  load_dataset(str(tmp_path / "z.zarr")).X,
-                  load_dataset(str(tmp_path / "f.h5:/X")).X):
+        for X in (np.load(tmp_path / BASIC[0], mmap_mode="r"),  # workers open it by path
+                  load_dataset(str(tmp_path / BASIC[1])).X,
+                  load_dataset(str(tmp_path / BASIC[2])).X):
             spec = getattr(getattr(X, "spec", None), "kind", "npy")
             st = compute_stats(X, client=client)
             np.testing.assert_allclose(st.mean, mu, rtol=1e-12, atol=0, err_msg=spec)
