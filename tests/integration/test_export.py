@@ -152,7 +152,7 @@ def test_export_zip_holds_the_three_files(data):
         export_zip(signed, "pcen")
 
 
-def test_cli_refuses_bad_exports_with_one_line(cli, home, data, tmp_path):
+def test_cli_refuses_bad_exports_with_one_line(cli, cli_main, home, data, tmp_path):
     path, X, y = data
     signed = tmp_path / "signed.npz"
     np.savez(signed, X=X - 1.0, y=y)
@@ -170,8 +170,8 @@ def test_cli_refuses_bad_exports_with_one_line(cli, home, data, tmp_path):
         (["export", str(path), "--config", "none", "--out", str(path)],
          r"^error: --out .* is a file; name a folder"),
     ]
-    for args, want in cases:
-        r = cli(*args)
+    for i, (args, want) in enumerate(cases):
+        r = (cli if i == 0 else cli_main)(*args)  # one real process, then main in this one
         assert r.returncode == 2, (args, r.stderr)
         assert re.match(want, r.stderr) and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "o").exists()
