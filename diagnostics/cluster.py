@@ -16,6 +16,8 @@ from .errors import NormScopeError
 SCHEDULER_ENV = "NORMSCOPE_DASK_SCHEDULER"
 #: Seconds to wait for the scheduler before giving up with one sentence.
 CONNECT_TIMEOUT_S = 5.0
+#: Environment variable: other seconds to wait (a slow network; tests of a dead port).
+CONNECT_ENV = "NORMSCOPE_DASK_CONNECT_S"
 
 _ADDRESS = re.compile(r"(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?|[A-Za-z0-9_.\-\[\]:]+:\d+")
 
@@ -33,12 +35,30 @@ def scheduler_address(cluster: str | None = None) -> str | None:
     return text if "://" in text else f"tcp://{text}"
 
 
-def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S):
-    """A ``distributed.Client`` on ``address``; NormScopeError if nothing answers in time."""
+def connect_timeout() -> float:
+    """Seconds to wait for the scheduler: ``$NORMSCOPE_DASK_CONNECT_S``, else
+    :data:`CONNECT_TIMEOUT_S`; NormScopeError for a value that is not in (0, 600]."""
+    text = os.environ.get(CONNECT_ENV, "").strip()
+    if not text:
+        return CONNECT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 600:  # NaN fails too
+        raise NormScopeError(f"{CONNECT_ENV}={text!r} must be a number of seconds in (0, 600]; "
+                             f"unset it for the default {CONNECT_TIMEOUT_S:g} s")
+    return seconds
+
+
+def connect(address: str, *, timeout: float | None = None):
+    """A ``distributed.Client`` on ``address``; NormScopeError if nothing answers within
+    ``timeout`` seconds (default :func:`connect_timeout`)."""
     import logging
 
     from distributed import Client
 
+    timeout = connect_timeout() if timeout is None else timeout
     logging.getLogger("distributed").setLevel(logging.ERROR)  # no tracebacks for a dead port
     try:
         return Client(address, timeout=timeout, set_as_default=False)

@@ -3,7 +3,8 @@ interface as the local process pool.
 
 * **Where.** ``--cluster tcp://HOST:PORT`` on the CLI, or ``NORMSCOPE_DASK_SCHEDULER`` for the
   app and the CLI (:func:`scheduler_address`).  A scheduler that does not answer within
-  :data:`CONNECT_TIMEOUT_S` seconds is one NormScopeError (CLI exit 2, app ``st.error``).
+  :func:`~diagnostics.cluster.connect_timeout` seconds (5, or ``NORMSCOPE_DASK_CONNECT_S``)
+  is one NormScopeError (CLI exit 2, app ``st.error``).
 * **Jobs** go out as futures (``pure=False``, one per run) running :func:`models.jobs.run_job`
   on a worker with one torch thread.  The ``finished`` event is the future's result; the other
   events (``started``, ``progress``, ``epoch``) stream back through a ``distributed.Queue``
@@ -37,7 +38,7 @@ import numpy as np
 
 from diagnostics.errors import NormScopeError
 
-from diagnostics.cluster import CONNECT_TIMEOUT_S, SCHEDULER_ENV, connect, scheduler_address
+from diagnostics.cluster import SCHEDULER_ENV, connect, scheduler_address
 
 from .executors import NOT_STARTED
 
@@ -145,11 +146,12 @@ class DaskExecutor:
     ----------
     address : str
         ``tcp://HOST:PORT`` of the scheduler.
-    connect_timeout : float
-        Seconds to wait for it (NormScopeError after that).
+    connect_timeout : float, optional
+        Seconds to wait for it (NormScopeError after that); default
+        :func:`diagnostics.cluster.connect_timeout`.
     """
 
-    def __init__(self, address: str, *, connect_timeout: float = CONNECT_TIMEOUT_S):
+    def __init__(self, address: str, *, connect_timeout: float | None = None):
         from distributed import Event, Queue
 
         self.address = address

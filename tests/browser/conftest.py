@@ -50,7 +50,10 @@ def server(server_home):
     """Start `streamlit run app.py` headless; yield its base URL; stop it by PID."""
     home = server_home
     port = _free_port()
-    env = {**os.environ, "NORMSCOPE_HOME": str(home), "NORMSCOPE_DATA_ROOT": str(home)}
+    # One training worker (the operator's limit): the comparison test needs runs going, not
+    # speed, and a second worker would only take a core from chromium and the other xdist worker.
+    env = {**os.environ, "NORMSCOPE_HOME": str(home), "NORMSCOPE_DATA_ROOT": str(home),
+           "NORMSCOPE_MAX_WORKERS": "1"}
     log = open(home / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),

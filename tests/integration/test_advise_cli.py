@@ -63,9 +63,12 @@ def test_a_budget_too_small_is_one_line_and_stores_nothing(home, tmp_path, cli):
     (["--also", "per-pixel"], "unknown scaler 'per-pixel'; valid parts"),
     (["--also", "pcen:t=0"], "pcen parameter t=0 is out of range"),
 ])
-def test_bad_options_are_one_line(home, tmp_path, cli, extra, message):
+def test_bad_options_are_one_line(home, tmp_path, cli, cli_main, extra, message):
     data = write_tiny_npz(tmp_path / "tiny.npz")
-    r = cli("advise", str(data), *extra, env={"NORMSCOPE_HOME": str(home)})
+    # --budget 0 on the real command line (exit status, no traceback); the other options
+    # through the CLI's main in this process (the same checks of its output).
+    run = cli if extra == ["--budget", "0"] else cli_main
+    r = run("advise", str(data), *extra, env={"NORMSCOPE_HOME": str(home)})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr
 
@@ -88,12 +91,12 @@ def test_compression_of_signed_data_asked_with_also_is_one_line(home, tmp_path, 
     assert "negative" in r.stderr and RunStore().list_comparisons() == []
 
 
-def test_also_adds_a_candidate_that_the_budget_counts(home, tmp_path, cli):
+def test_also_adds_a_candidate_that_the_budget_counts(home, tmp_path, cli, cli_main):
     """--also is tested beside the candidates: its runs count in the one-repetition check."""
     data = write_tiny_npz(tmp_path / "tiny.npz")
     r = cli("advise", str(data), "--budget", "1", "--also", "log1p+per_pixel",
             env={"NORMSCOPE_HOME": str(home)})
     assert r.returncode == 2 and r.stdout == ""
-    plain = cli("advise", str(data), "--budget", "1", env={"NORMSCOPE_HOME": str(home)})
+    plain = cli_main("advise", str(data), "--budget", "1", env={"NORMSCOPE_HOME": str(home)})
     n = int(plain.stderr.split(" candidates x ")[0].rsplit(" ", 1)[1])
     assert f"{n + 1} candidates x " in r.stderr, (plain.stderr, r.stderr)

@@ -19,6 +19,7 @@ def test_settings_reach_the_store_the_summary_and_the_link(home):
     at.selectbox(key="cmp_model").set_value("linear")
     at.number_input(key="cmp_epochs").set_value(2)
     at.number_input(key="cmp_seeds").set_value(1)
+    at.number_input(key="cmp_reps").set_value(1)  # one repetition of CV: plumbing, not power
     at.selectbox(key="cmp_opt").set_value("sgd")
     at.number_input(key="cmp_lr").set_value(0.01)
     at.number_input(key="cmp_bs").set_value(64)

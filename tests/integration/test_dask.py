@@ -23,9 +23,10 @@ distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
 
+from chunk_helpers import BASIC, offset_data, two_pass, write_offset_copies  # noqa: E402
 from compare_helpers import tiny_arrays, wait_for, write_tiny_npz  # noqa: E402
-from conftest import REPO, run_cli  # noqa: E402
-from diagnostics.cluster import SCHEDULER_ENV  # noqa: E402
+from conftest import REPO, run_cli, run_main  # noqa: E402
+from diagnostics.cluster import CONNECT_ENV, SCHEDULER_ENV  # noqa: E402
 from diagnostics.data.ingest import load_dataset  # noqa: E402
 from diagnostics.errors import NormScopeError  # noqa: E402
 from diagnostics.stats.summary import dataset_stats  # noqa: E402
@@ -128,18 +129,26 @@ def test_a_killed_worker_reruns_only_its_job(cluster, home, tiny):
         c.wait_for_workers(2, timeout=180)  # the nanny restarted the killed one
 
 
-def test_unreachable_scheduler_one_error(home, tiny):
+def test_unreachable_scheduler_one_error(home, tiny, monkeypatch):
+    # A dead port is waited out: 1 s here (NORMSCOPE_DASK_CONNECT_S) rather than the default 5.
+    monkeypatch.setenv(CONNECT_ENV, "1")
     port = _free_port()
     t0 = time.monotonic()
-    with pytest.raises(NormScopeError, match="no Dask scheduler answers"):
+    with pytest.raises(NormScopeError, match=r"no Dask scheduler answers .* \(within 1 s"):
         Comparison(tiny, "none,per_pixel", cluster=f"tcp://127.0.0.1:{port}").start()
     assert time.monotonic() - t0 < 15
     r = run_cli("compare", tiny, "--cluster", f"tcp://127.0.0.1:{port}", "--epochs", "1",
-                env={"NORMSCOPE_HOME": str(home)})
+                env={"NORMSCOPE_HOME": str(home), CONNECT_ENV: "1"})
     assert r.returncode == 2, r.stderr
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert lines[-1].startswith("error: no Dask scheduler answers"), r.stderr
+    assert "(within 1 s" in lines[-1], r.stderr
     assert "Traceback" not in r.stderr
+    # A bad setting is one sentence too, before anything is waited for.
+    bad = run_main("compare", tiny, "--cluster", f"tcp://127.0.0.1:{port}", "--epochs", "1",
+                   env={"NORMSCOPE_HOME": str(home), CONNECT_ENV: "soon"})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert bad.stderr.startswith(f"error: {CONNECT_ENV}='soon' must be a number of seconds")
     bad = run_cli("stats", tiny, "--cluster", "http://nowhere", env={"NORMSCOPE_HOME": str(home)})
     assert bad.returncode == 2 and "is not a Dask scheduler address" in bad.stderr
 
@@ -227,18 +236,13 @@ def test_offset_data_on_the_cluster_equal_a_float64_two_pass(cluster, tmp_path,
 
     from diagnostics.stats.moments import compute_stats
 
-    X = (1e4 + 0.01 * rng.standard_normal((600, 60, 130))).astype(np.float32)
-    np.save(tmp_path / "x.npy", X)
-    zarr.create_array(str(tmp_path / "z.zarr"), data=X, chunks=(50, 60, 130))
-    with h5py.File(tmp_path / "f.h5", "w") as f:
-        f.create_dataset("X", data=X, chunks=(50, 60, 130))
-    x = X.astype(np.float64)
-    mu = x.mean(0)
-    sd = np.sqrt(((x - mu) ** 2).mean(0))
+    X = offset_data(rng)
+    write_offset_copies(tmp_path, X)
+    mu, sd = two_pass(X)
     with Client(cluster.scheduler_address, set_as_default=False) as client:
-        for X in (np.load(tmp_path / "x.npy", mmap_mode="r"),  # workers open it by path
-                  load_dataset(str(tmp_path / "z.zarr")).X,
-                  load_dataset(str(tmp_path / "f.h5:/X")).X):
+        for X in (np.load(tmp_path / BASIC[0], mmap_mode="r"),  # workers open it by path
+                  load_dataset(str(tmp_path / BASIC[1])).X,
+                  load_dataset(str(tmp_path / BASIC[2])).X):
             spec = getattr(getattr(X, "spec", None), "kind", "npy")
             st = compute_stats(X, client=client)
             np.testing.assert_allclose(st.mean, mu, rtol=1e-12, atol=0, err_msg=spec)
@@ -331,12 +335,14 @@ def test_app_attached_through_the_environment(cluster, home, tmp_path, monkeypat
     with Client(cluster.scheduler_address, set_as_default=False) as c:
         seen = c.run(lambda: list(__import__("models.dask_executor").dask_executor._CACHES))
     assert any(cid in ids for ids in seen.values())  # the jobs ran on the cluster's workers
-    # An address that does not answer: st.error, the page keeps working.
+    # An address that does not answer: st.error, the page keeps working (waited out for 1 s).
     monkeypatch.setenv(SCHEDULER_ENV, f"tcp://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv(CONNECT_ENV, "1")
     assert wait_for(lambda: not at.run().button(key="start").disabled, 60)
     at.button(key="start").click().run()
     assert not at.exception, at.exception
-    assert any("no Dask scheduler answers" in str(e.value) for e in at.error)
+    assert any("no Dask scheduler answers" in str(e.value) and "(within 1 s" in str(e.value)
+               for e in at.error)
 
 
 def _has(at, kind: str, key: str) -> bool:

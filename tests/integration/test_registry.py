@@ -233,7 +233,7 @@ def test_cli_datasets_lists_registered_ones(cli, cli_main, home, spectro, tmp_pa
     assert {row["id"] for row in rows} == {ident, info["id"]}
     text = cli_main("datasets", env=env).stdout
     assert ident in text and "listed" in text and "logmel" in text
-    r = cli("stats", info["id"], env=env)  # a teammate opens it by id
+    r = cli_main("stats", info["id"], env=env)  # a teammate opens it by id (in this process)
     assert r.returncode == 0 and f"(id {info['id']})" in r.stdout
     assert "skipped clips (1):\n  dog/bad.wav: not readable as audio" in r.stdout
 

@@ -13,6 +13,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 zarr = pytest.importorskip("zarr")
 
+from chunk_helpers import ALL, offset_data, two_pass, write_offset_copies  # noqa: E402
 from diagnostics.data.chunked import ChunkedArray, parse_spec  # noqa: E402
 from diagnostics.data.ingest import load_dataset, open_request  # noqa: E402
 from diagnostics.data.store import dataset_meta  # noqa: E402
@@ -140,28 +141,12 @@ def test_path_outside_root_refused(copies, tmp_path_factory):
         open_request("path", path=str(copies / "g.zarr"), root=other)
 
 
-def two_pass(X):
-    """Per-pixel mean and std (ddof 0) by a float64 two-pass: the reference."""
-    x = np.asarray(X, np.float64)
-    mu = x.mean(0)
-    return mu, np.sqrt(((x - mu) ** 2).mean(0))
-
-
-@pytest.fixture
-def offset_copies(tmp_path, rng):
-    """Offset data (1e4 + 0.01 x noise, float32, 60 x 130 as mel spectrograms) as .npy, zarr
-    (zstd and uncompressed), HDF5 (unfiltered and gzip): chunks of 50 examples."""
-    X = (1e4 + 0.01 * rng.standard_normal((600, 60, 130))).astype(np.float32)
-    np.save(tmp_path / "x.npy", X)
-    zarr.create_array(str(tmp_path / "z.zarr"), data=X, chunks=(50, 60, 130))
-    zarr.create_array(str(tmp_path / "raw.zarr"), data=X, chunks=(50, 60, 130), compressors=None)
-    with h5py.File(tmp_path / "f.h5", "w") as f:
-        f.create_dataset("X", data=X, chunks=(50, 60, 130))
-        f.create_dataset("gz", data=X, chunks=(50, 60, 130), compression="gzip")
-    return tmp_path, X
-
-
-SOURCES = ("x.npy", "z.zarr", "raw.zarr", "f.h5:/X", "f.h5:/gz")
+@pytest.fixture(scope="module")
+def offset_copies(tmp_path_factory):
+    """Offset data (chunk_helpers.offset_data) as .npy, zarr (zstd and uncompressed), HDF5
+    (unfiltered and gzip): chunks of 50 examples.  Written once: the tests only read it."""
+    X = offset_data(np.random.default_rng(20240611))
+    return write_offset_copies(tmp_path_factory.mktemp("offset"), X, more=True), X
 
 
 def test_offset_data_same_numbers_in_every_copy(offset_copies, monkeypatch):
@@ -176,7 +161,7 @@ def test_offset_data_same_numbers_in_every_copy(offset_copies, monkeypatch):
     monkeypatch.setattr(stream, "FOLD_BYTES", 20 * 8 * 60 * 130)
     folder, X = offset_copies
     mu, sd = two_pass(X)
-    for spec in SOURCES:
+    for spec in ALL:
         st = compute_stats(load_dataset(str(folder / spec)).X, engine="numpy")
         np.testing.assert_allclose(st.mean, mu, rtol=1e-12, atol=0, err_msg=spec)
         np.testing.assert_allclose(st.std, sd, rtol=1e-12, atol=0, err_msg=spec)
@@ -187,7 +172,7 @@ def test_offset_data_same_numbers_in_every_copy(offset_copies, monkeypatch):
 def test_offset_data_default_blocks(offset_copies):
     """The same at the engine's default block and fold sizes (a fold every 268 rows)."""
     folder, X = offset_copies
-    for spec in SOURCES:
+    for spec in ALL:
         ds = load_dataset(str(folder / spec))
         st = dataset_stats(ds, on="all")
         mu, sd = two_pass(X)

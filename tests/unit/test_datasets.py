@@ -126,6 +126,28 @@ def test_builtins():
     assert digits.class_names == tuple(str(i) for i in range(10))
 
 
+def test_digits_read_without_scikit_learn_equal_load_digits():
+    """The digits are read from scikit-learn's file without importing it (a fresh process,
+    e.g. a training worker, saves about a second): the same numbers as ``load_digits``."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    digits = load_dataset("digits")
+    assert digits.X.dtype == np.float32 and not digits.X.flags.writeable
+    np.testing.assert_array_equal(digits.X, d.images.astype(np.float32))
+    np.testing.assert_array_equal(digits.y, d.target)
+    assert digits.y.dtype == np.int64
+    assert digits.class_names == tuple(str(c) for c in d.target_names)
+    code = ("import sys; from diagnostics.data.ingest import load_dataset; "
+            "load_dataset('digits'); print('sklearn' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr[-2000:]
+
+
 # --- split ------------------------------------------------------------------------------------
 
 def test_split_partition_determinism_and_stratification(rng):
