@@ -15,7 +15,12 @@ decided or the budget of 5 repetitions is spent.  Printed, all measured in this 
   the accuracy of the models trained on the dataset, and in harsher worlds (with the false
   better/worse rate there);
 * for true differences of 2, 5 and 10 points: how often decide mode finds them and the mean
-  number of repetitions' worth of folds it used (folds / 5).
+  number of repetitions' worth of folds it used (folds / 5);
+* several configs (the multiplicity adjustment, Shaffer's step-down over every pair): four
+  equal configs and three equal beside a clear winner, the share of comparisons in which a
+  pair of equal configs is called better or worse at any look up to the stop (target <= 5%);
+  and a world like the demo's (one config 5 points behind, one 8 ahead), how often and how
+  soon the best is decided, next to Holm's adjustment on the same comparisons.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
 
 from diagnostics.verdicts.sequential import sequential_p  # noqa: E402
-from verdict_sim import World, run_decide, simulate  # noqa: E402
+from verdict_sim import World, as_scores, run_decide, simulate, simulate_many  # noqa: E402
 
 
 def coverage(runs, sim, c: int) -> tuple[float, float]:
@@ -59,6 +64,55 @@ def mechanism(sims: int) -> tuple[float, float]:
         seq |= sequential_p(p, look, 5) <= 0.05
         naive |= p <= 0.05
     return float(seq.mean()), float(naive.mean())
+
+
+def several(counts: np.ndarray, w: World, equal: str) -> tuple[float, float, float]:
+    """Decide mode on comparisons of several configs, looking after every fold until it stops:
+    (share with a pair of the ``equal`` configs called better/worse at any look, share that
+    stopped decided, mean repetitions' worth of folds used)."""
+    from diagnostics.verdicts.decide import decide, look_schedule
+    from diagnostics.verdicts.design import Design
+
+    design = Design("cv", w.k, max_repetitions=w.reps)
+    names = tuple("abcdefgh"[:counts.shape[1]])
+    false, settled, used = [], [], []
+    for one in counts:
+        scores = as_scores(one, w.n // w.k, names=names)
+        bad = False
+        for j in look_schedule(design, w.reps).cells:
+            d = decide(scores, design, cells=j)
+            bad |= any(p.verdict in ("better", "worse") for p in d.pairs
+                       if p.a in equal and p.b in equal)
+            if d.stop:
+                break
+        false.append(bad)
+        settled.append(d.stopped_because == "decided")
+        used.append(j / w.k)
+    return float(np.mean(false)), float(np.mean(settled)), float(np.mean(used))
+
+
+def several_configs(n: int) -> None:
+    import diagnostics.verdicts.decide as decide_mod
+    from diagnostics.verdicts.sequential import holm
+
+    w = World()
+    print(f"several configs, {n} comparisons each (a pair of equal configs called better/worse "
+          "at any look up to the stop; target <= 5%):")
+    for label, effects, equal in [("4 equal configs (6 true nulls)", (0, 0, 0, 0), "abcd"),
+                                  ("3 equal + one 8 points ahead", (0, 0, 0, 0.08), "abc")]:
+        false, _, used = several(simulate_many(w, effects, n, seed=404), w, equal)
+        print(f"  {label:34s} false {100 * false:5.2f}%   repetitions used {used:.2f}")
+    demo_like = simulate_many(w, (0, -0.05, 0, 0.08), n, seed=505)
+    shaffer_fn = decide_mod.shaffer
+    for label in ("Shaffer (used)", "Holm"):
+        if label == "Holm":
+            decide_mod.shaffer = lambda p, k: holm(p)
+        try:
+            false, settled, used = several(demo_like, w, "ac")
+        finally:
+            decide_mod.shaffer = shaffer_fn
+        print(f"  none, -5, +0, +8 points, {label:14s}: best decided {100 * settled:5.1f}%, "
+              f"repetitions used {used:.2f}, false {100 * false:.2f}%")
 
 
 def main() -> None:
@@ -106,6 +160,7 @@ def main() -> None:
         print(f"  +{100 * eff:4.1f} points: found {100 * found.mean():5.1f}%, wrong sign "
               f"{100 * wrong:.1f}%, repetitions used {looks.mean():.2f} (when found "
               f"{looks[found].mean() if found.any() else float('nan'):.2f})")
+    several_configs(min(n_eff, 300 if args.quick else 600))
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

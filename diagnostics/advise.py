@@ -27,7 +27,7 @@ out, so the advisor works with and without the newer normalizations.
 :func:`recommend` reads the comparison's JSON (:func:`diagnostics.results.comparison_json`):
 the recommended config is the comparison's best (highest pooled accuracy among the configs no
 other config is shown to beat), and its gains over ``none`` and ``per_pixel`` are the pairs of
-that same comparison, with their plain 95% intervals and their sequential, Holm-adjusted tests
+that same comparison, with their plain 95% intervals and their sequential, Shaffer-adjusted tests
 over *every* pair, so choosing the best after looking does not inflate them (never
 pick-then-test).  When some of the best's pairs are undecided the recommendation says so and
 names them.

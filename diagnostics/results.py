@@ -6,7 +6,7 @@ t-test), which removes the seed-to-seed spread that both share.  With fewer than
 no interval and no p-value exist, and the functions say so (None) instead of inventing one.
 
 A comparison with an evaluation design (cross-validation or holdout, repetitions) is judged
-by :func:`verdict_of` (corrected intervals, Holm-adjusted sequential pair verdicts, the
+by :func:`verdict_of` (corrected intervals, Shaffer-adjusted sequential pair verdicts, the
 answer; :mod:`diagnostics.verdicts`); :func:`comparison_json` carries both.
 
 NumPy and SciPy only: the app and the command line share it.
@@ -359,7 +359,7 @@ def comparison_json(rec, predictions: Mapping[str, Mapping] | None = None, *,
     val_acc}}]}], pairs: [{a, b, diff, ci95, p_value, p_adjusted, verdict}], answer: {best,
     text}, paired: [{a, b, mean_diff, p_value, n}], verdicts, summary}``.  ``accuracy``,
     ``pairs`` and ``answer`` are those of :func:`verdict_of` (pooled over the tested
-    examples, corrected intervals, Holm-adjusted sequential tests); ``test_acc_*``, ``paired``
+    examples, corrected intervals, Shaffer-adjusted sequential tests); ``test_acc_*``, ``paired``
     and ``verdicts`` are the older per-run means and seed-paired t-tests, kept for existing
     readers; ``summary`` is the answer's text as one string.
     """

@@ -114,7 +114,8 @@ def recommendation_ui(doc: dict, ds: Dataset, mask_snr: float) -> None:
         for line in (doc.get("answer") or {}).get("text", []):
             st.markdown(md(line))
         st.caption("Intervals are plain 95% intervals of the differences; verdicts come from "
-                   "sequential tests Holm-adjusted over every pair of candidates, so picking "
+                   "sequential tests adjusted over every pair of candidates (Shaffer's "
+                   "step-down), so picking "
                    "the best after the fact does not inflate them.")
     cid = doc["comparison_id"]
     d = st.columns(2)

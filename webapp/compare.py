@@ -235,7 +235,7 @@ def verdict_ui(doc: dict, key: str, *, answer: bool = True) -> None:
                        "difference (points)": _pts(p["diff"], signed=True),
                        "95% interval": "n/a" if not p.get("ci95") else
                        f"{_pts(p['ci95'][0], True)} to {_pts(p['ci95'][1], True)}",
-                       "p (Holm, sequential)": "n/a" if p.get("p_adjusted") is None
+                       "p (adjusted, sequential)": "n/a" if p.get("p_adjusted") is None
                        else f"{p['p_adjusted']:.3g}"} for p in pairs],
                      hide_index=True, key=f"pairs_{key}")
 

@@ -198,7 +198,7 @@ def _design_text(doc: dict) -> str:
 
 
 def comparison_section(rec, predictions=None, *, caption_text: str = "") -> Section:
-    """The answer, the pairs table (a, b, difference with its 95% interval, Holm-adjusted p,
+    """The answer, the pairs table (a, b, difference with its 95% interval, adjusted p,
     verdict), the configs' accuracies, curves and interval plot of one stored comparison.
 
     ``rec`` is a :class:`models.store.ComparisonRecord` and ``predictions`` its

@@ -24,11 +24,14 @@ Statistics (every interval and test says what it covers):
   resolve; so no division by zero, and two configs with identical predictions become
   ``equivalent`` only once enough runs make even that resolution fit inside the margin.
 * **Pairs**: every pair of configs is tested; the p-values (made sequential, below) are
-  Holm-adjusted over that whole family.  Holm over all pairs controls the familywise error
-  over every pair, so it also does over the pairs reported (every config against the
-  reference, the best against every other config), even though the best is chosen by looking
-  at the data: a subset chosen after the fact cannot have more false verdicts than the family.
-  Testing only the chosen pairs at their own Holm level would not have that guarantee.
+  adjusted over that whole family by Shaffer's step-down (Holm's, with each step divided by
+  the most pairs that can still be equal together: for 4 configs 6, 3, 3, 3, 2, 1 instead of
+  6, 5, 4, 3, 2, 1; :func:`diagnostics.verdicts.sequential.shaffer`).  It controls the
+  familywise error over every pair, so it also does over the pairs reported (every config
+  against the reference, the best against every other config), even though the best is
+  chosen by looking at the data: a subset chosen after the fact cannot have more false
+  verdicts than the family.  Testing only the chosen pairs at their own level would not have
+  that guarantee.
 * **Decide mode**: looks after every fold (once every config has run it), from the third
   fold of the first repetition on, up to k x R folds (:func:`look_schedule`).  Each look's
   nominal p-value is turned into the overall level at which it crosses the Lan-DeMets
@@ -39,9 +42,10 @@ Statistics (every interval and test says what it covers):
   t: J runs give ``1 / (1/J + n_test/n_train)``, so the first repetition holds most of it
   (5 folds of 25: 64%) and the spending follows it, rather than the count of runs: what all
   runs share (one dataset) never averages out, and later repetitions add less.  The TOST gets
-  the same spending and its own Holm adjustment.  A pair's ``ci95`` is the plain 95%
-  interval of this look; its verdict comes from the adjusted tests, so an interval that just
-  excludes 0 can still be ``unclear`` (the answer then says "unadjusted"), while better/worse
+  the same spending and its own Holm adjustment (Shaffer's logic does not apply to it).  A
+  pair's ``ci95`` is the plain 95% interval of this look; its verdict comes from the adjusted
+  tests, so an interval that just excludes 0 can still be ``unclear`` (the answer then says
+  "unadjusted"), while better/worse
   always have an interval that excludes 0.  A fixed comparison (every repetition run) is
   analysed once, at the end, with all of alpha (``single_look``).
 * **Words** (b relative to a): ``equivalent`` when the adjusted TOST puts the difference
@@ -68,7 +72,7 @@ from scipy.special import stdtr, stdtrit  # t cdf and quantile: ufuncs, far fast
 
 from ..errors import NormScopeError
 from .design import Design
-from .sequential import holm, sequential_p
+from .sequential import holm, sequential_p, shaffer
 from . import answer as answer_text
 
 #: Decide mode's first look, in folds per config: 3 runs give the corrected t 2 degrees of
@@ -103,8 +107,8 @@ class Pair:
     """``b - a`` in accuracy, its 95% interval and tests; ``verdict`` describes b against a.
 
     ``p_value`` is the nominal corrected t-test of this look; ``p_adjusted`` is sequential
-    (boundary of this look) and Holm-adjusted over all pairs; ``p_equivalence`` the same for
-    the TOST.  None where fewer than 2 runs exist.
+    (boundary of this look) and Shaffer-adjusted over all pairs; ``p_equivalence`` the same
+    for the TOST, Holm-adjusted.  None where fewer than 2 runs exist.
     """
 
     a: str
@@ -332,16 +336,25 @@ def _pair_stats(a: dict, b: dict, cells: list, design: Design, margin: float) ->
     return out
 
 
-def _adjust(values: list, look: int, times: tuple, one_sided: bool) -> list:
-    """Sequential (``look`` of the schedule ``times``) then Holm-adjusted p-values; None stays
-    None (untested pairs are not in the family: they cannot be falsely rejected)."""
+def _adjust(values: list, look: int, times: tuple, one_sided: bool, configs: int) -> list:
+    """Sequential (``look`` of the schedule ``times``) then step-down adjusted p-values; None
+    stays None (untested pairs are not in the family: they cannot be falsely rejected).
+
+    Differences (two-sided) use Shaffer's step-down over every pair of the ``configs`` configs
+    when every pair is tested, else Holm's over those tested (which is chosen by which pairs
+    have runs, never by their values).  Equivalence (one-sided TOST) uses Holm's: any set of
+    pairs can be equivalent at once, so Shaffer's logic does not apply.
+    """
     idx = [i for i, v in enumerate(values) if v is not None]
     if one_sided:  # a one-sided level alpha uses the two-sided boundary of 2 alpha
         q = [sequential_p(min(1.0, 2 * values[i]), look, times) / 2 for i in idx]
     else:
         q = [sequential_p(values[i], look, times) for i in idx]
+    every_pair = len(values) == configs * (configs - 1) // 2 and len(idx) == len(values)
+    adjusted = (shaffer(np.array(q), configs) if every_pair and not one_sided
+                else holm(np.array(q)) if q else [])
     out: list = [None] * len(values)
-    for i, v in zip(idx, holm(np.array(q)) if q else []):
+    for i, v in zip(idx, adjusted):
         out[i] = float(v)
     return out
 
@@ -463,8 +476,8 @@ def decide(scores: Scores, design: Design, *, look: int | None = None,
     configs = tuple(_config(n, _runs(parsed[n], used), design) for n in names)
     keys = [(i, q) for i in range(len(names)) for q in range(i + 1, len(names))]
     st = [_pair_stats(parsed[names[i]], parsed[names[q]], used, design, margin) for i, q in keys]
-    p_adj = _adjust([s["p"] for s in st], at, times, one_sided=False)
-    e_adj = _adjust([s["p_tost"] for s in st], at, times, one_sided=True)
+    p_adj = _adjust([s["p"] for s in st], at, times, one_sided=False, configs=len(names))
+    e_adj = _adjust([s["p_tost"] for s in st], at, times, one_sided=True, configs=len(names))
     table = {}
     for (i, q), s, pa, ea in zip(keys, st, p_adj, e_adj):
         p = Pair(names[i], names[q], s["diff"], s["ci95"], s["p"], pa,

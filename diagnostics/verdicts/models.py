@@ -3,13 +3,13 @@
 A comparison run under two or more models (``compare --models cnn,cnn_bn0``) stores every
 run with its model and lists the models in ``hyper["models"]``.  Each model is its own block:
 every config trained on the same (repetition, fold) cells, paired within the model, with its
-own decide loop, its own Holm adjustment and its own answer.  :func:`model_records` splits a
+own decide loop, its own multiplicity adjustment and its own answer.  :func:`model_records` splits a
 stored comparison into one record per model (the shape a one-model comparison has), and
 :func:`agreement` compares the per-model verdicts in words that follow from them alone: the
 models "agree" only when every model's verdict is decided and the same; a model still
 undecided is named as such, never counted as agreeing.
 
-Multiplicity: each model's tests are adjusted within that model only (Holm over its pairs,
+Multiplicity: each model's tests are adjusted within that model only (Shaffer over its pairs,
 alpha spent over its looks); nothing is adjusted across models, and :func:`multiplicity`
 says so with the bound that follows (up to K x 5% for K models).
 
@@ -146,7 +146,7 @@ def agreement(blocks: Sequence[Mapping], configs: Sequence[str]) -> dict:
 
 def multiplicity(k: int) -> str:
     """How the tests of ``k`` models are adjusted, in one sentence."""
-    return (f"Each model's tests are Holm-adjusted within that model (5% family-wise error per "
+    return (f"Each model's tests are adjusted for all its pairs within that model (5% family-wise error per "
             f"model); nothing is adjusted across the {k} models, so the chance that at least "
             f"one model's decided verdict is wrong is up to {5 * k}%.")
 

@@ -53,7 +53,7 @@ def test_a_two_model_comparison_reports_per_model_in_the_app(home):
     assert "#### Model linear" in text and "#### Model mlp" in text
     assert any(t.startswith("linear: ") for t in text) and any(t.startswith("mlp: ") for t in
                                                                text)
-    assert any("Holm-adjusted within that model" in t for t in text)
+    assert any("adjusted for all its pairs within that model" in t for t in text)
     assert any("agree" in t and t.startswith("**") for t in text)
     # one pairs table per model
     assert sum(1 for df in at.dataframe if "verdict" in df.value.columns) == 2

@@ -68,7 +68,7 @@ def test_two_models_train_as_paired_blocks_and_report_per_model(home, data):
     assert doc["agreement"] == agreement(doc["models"], ["none", "per_pixel"])
     assert doc["answer"]["text"] == answer_lines(doc["models"], doc["agreement"])
     assert doc["answer"]["text"][0].startswith("cnn: ")
-    assert "Holm-adjusted within that model" in doc["answer"]["text"][-1]
+    assert "adjusted for all its pairs within that model" in doc["answer"]["text"][-1]
 
     # JSON round trip, and the same document from a fresh store
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc

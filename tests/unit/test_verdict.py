@@ -15,9 +15,11 @@ from scipy import stats as sps
 from diagnostics.verdicts.answer import label
 from diagnostics.errors import NormScopeError
 from diagnostics.verdicts.design import Design, make_design
-from diagnostics.verdicts.sequential import boundaries, holm, nominal_level, obf_spending, sequential_p
+from diagnostics.verdicts.sequential import (boundaries, holm, nominal_level, obf_spending,
+                                            sequential_p, shaffer, shaffer_divisors,
+                                            true_null_counts)
 from diagnostics.verdicts.decide import FIRST_LOOK_FOLDS, decide, look_schedule
-from verdict_sim import World, as_scores, run_decide, simulate
+from verdict_sim import World, as_scores, run_decide, simulate, simulate_many
 
 CV = Design("cv", 5)
 
@@ -50,6 +52,37 @@ def test_holm_matches_statsmodels(rng):
             p[rng.random(m) < 0.2] = p[0]  # ties
             expected = multitest.multipletests(p, method="holm")[1]
             assert np.allclose(holm(p), expected, atol=1e-12)
+
+
+def test_shaffer_hand_checked_tables():
+    # Partitions of k configs into groups of equal ones; a group of j makes j(j-1)/2 true pairs.
+    # k=4: {4}=6, {3,1}=3, {2,2}=2, {2,1,1}=1, {1,1,1,1}=0.  k=6 cannot have 5 (no partition).
+    assert sorted(true_null_counts(3)) == [0, 1, 3]
+    assert sorted(true_null_counts(4)) == [0, 1, 2, 3, 6]
+    assert sorted(true_null_counts(5)) == [0, 1, 2, 3, 4, 6, 10]
+    assert sorted(true_null_counts(6)) == [0, 1, 2, 3, 4, 6, 7, 10, 15]
+    assert shaffer_divisors(2).tolist() == [1]
+    assert shaffer_divisors(3).tolist() == [3, 1, 1]
+    assert shaffer_divisors(4).tolist() == [6, 3, 3, 3, 2, 1]
+    assert shaffer_divisors(5).tolist() == [10, 6, 6, 6, 6, 4, 4, 3, 2, 1]
+    # k=4, sorted 0.001 0.01 0.012 0.02 0.03 0.4: x 6 3 3 3 2 1 = 0.006 0.03 0.036 0.06 0.06 0.4
+    # (running max); Holm's x 6 5 4 3 2 1 would give 0.006 0.05 0.05 0.06 0.06 0.4.
+    p = np.array([0.02, 0.001, 0.4, 0.012, 0.03, 0.01])
+    assert np.allclose(shaffer(p, 4), [0.06, 0.006, 0.4, 0.036, 0.06, 0.03])
+    assert np.allclose(holm(p), [0.06, 0.006, 0.4, 0.05, 0.06, 0.05])
+    with pytest.raises(ValueError, match="every pair of 4 configs"):
+        shaffer(p[:5], 4)
+
+
+def test_shaffer_never_above_holm_and_equal_for_two_configs(rng):
+    for k in (2, 3, 4, 5, 6):
+        for _ in range(20):
+            p = rng.uniform(0, 0.2, k * (k - 1) // 2) ** rng.uniform(0.5, 3)
+            assert np.all(shaffer(p, k) <= holm(p) + 1e-15)
+            if k == 2:
+                assert np.allclose(shaffer(p, k), holm(p))
+    # and strictly below where the logic bites: one clear difference among three configs
+    assert shaffer(np.array([0.001, 0.03, 0.04]), 3)[1] < holm(np.array([0.001, 0.03, 0.04]))[1]
 
 
 def test_boundaries_match_published_obrien_fleming_table():
@@ -243,14 +276,14 @@ def test_look_beyond_the_budget_is_refused(rng):
 # ------------------------------------------------------------------ the decision and its words
 
 
-def test_every_pair_is_in_the_holm_family_and_the_best_is_not_pre_chosen(rng):
+def test_every_pair_is_in_the_family_and_the_best_is_not_pre_chosen(rng):
     sc = counts({"none": .80, "per_pixel": .70, "per_row": .83}, reps=3, rng=rng)
     d = decide(sc, CV, max_repetitions=5)
     names = list(sc)
     allp = [decide({a: sc[a], b: sc[b]}, CV, max_repetitions=5).pairs[0].p_value
             for i, a in enumerate(names) for b in names[i + 1:]]
     sched = look_schedule(CV, 5)
-    expected = holm(np.array([sequential_p(p, sched.look_of(15), sched.times) for p in allp]))
+    expected = shaffer(np.array([sequential_p(p, sched.look_of(15), sched.times) for p in allp]), 3)
     got = {frozenset((p.a, p.b)): p.p_adjusted for p in d.pairs}
     for (i, j), e in zip([(0, 1), (0, 2), (1, 2)], expected):
         assert math.isclose(got[frozenset((names[i], names[j]))], e)
@@ -369,6 +402,60 @@ def test_config_intervals_cover_the_truth(null_runs):
         assert np.mean((ci[:, 0] <= sim.truth[c]) & (sim.truth[c] <= ci[:, 1])) >= 0.93
         given = sim.truth_given_data[:, c]
         assert np.mean((ci[:, 0] <= given) & (given <= ci[:, 1])) >= 0.93
+
+
+def _false_by_look(counts: np.ndarray, w: World, equal: list[str]) -> tuple[float, float]:
+    """Decide mode on simulated comparisons of several configs (``counts`` of
+    :func:`simulate_many`), looking after every fold of its schedule until it stops.  Returns
+    the share of comparisons in which some pair of the ``equal`` configs (true nulls) was
+    called better or worse at any look up to the stop (what the live progress shows, stricter
+    than the verdict at the stop), and the same share for the pairs' sequential p-values taken
+    without any multiplicity adjustment (each pair at 5% on its own)."""
+    names = tuple("abcdefgh"[:counts.shape[1]])
+    design = Design("cv", w.k, max_repetitions=w.reps)
+    sched = look_schedule(design, w.reps)
+    false, naive = [], []
+    for one in counts:
+        scores = as_scores(one, w.n // w.k, names=names)
+        f = n = False
+        for j in sched.cells:
+            d = decide(scores, design, cells=j)
+            nulls = [p for p in d.pairs if p.a in equal and p.b in equal]
+            f |= any(p.verdict in ("better", "worse") for p in nulls)
+            n |= any(p.p_value is not None
+                     and sequential_p(p.p_value, sched.look_of(j), sched.times) <= 0.05
+                     for p in nulls)
+            if d.stop:
+                break
+        false.append(f)
+        naive.append(n)
+    return float(np.mean(false)), float(np.mean(naive))
+
+
+def test_four_equal_configs_are_called_different_at_any_look_in_5_percent_or_fewer():
+    # Complete null over 6 pairs (Shaffer's first step is Holm's: alpha / 6).  Only the pairs'
+    # reported family is checked here; every pair is a true null.
+    w = World()
+    false, naive = _false_by_look(simulate_many(w, (0, 0, 0, 0), 100, seed=21), w,
+                                  ["a", "b", "c", "d"])
+    assert false <= 0.05
+    # Teeth: each pair's own sequential test at 5%, unadjusted, breaks the promise for the six
+    # (11% of these 100; the adjusted verdicts: 1%).
+    assert naive > 0.05 and naive > false
+
+
+def test_a_clear_winner_leaves_its_three_equal_rivals_undivided():
+    # Partial null: d is 8 points better; a, b and c are equal (3 true nulls).  After d's three
+    # pairs are rejected Shaffer tests the rest at alpha/3, alpha/2, alpha (as Holm would, here):
+    # a false verdict among a, b, c must stay at 5% or less at every look to the stop.
+    w = World()
+    counts = simulate_many(w, (0, 0, 0, 0.08), 100, seed=22)
+    false, _ = _false_by_look(counts, w, ["a", "b", "c"])
+    assert false <= 0.05
+    design = Design("cv", w.k, max_repetitions=w.reps)
+    best = [decide(as_scores(c, w.n // w.k, names=tuple("abcd")), design, cells=10).best
+            for c in counts[:30]]
+    assert best.count("d") >= 27  # the simulation does make d the winner
 
 
 def test_a_five_point_difference_is_found_most_of_the_time():

@@ -160,3 +160,35 @@ def run_decide(counts: np.ndarray, w: World, *, margin: float = 0.01):
                 break
         out.append((d.pairs[0].verdict, j / w.k, d))
     return out
+
+
+def simulate_many(w: World, effects: tuple[float, ...], sims: int, seed: int = 0) -> np.ndarray:
+    """(sims, C, reps, k) correct counts of C configs cross-validated together, as
+    :func:`simulate` does for two: config c's population accuracy is a's plus ``effects[c]``
+    (a config with effect 0 is a itself, with its own per-example interactions and training
+    noise, so configs with equal effects are exchangeable: their pairs are true nulls).  The
+    split effects and the error copula are shared by all configs, as the split is."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(w.acc * w.concentration, (1 - w.acc) * w.concentration, (sims, w.n))
+    base = logit(np.clip(p, 1e-6, 1 - 1e-6))
+    shifts = [0.0 if e == 0 else calibrate(World(**{**w.__dict__, "effect": e}))[0]
+              for e in effects]
+    logits = [base + w.interaction_sd * rng.standard_normal((sims, w.n)) + s for s in shifts]
+    help_ = rng.standard_normal((sims, w.n))
+    n_train = w.n - w.n // w.k
+    out = np.empty((sims, len(effects), w.reps, w.k), np.int64)
+    for r in range(w.reps):
+        order = np.argsort(rng.random((sims, w.n)), axis=1)
+        fold = np.empty((sims, w.n), np.int64)
+        np.put_along_axis(fold, order, np.arange(w.n) % w.k, axis=1)
+        total = help_.sum(1)
+        u = np.stack([_split_scale(w) * (total - np.where(fold == f, help_, 0).sum(1)) / n_train
+                      for f in range(w.k)], axis=1)  # (sims, k), shared by the configs
+        shared = rng.standard_normal((sims, w.n))
+        for c, lc in enumerate(logits):
+            z = np.sqrt(w.agree) * shared + np.sqrt(1 - w.agree) * rng.standard_normal((sims, w.n))
+            run = w.run_sd * rng.standard_normal((sims, w.k))
+            for f in range(w.k):
+                prob = expit(lc + (u[:, f] + run[:, f])[:, None])
+                out[:, c, r, f] = np.sum((fold == f) & (ndtr(z) < prob), axis=1)
+    return out
