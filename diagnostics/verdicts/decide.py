@@ -45,9 +45,9 @@ Statistics (every interval and test says what it covers):
   the same spending and its own Holm adjustment (Shaffer's logic does not apply to it).  A
   pair's ``ci95`` is the plain 95% interval of this look; its verdict comes from the adjusted
   tests, so an interval that just excludes 0 can still be ``unclear`` (the answer then says
-  "unadjusted"), while better/worse
-  always have an interval that excludes 0.  A fixed comparison (every repetition run) is
-  analysed once, at the end, with all of alpha (``single_look``).
+  "unadjusted"), while better/worse always have an interval that excludes 0.  A fixed
+  comparison (every repetition run) is analysed once, at the end, with all of alpha
+  (``single_look``).
 * **Words** (b relative to a): ``equivalent`` when the adjusted TOST puts the difference
   inside +/- margin (this wins over better/worse: a real difference inside the margin is too
   small to matter); else ``better``/``worse`` when the adjusted test says so; else
