@@ -107,7 +107,10 @@ def current_view() -> share.View:
 
 def share_ui(box) -> None:
     """Fill the sidebar's share box; called last, when every bound widget has its value."""
-    with box.popover("Share this view", icon=":material/link:", width="stretch"):
+    # Opening it reruns the app, so the link is built from every widget's value at that
+    # moment, including those of a tab that reran alone (a fragment) since the last full run.
+    with box.popover("Share this view", icon=":material/link:", width="stretch",
+                     key="share_popover", on_change="rerun"):
         base = st.context.url or "http://localhost:8501/"
         st.code(share.view_url(base, current_view()), language=None, wrap_lines=True)
         st.caption("Copy with the button at the code's corner. The link carries the dataset "

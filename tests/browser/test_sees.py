@@ -3,6 +3,8 @@ change, and an audio dataset's clips play from the server."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,16 @@ def test_grid_redraws_after_a_config_change(server, page):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and info.value.suggested_filename == "normscope-demo-sees.png"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (2800, 2 * (110 + 175 * 6))  # scale 2 of 1400 px; six example rows
+    # The tab reruns alone (a fragment), so the sidebar's share link was last built before
+    # these changes; opening it rebuilds it, and it carries the tab's view as it is now.
+    page.get_by_role("button", name="Share this view").click()
+    page.wait_for_function("Array.from(document.querySelectorAll('[data-testid=\"stCode\"]'))"
+                           ".some(e => e.textContent.includes('sees_configs='))", timeout=30_000)
+    wait_idle(page)
+    link = page.locator('[data-testid="stCode"]').first.inner_text().strip()
+    q = parse_qs(urlsplit(link).query)
+    assert q["sees_configs"] == ["none", "per_pixel@mask", "db+per_row"], link
+    assert q["sees_colour"] == ["One shared scale"], link
 
 
 @pytest.mark.slow
