@@ -295,6 +295,7 @@ def band_profile_figure(views: list[ConfigView], *, row_label: str = "frequency 
     yr = [H - 0.5, -0.5] if row_origin == "upper" else [-0.5, H - 0.5]
     n_prof = views[0].n_profile
     title = "Per-band mean and std" + (f" — {dataset_name}" if dataset_name else "")
+    legend_b = 60 + 25 * -(-len(views) // 2)
     layout = dict(
         # A narrow column beside the grid: the caption one part per line.
         title=dict(text=title, subtitle=dict(text="<br>".join(
@@ -308,7 +309,11 @@ def band_profile_figure(views: list[ConfigView], *, row_label: str = "frequency 
         yaxis=dict(title=dict(text=row_label), range=yr, autorange=False),
         yaxis2=dict(anchor="x2", range=yr, autorange=False, matches="y", showticklabels=False),
         legend=dict(orientation="h", y=-0.18, yanchor="top", font=dict(size=11)),
-        height=560, margin=dict(l=60, r=20, t=165, b=110), plot_bgcolor="white",
+        # Fixed margins (Plotly would otherwise lay the chart out twice, about 50 ms of every
+        # redraw): the bottom one holds the axis titles and the legend, two configs a row at
+        # the narrowest width.
+        height=450 + legend_b, margin=dict(l=60, r=20, t=165, b=legend_b, autoexpand=False),
+        plot_bgcolor="white",
         font=dict(family="Arial, sans-serif"),
         meta={"configs": [v.config for v in views], "log_std": log_std},
     )

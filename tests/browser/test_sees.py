@@ -35,6 +35,19 @@ def test_grid_redraws_after_a_config_change(server, page):
     titles = [t.text_content() for t in page.locator('[data-testid="stPlotlyChart"] .gtitle').all()]
     assert any(t.startswith("Per-band mean and std") for t in titles)
     assert page.locator(".heatmaplayer image").count() >= 4 * 6  # every panel drawn
+    # The profile's margins are fixed (no second layout pass): its legend and axis titles must
+    # still fit inside its chart.
+    outside = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '[data-testid="stPlotlyChart"] .js-plotly-plot')).filter(gd => Array.from(
+          gd.querySelectorAll('.gtitle')).some(t => t.textContent.startsWith('Per-band mean')))
+        .flatMap(gd => { const box = gd.querySelector('.main-svg').getBoundingClientRect();
+          return Array.from(gd.querySelectorAll('.legendtext, .xtitle, .x2title, .ytitle'))
+            .filter(t => { const r = t.getBoundingClientRect();
+              return r.width > 0 && (r.right > box.right + 0.5 || r.left < box.left - 0.5
+                                     || r.bottom > box.bottom + 0.5 || r.top < box.top - 0.5); })
+            .map(t => t.textContent); })""")
+    assert outside == []
+    assert page.locator(".legendtext").count() >= 4
     page.evaluate(MARK)
     page.get_by_role("button", name="Remove per_pixel", exact=True).click()
     page.wait_for_function(f"{TITLES}.length === 3", timeout=60_000)
