@@ -363,8 +363,9 @@ def recommend(doc: Mapping) -> Recommendation:
                   f"against every other candidate are decided in its favour ({design}).")
     else:
         reason = (f"{best} leads with {100 * acc:.1f}% but is not yet shown ahead of "
-                  f"{', '.join(undecided) or 'every other candidate'} ({design}); more time "
-                  "(a bigger budget) would decide it.") if acc is not None else \
+                  f"{', '.join(undecided) or 'every other candidate'} ({design}); a bigger "
+                  "budget (more repetitions) may decide it, or the two may be too close to "
+                  "tell apart on this data.") if acc is not None else \
             f"{best} leads, but nothing is decided yet ({design})."
     return Recommendation(best, reason, settled, acc, None if ci is None else (ci[0], ci[1]),
                           _gain(pairs, best, "none"), _gain(pairs, best, "per_pixel"), undecided,
