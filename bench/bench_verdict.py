@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
 
 from diagnostics.verdicts.sequential import sequential_p  # noqa: E402
-from verdict_sim import World, as_scores, run_decide, simulate, simulate_many  # noqa: E402
+from verdict_sim import World, run_decide, run_decide_many, simulate, simulate_many  # noqa: E402
 
 
 def coverage(runs, sim, c: int) -> tuple[float, float]:
@@ -70,25 +70,10 @@ def several(counts: np.ndarray, w: World, equal: str) -> tuple[float, float, flo
     """Decide mode on comparisons of several configs, looking after every fold until it stops:
     (share with a pair of the ``equal`` configs called better/worse at any look, share that
     stopped decided, mean repetitions' worth of folds used)."""
-    from diagnostics.verdicts.decide import decide, look_schedule
-    from diagnostics.verdicts.design import Design
-
-    design = Design("cv", w.k, max_repetitions=w.reps)
-    names = tuple("abcdefgh"[:counts.shape[1]])
-    false, settled, used = [], [], []
-    for one in counts:
-        scores = as_scores(one, w.n // w.k, names=names)
-        bad = False
-        for j in look_schedule(design, w.reps).cells:
-            d = decide(scores, design, cells=j)
-            bad |= any(p.verdict in ("better", "worse") for p in d.pairs
-                       if p.a in equal and p.b in equal)
-            if d.stop:
-                break
-        false.append(bad)
-        settled.append(d.stopped_because == "decided")
-        used.append(j / w.k)
-    return float(np.mean(false)), float(np.mean(settled)), float(np.mean(used))
+    runs = run_decide_many(counts, w, equal)
+    return (float(np.mean([r.false_any_look for r in runs])),
+            float(np.mean([r.decision.stopped_because == "decided" for r in runs])),
+            float(np.mean([r.repetitions for r in runs])))
 
 
 def several_configs(n: int) -> None:

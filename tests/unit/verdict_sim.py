@@ -192,3 +192,41 @@ def simulate_many(w: World, effects: tuple[float, ...], sims: int, seed: int = 0
                 prob = expit(lc + (u[:, f] + run[:, f])[:, None])
                 out[:, c, r, f] = np.sum((fold == f) & (ndtr(z) < prob), axis=1)
     return out
+
+
+@dataclass(frozen=True)
+class ManyRun:
+    """One simulated comparison of several configs in decide mode, up to its stop."""
+
+    false_any_look: bool  # a pair of the equal configs was called better/worse at some look
+    naive_any_look: bool  # ... by its own sequential p-value at 5%, without any adjustment
+    decision: object  # the Decision at the stop
+    repetitions: float  # folds used / k
+
+
+def run_decide_many(counts: np.ndarray, w: World, equal: str) -> list[ManyRun]:
+    """Decide mode on each comparison of :func:`simulate_many` (configs named a, b, c, ...),
+    looking after every fold of its schedule until it stops; ``equal`` names the configs whose
+    pairs are true nulls."""
+    from diagnostics.verdicts.design import Design
+    from diagnostics.verdicts.decide import decide, look_schedule
+    from diagnostics.verdicts.sequential import sequential_p
+
+    names = tuple("abcdefgh"[:counts.shape[1]])
+    design = Design("cv", w.k, max_repetitions=w.reps)
+    sched = look_schedule(design, w.reps)
+    out = []
+    for one in counts:
+        scores = as_scores(one, w.n // w.k, names=names)
+        false = naive = False
+        for j in sched.cells:
+            d = decide(scores, design, cells=j)
+            nulls = [p for p in d.pairs if p.a in equal and p.b in equal]
+            false |= any(p.verdict in ("better", "worse") for p in nulls)
+            naive |= any(p.p_value is not None
+                         and sequential_p(p.p_value, sched.look_of(j), sched.times) <= 0.05
+                         for p in nulls)
+            if d.stop:
+                break
+        out.append(ManyRun(false, naive, d, j / w.k))
+    return out
