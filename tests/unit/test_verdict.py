@@ -44,16 +44,6 @@ def test_holm_hand_checked_table():
     assert holm(np.array([])).size == 0
 
 
-def test_holm_matches_statsmodels(rng):
-    multitest = pytest.importorskip("statsmodels.stats.multitest")
-    for m in (1, 2, 3, 7, 20):
-        for _ in range(3):  # multipletests costs ~60 ms a call
-            p = rng.uniform(0, 0.2, m) ** rng.uniform(0.5, 3)
-            p[rng.random(m) < 0.2] = p[0]  # ties
-            expected = multitest.multipletests(p, method="holm")[1]
-            assert np.allclose(holm(p), expected, atol=1e-12)
-
-
 def test_shaffer_hand_checked_tables():
     # Partitions of k configs into groups of equal ones; a group of j makes j(j-1)/2 true pairs.
     # k=4: {4}=6, {3,1}=3, {2,2}=2, {2,1,1}=1, {1,1,1,1}=0.  k=6 cannot have 5 (no partition).
@@ -376,11 +366,13 @@ def test_the_answer_never_contradicts_a_pair_verdict(rng):
 
 @pytest.fixture(scope="module")
 def null_runs():
+    # Module-scoped and its two tests in one xdist group: computed once per suite.
     w = World()
     sim = simulate(w, 1000, seed=11)
     return w, sim, run_decide(sim.counts, w)
 
 
+@pytest.mark.xdist_group("verdict_null")
 def test_false_decisions_under_optional_stopping_stay_below_5_percent(null_runs):
     w, sim, runs = null_runs
     false = np.mean([v in ("better", "worse") for v, _, _ in runs])
@@ -395,6 +387,7 @@ def test_false_decisions_under_optional_stopping_stay_below_5_percent(null_runs)
     assert naive.mean() > 0.10
 
 
+@pytest.mark.xdist_group("verdict_null")
 def test_config_intervals_cover_the_truth(null_runs):
     w, sim, runs = null_runs
     for c in (0, 1):
